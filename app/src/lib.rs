@@ -1,0 +1,19 @@
+//! bss-control UI: Leptos components and the server functions they call.
+//!
+//! Compiled twice: with `ssr` into the server binary (server functions run there and reach
+//! the backend through the [`backend::Backend`] trait the server implements), and with
+//! `hydrate` to wasm for the browser.
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod pages;
+mod shell;
+
+pub use shell::{shell, App};
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

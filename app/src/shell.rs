@@ -1,0 +1,105 @@
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    SsrMode, StaticSegment,
+};
+
+use crate::pages::{self, Placeholder};
+
+/// The HTML document around the app (server side only renders this).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Navigation entries: (path, label). One place, used by the nav bar and the tests.
+pub const NAV: &[(&str, &str)] = &[
+    ("/", "Overview"),
+    ("/topology", "Topology"),
+    ("/services", "Services"),
+    ("/streams", "Streams"),
+    ("/database", "Database"),
+    ("/alerts", "Alerts"),
+    ("/gateway", "Gateway"),
+    ("/verify", "Verify"),
+    ("/demo", "Demo"),
+];
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser: this marks the page once hydration has happened,
+    // which is what the end-to-end tests wait for.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <Stylesheet id="leptos" href="/pkg/bss-control.css"/>
+        <Title text="bss-control"/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"bss-control"</a>
+                <span class="subtitle">"BSS Phase 3 control plane"</span>
+            </header>
+            <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
+                <nav class="sidenav" aria-label="Main">
+                    <ul>
+                        {NAV
+                            .iter()
+                            .map(|(path, label)| {
+                                view! {
+                                    <li>
+                                        <A href=*path exact=true>{*label}</A>
+                                    </li>
+                                }
+                            })
+                            .collect_view()}
+                    </ul>
+                </nav>
+                <main id="content">
+                    // Async SSR: resource data is in the HTML, so pages read without JS.
+                    <Routes fallback=|| view! { <h1>"Not found"</h1> }>
+                        <Route path=StaticSegment("") view=pages::overview::Overview ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("topology") view=|| view! {
+                            <Placeholder title="Topology" what="Every Phase 3 service as a graph with live health: Envoy, three Kafka brokers, the PostgreSQL primary and its two streaming replicas behind HAProxy, AlertManager, Prometheus and the exporters."/>
+                        }/>
+                        <Route path=StaticSegment("services") view=|| view! {
+                            <Placeholder title="Services" what="Provision the stack from dev/compose.yml, see each container's state, health and logs, and start, stop or restart it."/>
+                        }/>
+                        <Route path=StaticSegment("streams") view=|| view! {
+                            <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>
+                        }/>
+                        <Route path=StaticSegment("database") view=|| view! {
+                            <Placeholder title="Database" what="The read/write router: which backend served each query, replication lag per replica, ejections and fallbacks."/>
+                        }/>
+                        <Route path=StaticSegment("alerts") view=|| view! {
+                            <Placeholder title="Alerts" what="AlertManager's route tree, active alerts, silences and a route tester."/>
+                        }/>
+                        <Route path=StaticSegment("gateway") view=|| view! {
+                            <Placeholder title="Gateway" what="Envoy clusters, circuit breakers, rate limit and retries; HAProxy read-pool backends."/>
+                        }/>
+                        <Route path=StaticSegment("verify") view=|| view! {
+                            <Placeholder title="Verify" what="Run the Phase 3 verification suite and compare every claim of the implementation report with what this stack measures."/>
+                        }/>
+                        <Route path=StaticSegment("demo") view=|| view! {
+                            <Placeholder title="Demo" what="Produce CloudEvents and follow them through both processors, with live throughput and latency."/>
+                        }/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

@@ -1,0 +1,7 @@
+# Sourced by every script: per-machine caches outside the clone, Debian's Rust first.
+export BSS_CACHE=${BSS_CACHE:-$HOME/.cache/bss-control}
+export BSS_TOOLS=$BSS_CACHE/tools
+export BSS_BIN=$BSS_CACHE/bin
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BSS_CACHE/target}
+export PATH=$BSS_BIN:$BSS_TOOLS/bin:$PATH
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1

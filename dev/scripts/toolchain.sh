@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs everything bss-control needs to build and test on a fresh Debian bookworm
+# machine, offline except for the package registries. Idempotent: every step checks
+# first and is cached per machine under $BSS_CACHE (default ~/.cache/bss-control).
+#
+# Why this route: rustup cannot download the wasm32 target here, so both halves are built
+# with Debian's rustc-web (1.96) and std is rebuilt for wasm from Debian's rust-web-src.
+# cargo-leptos would download wasm-bindgen/wasm-opt if missing from PATH, so we put our
+# own (exact locked wasm-bindgen, npm binaryen — Debian's wasm-opt 108 corrupts the
+# externref table) first in PATH.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+. dev/scripts/env.sh
+
+log() { printf '\033[1;34m[toolchain]\033[0m %s\n' "$*" >&2; }
+
+APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium docker.io
+  debootstrap sqlite3 pkg-config libssl-dev ca-certificates)
+
+apt_install() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt: installing ${missing[*]}"
+    apt-get -o DPkg::Lock::Timeout=300 update -q
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}"
+  fi
+}
+
+# Debian's cargo/rustc/rustdoc ahead of the rustup proxies.
+shim_bin() {
+  mkdir -p "$BSS_BIN"
+  for t in cargo rustc rustdoc; do ln -sfn "/usr/bin/$t" "$BSS_BIN/$t"; done
+}
+
+cargo_leptos() {
+  local v=0.3.11
+  if [[ -x $BSS_TOOLS/bin/cargo-leptos ]] && "$BSS_TOOLS/bin/cargo-leptos" --version 2>/dev/null | grep -q "$v"; then return; fi
+  log "cargo-leptos $v: building from crates.io (≈20 min once per machine)"
+  cargo install cargo-leptos --version "$v" --locked --root "$BSS_TOOLS"
+}
+
+locked_version() { # crate name -> version from Cargo.lock
+  awk -v n="$1" '$0=="name = \""n"\"" {getline; gsub(/version = |"/,""); print; exit}' "$ROOT/Cargo.lock"
+}
+
+wasm_bindgen_cli() {
+  [[ -f $ROOT/Cargo.lock ]] || cargo generate-lockfile --manifest-path "$ROOT/Cargo.toml"
+  local v; v=$(locked_version wasm-bindgen)
+  [[ -n $v ]] || { echo "wasm-bindgen not in Cargo.lock" >&2; exit 1; }
+  if [[ -x $BSS_TOOLS/bin/wasm-bindgen ]] && "$BSS_TOOLS/bin/wasm-bindgen" --version | grep -q " $v"; then return; fi
+  log "wasm-bindgen-cli $v (must equal the locked crate)"
+  local src=$BSS_CACHE/src/wasm-bindgen-cli-$v
+  if [[ ! -d $src ]]; then
+    mkdir -p "$BSS_CACHE/src"
+    # Fetch the .crate through cargo (the registry is reachable, downloads of binaries are not).
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && cargo init -q --name fetchwb && \
+      printf 'wasm-bindgen-cli = "=%s"\n' "$v" >> Cargo.toml && cargo fetch -q) || true
+    local crate; crate=$(ls ~/.cargo/registry/cache/*/wasm-bindgen-cli-"$v".crate | head -1)
+    tar -C "$BSS_CACHE/src" -xzf "$crate"
+    rm -rf "$tmp"
+  fi
+  # Its lockfile pins a webpki-roots the reachable registry lacks.
+  (cd "$src" && { cargo update -q -p webpki-roots --precise 1.0.10 2>/dev/null || true; } && \
+    cargo install -q --path . --locked --root "$BSS_TOOLS" --force)
+}
+
+node_tools() {
+  if [[ ! -x $BSS_TOOLS/node/node_modules/.bin/wasm-opt ]]; then
+    log "npm binaryen@132.0.0 (wasm-opt)"
+    mkdir -p "$BSS_TOOLS/node"
+    npm install -s --prefix "$BSS_TOOLS/node" binaryen@132.0.0 >/dev/null
+  fi
+  ln -sfn "$BSS_TOOLS/node/node_modules/.bin/wasm-opt" "$BSS_BIN/wasm-opt"
+  if [[ ! -d $ROOT/end2end/node_modules/@playwright/test ]]; then
+    log "npm: Playwright test runner (no browser download; Debian chromium is used)"
+    (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci -s --no-audit --no-fund)
+  fi
+}
+
+case "${1:-all}" in
+  apt) apt_install ;;
+  leptos) shim_bin; cargo_leptos ;;
+  all) apt_install; shim_bin; cargo_leptos; wasm_bindgen_cli; node_tools ;;
+  *) echo "usage: $0 [all|apt|leptos]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,78 @@
+import { test, expect, type Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+
+// What the Docker engine itself says, asked with the docker CLI (not through the product).
+function engineFacts(): { version: string; api: string } {
+  const out = execFileSync('docker', ['version', '--format', '{{.Server.Version}} {{.Server.APIVersion}}'], {
+    encoding: 'utf8',
+    env: process.env,
+  }).trim();
+  const [version, api] = out.split(/\s+/);
+  return { version, api };
+}
+
+const PAGES: Array<[string, string]> = [
+  ['Topology', 'Topology'],
+  ['Services', 'Services'],
+  ['Streams', 'Streams'],
+  ['Database', 'Database'],
+  ['Alerts', 'Alerts'],
+  ['Gateway', 'Gateway'],
+  ['Verify', 'Verify'],
+  ['Demo', 'Demo'],
+  ['Overview', 'Overview'],
+];
+
+async function hydrated(page: Page) {
+  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
+}
+
+test.describe('server-side rendering without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('overview shows the real engine version', async ({ page }) => {
+    const facts = engineFacts();
+    await page.goto('/');
+    await expect(page.getByRole('heading', { name: 'Docker engine' })).toBeVisible();
+    await expect(page.getByTestId('engine-version')).toHaveText(facts.version);
+    await expect(page.getByTestId('engine-api')).toHaveText(facts.api);
+    await expect(page.getByRole('navigation', { name: 'Main' }).getByRole('link')).toHaveCount(PAGES.length);
+    await expect(page.locator('[data-hydrated="true"]')).toHaveCount(0);
+  });
+});
+
+test('hydration: Refresh asks the engine again through a server function', async ({ page }) => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  const calls: string[] = [];
+  page.on('request', (r) => r.url().includes('/api/') && calls.push(r.url()));
+
+  await page.goto('/');
+  await hydrated(page);
+  const before = await page.getByTestId('engine-fetched-at').textContent();
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await expect(page.getByTestId('engine-fetched-at')).not.toHaveText(before ?? '');
+  await expect(page.getByTestId('engine-version')).toHaveText(engineFacts().version);
+  expect(calls.length).toBeGreaterThan(0);
+  expect(errors).toEqual([]);
+});
+
+test('navigation reaches every page', async ({ page }) => {
+  await page.goto('/');
+  await hydrated(page);
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  for (const [link, heading] of PAGES) {
+    await nav.getByRole('link', { name: link, exact: true }).click();
+    await expect(page.getByRole('heading', { level: 1, name: heading })).toBeVisible();
+  }
+});
+
+test('screenshot of the overview', async ({ page }, testInfo) => {
+  await page.goto('/');
+  await hydrated(page);
+  await expect(page.getByTestId('engine-version')).toBeVisible();
+  const path = testInfo.outputPath('overview.png');
+  await page.screenshot({ path, fullPage: true });
+  await testInfo.attach('overview', { path, contentType: 'image/png' });
+});

@@ -1,0 +1,247 @@
+//! Typed configuration: one TOML file, then environment overrides, validated at start.
+//!
+//! Unknown keys are errors that name the key (serde `deny_unknown_fields`), so a typo never
+//! silently falls back to a default.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for environment variable {key}={value:?}: {message}")]
+    Env { key: String, value: String, message: String },
+    #[error("unknown environment variable {key}: known BSS_ variables are {known}")]
+    UnknownEnv { key: String, known: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub docker: DockerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the web UI listens on. Loopback by default.
+    pub listen: SocketAddr,
+    /// Where cargo-leptos put the site (wasm, js, css, public assets).
+    pub site_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file for the product's own state; created with its directory if missing.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// `unix:///path/docker.sock` or `tcp://127.0.0.1:2375`; `None` means `DOCKER_HOST`,
+    /// then `/var/run/docker.sock`.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site") }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self { path: base.join("bss-control").join("state.db") }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info,server=debug".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            docker: DockerConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Environment variables that override file settings.
+const ENV_KEYS: &[&str] = &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_LOG_FORMAT", "BSS_LOG"];
+/// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
+const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// File (if given or `bss-control.toml` exists in the working directory) + environment.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let default_file = Path::new("bss-control.toml");
+        let mut cfg = match file.or_else(|| default_file.exists().then_some(default_file)) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                Self::from_toml(&text, path)?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &str, message: String| ConfigError::Env {
+            key: key.into(),
+            value: value.into(),
+            message,
+        };
+        for (key, value) in env {
+            match key.as_str() {
+                "BSS_LISTEN" => {
+                    self.server.listen = value.parse().map_err(|e| bad(&key, &value, format!("{e} (expected IP:PORT)")))?
+                }
+                "BSS_SITE_ROOT" => self.server.site_root = value.into(),
+                "BSS_STORE_PATH" => self.store.path = value.into(),
+                "BSS_LOG_FORMAT" => {
+                    self.log.format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad(&key, &value, "expected text or json".into())),
+                    }
+                }
+                "BSS_LOG" => self.log.filter = value,
+                "DOCKER_HOST" if self.docker.host.is_none() && !value.is_empty() => self.docker.host = Some(value),
+                k if k.starts_with("BSS_") && !ENV_PASSTHROUGH.contains(&k) => {
+                    return Err(ConfigError::UnknownEnv { key, known: ENV_KEYS.join(", ") })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.store.path.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("store.path must not be empty".into()));
+        }
+        if let Some(h) = &self.docker.host {
+            if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "docker.host {h:?} must start with unix://, tcp:// or http://"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn empty_file_gives_loopback_defaults() {
+        let c = Config::from_toml("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected_by_name() {
+        let err = Config::from_toml("[dokcer]\nhost = \"x\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(err.contains("dokcer"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::from_toml("[server]\nlisten = \"127.0.0.1:4000\"\n", Path::new("c")).unwrap();
+        c.apply_env(env(&[("BSS_LISTEN", "127.0.0.1:5000"), ("BSS_STORE_PATH", "/tmp/s.db")])).unwrap();
+        assert_eq!(c.server.listen.port(), 5000);
+        assert_eq!(c.store.path, PathBuf::from("/tmp/s.db"));
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let mut c = Config::default();
+        let err = c.apply_env(env(&[("BSS_LISTEN", "localhost")])).unwrap_err().to_string();
+        assert!(err.contains("BSS_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn unknown_bss_env_is_rejected() {
+        let mut c = Config::default();
+        let err = c.apply_env(env(&[("BSS_LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("BSS_LISTN"), "{err}");
+    }
+
+    #[test]
+    fn docker_host_from_env_unless_configured() {
+        let mut c = Config::default();
+        c.apply_env(env(&[("DOCKER_HOST", "unix:///tmp/d.sock")])).unwrap();
+        assert_eq!(c.docker.host.as_deref(), Some("unix:///tmp/d.sock"));
+        let mut c = Config::from_toml("[docker]\nhost = \"unix:///a.sock\"\n", Path::new("c")).unwrap();
+        c.apply_env(env(&[("DOCKER_HOST", "unix:///b.sock")])).unwrap();
+        assert_eq!(c.docker.host.as_deref(), Some("unix:///a.sock"));
+    }
+
+    #[test]
+    fn bad_docker_scheme_is_invalid() {
+        let c = Config::from_toml("[docker]\nhost = \"/var/run/docker.sock\"\n", Path::new("c")).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("unix://"));
+    }
+}

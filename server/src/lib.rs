@@ -1,0 +1,11 @@
+//! bss-control server: the service modules behind the UI and the CLI.
+//!
+//! One owner per outside system (see README "Architecture"): `runtime` owns the Docker
+//! engine, `store` the product's SQLite state. The web layer (`web`) and the CLI (`main`)
+//! are thin and call these modules.
+pub mod config;
+pub mod metrics;
+pub mod runtime;
+pub mod state;
+pub mod store;
+pub mod web;

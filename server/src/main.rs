@@ -1,0 +1,92 @@
+//! `bss-control`: one binary, several entry points. The CLI is thin: every command calls the
+//! same service modules the web UI uses.
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server::{
+    config::{Config, LogFormat},
+    metrics::Metrics,
+    runtime::Runtime,
+    state::Services,
+    store::Store,
+    web,
+};
+
+#[derive(Parser)]
+#[command(name = "bss-control", version, about = "BSS Phase 3 control plane")]
+struct Cli {
+    /// Config file (TOML). Defaults to ./bss-control.toml when present.
+    #[arg(long, env = "BSS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web UI (the default).
+    Serve,
+    /// Print the Docker engine status as JSON and exit non-zero if it does not answer.
+    Engine,
+    /// Print the effective configuration (after file + environment) and exit.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    init_tracing(&config);
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Engine => {
+            let status = Runtime::new(config.docker.host.as_deref()).engine_status().await;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            if !status.reachable() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.store.path).await?;
+    let runtime = Runtime::new(config.docker.host.as_deref());
+    let listen = config.server.listen;
+    let services = Arc::new(Services { config, runtime, store, metrics: Metrics::default() });
+
+    let engine = services.runtime.engine_status().await;
+    match &engine.error {
+        None => tracing::info!(endpoint = %engine.endpoint, version = ?engine.version, "docker engine answers"),
+        Some(e) => tracing::warn!(endpoint = %engine.endpoint, error = %e, "no docker engine; the UI will say so"),
+    }
+    services
+        .store
+        .audit("system", "server.start", &listen.to_string(), "ok", serde_json::json!({"version": env!("CARGO_PKG_VERSION")}))
+        .await?;
+
+    let app = web::router(services.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!("serving on http://{listen}");
+    axum::serve(listener, app).with_graceful_shutdown(web::shutdown_signal()).await?;
+    services.store.audit("system", "server.stop", &listen.to_string(), "ok", serde_json::json!({})).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

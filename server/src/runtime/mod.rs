@@ -1,0 +1,137 @@
+//! `runtime` owns the one connection to the Docker engine (bollard). Nothing else in the
+//! product talks to Docker; later stages (compose model, reconcile loop, events, logs) live
+//! here too.
+pub mod compose;
+
+use std::time::{Duration, SystemTime};
+
+use app::api::EngineStatus;
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+/// How long one engine call may take before the UI is told it does not answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot use Docker endpoint {endpoint}: {source}")]
+    Connect { endpoint: String, source: bollard::errors::Error },
+    #[error("Docker engine at {endpoint} did not answer within {secs} s")]
+    Timeout { endpoint: String, secs: u64 },
+    #[error("Docker engine at {endpoint}: {source}")]
+    Api { endpoint: String, source: bollard::errors::Error },
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    endpoint: String,
+    docker: Result<Docker, String>,
+}
+
+impl Runtime {
+    /// `host`: `unix://…`, `tcp://…`/`http://…`, or `None` for the default socket.
+    /// Never fails: an unusable endpoint is reported by every call instead, so the UI can
+    /// say so rather than the server refusing to start.
+    pub fn new(host: Option<&str>) -> Self {
+        let endpoint = host.unwrap_or(DEFAULT_SOCKET).to_string();
+        let docker = connect(&endpoint).map_err(|e| friendly(&e));
+        Self { endpoint, docker }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn docker(&self) -> Result<&Docker, String> {
+        self.docker.as_ref().map_err(Clone::clone)
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, RuntimeError> {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Err(_) => Err(RuntimeError::Timeout { endpoint: self.endpoint.clone(), secs: CALL_TIMEOUT.as_secs() }),
+            Ok(r) => r.map_err(|source| RuntimeError::Api { endpoint: self.endpoint.clone(), source }),
+        }
+    }
+
+    /// A snapshot of the engine: version, API version, container and image counts.
+    #[tracing::instrument(skip(self), fields(endpoint = %self.endpoint))]
+    pub async fn engine_status(&self) -> EngineStatus {
+        let mut status = EngineStatus {
+            endpoint: self.endpoint.clone(),
+            error: None,
+            version: None,
+            api_version: None,
+            os: None,
+            kernel: None,
+            containers_running: 0,
+            containers_total: 0,
+            images: 0,
+            fetched_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        };
+        let docker = match self.docker() {
+            Ok(d) => d,
+            Err(e) => {
+                status.error = Some(e);
+                return status;
+            }
+        };
+        let (version, info) = tokio::join!(self.call(docker.version()), self.call(docker.info()));
+        match (version, info) {
+            (Ok(v), Ok(i)) => {
+                status.version = v.version;
+                status.api_version = v.api_version;
+                status.os = v.os;
+                status.kernel = v.kernel_version;
+                status.containers_running = i.containers_running.unwrap_or(0).max(0) as u64;
+                status.containers_total = i.containers.unwrap_or(0).max(0) as u64;
+                status.images = i.images.unwrap_or(0).max(0) as u64;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "docker engine unreachable");
+                status.error = Some(friendly(&e));
+            }
+        }
+        status
+    }
+}
+
+fn connect(endpoint: &str) -> Result<Docker, RuntimeError> {
+    let r = if let Some(path) = endpoint.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, CALL_TIMEOUT.as_secs(), API_DEFAULT_VERSION)
+    } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+        Docker::connect_with_http(&endpoint.replacen("tcp://", "http://", 1), CALL_TIMEOUT.as_secs(), API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_local_defaults()
+    };
+    r.map_err(|source| RuntimeError::Connect { endpoint: endpoint.into(), source })
+}
+
+/// The engine error as a person should read it (a missing socket is the common case).
+fn friendly(e: &RuntimeError) -> String {
+    let text = e.to_string();
+    if text.contains("No such file or directory") || text.contains("os error 2") || text.contains("Socket not found") {
+        "the socket does not exist (is dockerd running?)".into()
+    } else if text.contains("Connection refused") || text.contains("os error 111") {
+        "connection refused (is dockerd running?)".into()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_socket_is_reported_not_fatal() {
+        let rt = Runtime::new(Some("unix:///nonexistent/bss-test/docker.sock"));
+        let s = rt.engine_status().await;
+        assert!(!s.reachable());
+        assert_eq!(s.endpoint, "unix:///nonexistent/bss-test/docker.sock");
+        let e = s.error.unwrap();
+        assert!(e.contains("dockerd"), "error should tell what to do: {e}");
+    }
+}
