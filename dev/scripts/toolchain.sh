@@ -16,7 +16,7 @@ ROOT=$PWD
 log() { printf '\033[1;34m[toolchain]\033[0m %s\n' "$*" >&2; }
 
 APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium docker.io
-  debootstrap sqlite3 pkg-config libssl-dev ca-certificates)
+  debootstrap busybox-static sqlite3 pkg-config libssl-dev ca-certificates)
 
 apt_install() {
   local missing=()

@@ -2,6 +2,8 @@
 //! product talks to Docker; later stages (compose model, reconcile loop, events, logs) live
 //! here too.
 pub mod compose;
+pub mod spec;
+pub mod supervisor;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,0 +1,244 @@
+//! Compose service spec → Docker create request. Pure: no engine calls, unit-tested.
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    path::Path,
+};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding as DockerPortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use super::compose::{parse_duration_ns, parse_port, ServiceSpec, Ulimit};
+
+pub const LABEL_PROJECT: &str = "io.bss-control.project";
+pub const LABEL_SERVICE: &str = "io.bss-control.service";
+pub const LABEL_HASH: &str = "io.bss-control.config-hash";
+pub const LABEL_ONESHOT: &str = "io.bss-control.oneshot";
+
+pub fn container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
+pub fn network_name(project: &str, network: &str) -> String {
+    format!("{project}_{network}")
+}
+
+pub fn volume_name(project: &str, volume: &str) -> String {
+    format!("{project}_{volume}")
+}
+
+/// The networks a service joins: its own list, or the project's default network.
+pub fn service_networks(spec: &ServiceSpec) -> Vec<String> {
+    if spec.networks.is_empty() {
+        vec!["default".into()]
+    } else {
+        spec.networks.clone()
+    }
+}
+
+/// A hash of everything that shapes the container; a change means "recreate".
+pub fn config_hash(project: &str, service: &str, spec: &ServiceSpec, base_dir: &Path) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (project, service, serde_json::to_string(spec).unwrap_or_default(), base_dir).hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Whether Compose would restart this service after it exits on its own.
+pub fn is_oneshot(spec: &ServiceSpec) -> bool {
+    matches!(spec.restart.as_deref(), None | Some("no"))
+}
+
+pub fn create_body(
+    project: &str,
+    service: &str,
+    spec: &ServiceSpec,
+    base_dir: &Path,
+) -> Result<ContainerCreateBody, String> {
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_PROJECT.to_string(), project.to_string());
+    labels.insert(LABEL_SERVICE.to_string(), service.to_string());
+    labels.insert(LABEL_HASH.to_string(), config_hash(project, service, spec, base_dir));
+    labels.insert(LABEL_ONESHOT.to_string(), is_oneshot(spec).to_string());
+
+    let mut port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &spec.ports {
+        let b = parse_port(p)?;
+        let key = format!("{}/{}", b.container_port, b.protocol);
+        exposed.push(key.clone());
+        port_bindings.entry(key).or_insert_with(|| Some(vec![])).as_mut().unwrap().push(DockerPortBinding {
+            host_ip: Some(b.host_ip),
+            host_port: Some(b.host_port.to_string()),
+        });
+    }
+
+    let mut binds = Vec::new();
+    for v in &spec.volumes {
+        let mut parts = v.splitn(3, ':');
+        let source = parts.next().unwrap_or_default();
+        let target = parts.next().ok_or_else(|| format!("volume {v:?}: expected SOURCE:TARGET[:ro]"))?;
+        let mode = parts.next();
+        let source = if source.starts_with('.') || source.starts_with('/') {
+            let p = base_dir.join(source);
+            let p = p.canonicalize().map_err(|e| format!("volume {v:?}: {} does not exist: {e}", p.display()))?;
+            p.display().to_string()
+        } else {
+            volume_name(project, source)
+        };
+        binds.push(match mode {
+            Some(m) => format!("{source}:{target}:{m}"),
+            None => format!("{source}:{target}"),
+        });
+    }
+
+    let restart_policy = spec.restart.as_deref().map(|r| {
+        let (name, max) = match r {
+            "always" => (RestartPolicyNameEnum::ALWAYS, None),
+            "unless-stopped" => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            "no" => (RestartPolicyNameEnum::NO, None),
+            r => (RestartPolicyNameEnum::ON_FAILURE, r.strip_prefix("on-failure:").and_then(|n| n.parse().ok())),
+        };
+        RestartPolicy { name: Some(name), maximum_retry_count: max }
+    });
+
+    let ulimits = spec
+        .ulimits
+        .iter()
+        .map(|(name, u)| {
+            let (soft, hard) = match u {
+                Ulimit::Single(n) => (*n, *n),
+                Ulimit::Range { soft, hard } => (*soft, *hard),
+            };
+            ResourcesUlimits { name: Some(name.clone()), soft: Some(soft), hard: Some(hard) }
+        })
+        .collect::<Vec<_>>();
+
+    let healthcheck = match &spec.healthcheck {
+        None => None,
+        Some(h) if h.disable == Some(true) => Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }),
+        Some(h) => Some(HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval.as_deref().map(parse_duration_ns).transpose()?,
+            timeout: h.timeout.as_deref().map(parse_duration_ns).transpose()?,
+            retries: h.retries.map(i64::from),
+            start_period: h.start_period.as_deref().map(parse_duration_ns).transpose()?,
+            start_interval: None,
+        }),
+    };
+
+    let networks = service_networks(spec);
+    // API 1.41 accepts one network at create; the rest are connected before start.
+    let first = network_name(project, &networks[0]);
+    let mut endpoints = HashMap::new();
+    endpoints.insert(first.clone(), EndpointSettings { aliases: Some(vec![service.to_string()]), ..Default::default() });
+
+    let stop_timeout = spec
+        .stop_grace_period
+        .as_deref()
+        .map(|d| parse_duration_ns(d).map(|ns| ns / 1_000_000_000))
+        .transpose()?;
+
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        hostname: Some(spec.hostname.clone().unwrap_or_else(|| service.to_string())),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        stop_timeout,
+        host_config: Some(HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            restart_policy,
+            init: spec.init,
+            ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            network_mode: Some(first),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::compose::ComposeFile;
+
+    const Y: &str = r#"
+services:
+  db:
+    image: postgres:15
+    command: ["postgres", "-c", "wal_level=replica"]
+    ports: ["127.0.0.1:5433:5432"]
+    environment: { A: "1", B: 2 }
+    volumes: ["data:/var/lib/postgresql/data", "./:/cfg:ro"]
+    restart: unless-stopped
+    init: true
+    ulimits: { nofile: { soft: 10000, hard: 20000 } }
+    healthcheck: { test: ["CMD-SHELL", "pg_isready"], interval: 5s, timeout: 2s, retries: 3, start_period: 10s }
+    networks: [bss]
+  init:
+    image: busybox
+    restart: "no"
+volumes: { data: }
+networks: { bss: }
+"#;
+
+    #[test]
+    fn maps_every_supported_key() {
+        let f = ComposeFile::from_str(Y, "t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let b = create_body("p", "db", &f.services["db"], dir.path()).unwrap();
+        let hc = b.host_config.as_ref().unwrap();
+        assert_eq!(b.cmd.as_ref().unwrap()[2], "wal_level=replica");
+        assert_eq!(b.env.as_ref().unwrap(), &vec!["A=1".to_string(), "B=2".to_string()]);
+        let pb = &hc.port_bindings.as_ref().unwrap()["5432/tcp"].as_ref().unwrap()[0];
+        assert_eq!((pb.host_ip.as_deref(), pb.host_port.as_deref()), (Some("127.0.0.1"), Some("5433")));
+        let binds = hc.binds.as_ref().unwrap();
+        assert_eq!(binds[0], "p_data:/var/lib/postgresql/data");
+        assert!(binds[1].ends_with(":/cfg:ro") && binds[1].starts_with('/'), "{binds:?}");
+        assert_eq!(hc.restart_policy.as_ref().unwrap().name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
+        assert_eq!(hc.network_mode.as_deref(), Some("p_bss"));
+        assert_eq!(hc.ulimits.as_ref().unwrap()[0].hard, Some(20000));
+        let h = b.healthcheck.unwrap();
+        assert_eq!((h.interval, h.retries, h.start_period), (Some(5_000_000_000), Some(3), Some(10_000_000_000)));
+        assert_eq!(b.labels.as_ref().unwrap()[LABEL_SERVICE], "db");
+        assert_eq!(b.labels.as_ref().unwrap()[LABEL_ONESHOT], "false");
+        let aliases = &b.networking_config.unwrap().endpoints_config.unwrap()["p_bss"];
+        assert_eq!(aliases.aliases.as_deref(), Some(&["db".to_string()][..]));
+    }
+
+    #[test]
+    fn service_without_networks_joins_default_and_oneshot_is_marked() {
+        let f = ComposeFile::from_str(Y, "t").unwrap();
+        let b = create_body("p", "init", &f.services["init"], Path::new(".")).unwrap();
+        assert_eq!(b.host_config.unwrap().network_mode.as_deref(), Some("p_default"));
+        assert_eq!(b.labels.unwrap()[LABEL_ONESHOT], "true");
+    }
+
+    #[test]
+    fn missing_bind_source_is_a_clear_error() {
+        let y = "services:\n  a: { image: x, volumes: [\"./nope-not-here:/x\"] }\n";
+        let f = ComposeFile::from_str(y, "t").unwrap();
+        let e = create_body("p", "a", &f.services["a"], Path::new("/tmp")).unwrap_err();
+        assert!(e.contains("nope-not-here") && e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn hash_changes_with_the_spec() {
+        let f = ComposeFile::from_str(Y, "t").unwrap();
+        let mut s = f.services["db"].clone();
+        let h1 = config_hash("p", "db", &s, Path::new("/d"));
+        assert_eq!(h1, config_hash("p", "db", &s, Path::new("/d")));
+        s.image = "postgres:16".into();
+        assert_ne!(h1, config_hash("p", "db", &s, Path::new("/d")));
+    }
+}

@@ -1,0 +1,484 @@
+//! The supervisor: converges the engine to the compose model (idempotent — running `up`
+//! twice changes nothing), starts services in dependency order by health, heals crashed or
+//! removed containers, and reports every step as a [`StackEvent`].
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    models::{ContainerStateStatusEnum, HealthStatusEnum, NetworkCreateRequest, NetworkConnectRequest, VolumeCreateRequest},
+    query_parameters::{
+        CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+        StopContainerOptionsBuilder,
+    },
+    Docker,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, Mutex};
+
+use super::{
+    compose::{ComposeFile, Condition},
+    spec::{self, LABEL_HASH, LABEL_PROJECT, LABEL_SERVICE},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("{0}")]
+    Compose(#[from] super::compose::ComposeError),
+    #[error("service {service}: {message}")]
+    Service { service: String, message: String },
+    #[error("Docker engine: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("no Docker engine: {0}")]
+    NoEngine(String),
+}
+
+/// One thing that happened to the stack, for the UI's live feed and the CLI's progress.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StackEvent {
+    pub at_ms: u128,
+    pub service: String,
+    /// `creating`, `starting`, `waiting`, `healthy`, `ready`, `stopped`, `removed`,
+    /// `healed`, `failed`, or a Docker event action (`die`, `health_status: healthy`, …).
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub container: String,
+    pub image: String,
+    /// `missing`, `created`, `running`, `exited`, `restarting`, `paused`, `dead`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    pub health: String,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    pub started_at: Option<String>,
+    pub ports: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub oneshot: bool,
+}
+
+pub struct Supervisor {
+    docker: Docker,
+    pub project: String,
+    file: ComposeFile,
+    base_dir: PathBuf,
+    events: broadcast::Sender<StackEvent>,
+    /// Services an operator stopped on purpose: the healer leaves them alone.
+    held: Mutex<BTreeSet<String>>,
+    /// Whether the operator wants the stack up (the healer acts only then).
+    desired_up: std::sync::atomic::AtomicBool,
+    /// How long `up` waits for one dependency condition.
+    pub wait_timeout: Duration,
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+impl Supervisor {
+    pub fn new(docker: Docker, project: &str, file: ComposeFile, base_dir: PathBuf) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            docker,
+            project: project.to_string(),
+            file,
+            base_dir,
+            events,
+            held: Mutex::new(BTreeSet::new()),
+            desired_up: std::sync::atomic::AtomicBool::new(false),
+            wait_timeout: Duration::from_secs(240),
+        })
+    }
+
+    pub fn compose(&self) -> &ComposeFile {
+        &self.file
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<StackEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, service: &str, kind: &str, message: impl Into<String>) {
+        let ev = StackEvent { at_ms: now_ms(), service: service.into(), kind: kind.into(), message: message.into() };
+        tracing::info!(service = %ev.service, kind = %ev.kind, "{}", ev.message);
+        let _ = self.events.send(ev);
+    }
+
+    fn check_service(&self, service: &str) -> Result<(), SupervisorError> {
+        if self.file.services.contains_key(service) {
+            Ok(())
+        } else {
+            Err(SupervisorError::UnknownService(service.into()))
+        }
+    }
+
+    /// Brings the whole stack up in dependency order. Safe to call again at any time.
+    pub async fn up(&self) -> Result<(), SupervisorError> {
+        self.desired_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.held.lock().await.clear();
+        // Validate every service's container request before touching the engine, so a bad
+        // file changes nothing.
+        for (name, svc) in &self.file.services {
+            spec::create_body(&self.project, name, svc, &self.base_dir)
+                .map_err(|message| SupervisorError::Service { service: name.clone(), message })?;
+        }
+        self.ensure_networks_and_volumes().await?;
+        for wave in self.file.start_order()? {
+            for service in &wave {
+                self.wait_for_dependencies(service).await?;
+                self.ensure_running(service).await?;
+            }
+        }
+        self.emit("*", "ready", format!("stack {} is up", self.project));
+        Ok(())
+    }
+
+    async fn ensure_networks_and_volumes(&self) -> Result<(), SupervisorError> {
+        let mut nets: BTreeSet<String> = self.file.networks.keys().cloned().collect();
+        for svc in self.file.services.values() {
+            nets.extend(spec::service_networks(svc));
+        }
+        for n in nets {
+            let name = spec::network_name(&self.project, &n);
+            if self.docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
+                let labels = HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())]);
+                self.docker
+                    .create_network(NetworkCreateRequest { name: name.clone(), driver: Some("bridge".into()), labels: Some(labels), ..Default::default() })
+                    .await?;
+                self.emit("*", "creating", format!("network {name}"));
+            }
+        }
+        for v in self.file.volumes.keys() {
+            let name = spec::volume_name(&self.project, v);
+            let labels = HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())]);
+            // Creating an existing volume is a no-op in the engine.
+            self.docker.create_volume(VolumeCreateRequest { name: Some(name), labels: Some(labels), ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_dependencies(&self, service: &str) -> Result<(), SupervisorError> {
+        for (dep, cond) in self.file.services[service].depends_on.entries() {
+            self.emit(service, "waiting", format!("waiting for {dep} ({cond:?})"));
+            self.wait_condition(&dep, cond).await.map_err(|message| SupervisorError::Service {
+                service: service.into(),
+                message: format!("dependency {dep}: {message}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn wait_condition(&self, service: &str, cond: Condition) -> Result<(), String> {
+        let deadline = Instant::now() + self.wait_timeout;
+        loop {
+            let st = self.status_of(service).await.map_err(|e| e.to_string())?;
+            let ok = match cond {
+                Condition::ServiceStarted => st.state == "running" || (st.oneshot && st.exit_code == Some(0)),
+                Condition::ServiceHealthy => st.state == "running" && (st.health == "healthy" || st.health == "none"),
+                Condition::ServiceCompletedSuccessfully => st.state == "exited" && st.exit_code == Some(0),
+            };
+            if ok {
+                return Ok(());
+            }
+            if st.state == "exited" && st.exit_code != Some(0) && cond != Condition::ServiceStarted {
+                return Err(format!("exited with code {:?}", st.exit_code));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not {cond:?} after {} s (state {}, health {})", self.wait_timeout.as_secs(), st.state, st.health));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Creates (or recreates when the spec changed) and starts one service's container.
+    async fn ensure_running(&self, service: &str) -> Result<(), SupervisorError> {
+        let svc = &self.file.services[service];
+        let name = spec::container_name(&self.project, service);
+        let body = spec::create_body(&self.project, service, svc, &self.base_dir)
+            .map_err(|message| SupervisorError::Service { service: service.into(), message })?;
+        let want_hash = body.labels.as_ref().and_then(|l| l.get(LABEL_HASH)).cloned();
+        let existing = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.ok();
+        let current_hash = existing.as_ref().and_then(|c| c.config.as_ref()).and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_HASH)).cloned();
+        if existing.is_some() && current_hash != want_hash {
+            self.emit(service, "creating", "configuration changed: recreating");
+            self.remove(service).await?;
+        }
+        let state = match self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
+            Ok(c) => c.state.and_then(|s| s.status),
+            Err(_) => {
+                if self.docker.inspect_image(&svc.image).await.is_err() {
+                    return Err(SupervisorError::Service {
+                        service: service.into(),
+                        message: format!(
+                            "image {} is not on this engine; build the offline images (dev/images/build.sh) and use dev/compose.offline.yml, or pull it",
+                            svc.image
+                        ),
+                    });
+                }
+                self.emit(service, "creating", format!("container {name} from {}", svc.image));
+                let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+                self.docker.create_container(Some(opts), body).await?;
+                for extra in spec::service_networks(svc).iter().skip(1) {
+                    self.docker
+                        .connect_network(
+                            &spec::network_name(&self.project, extra),
+                            NetworkConnectRequest { container: name.clone(), endpoint_config: Some(bollard::models::EndpointSettings { aliases: Some(vec![service.to_string()]), ..Default::default() }) },
+                        )
+                        .await?;
+                }
+                Some(ContainerStateStatusEnum::CREATED)
+            }
+        };
+        let oneshot = spec::is_oneshot(svc);
+        match state {
+            Some(ContainerStateStatusEnum::RUNNING) | Some(ContainerStateStatusEnum::RESTARTING) => {}
+            Some(ContainerStateStatusEnum::EXITED) if oneshot => {} // a finished one-shot stays finished
+            _ => {
+                self.emit(service, "starting", format!("starting {name}"));
+                self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops and removes every container of the project (reverse order); keeps volumes
+    /// unless `volumes` is set.
+    pub async fn down(&self, volumes: bool) -> Result<(), SupervisorError> {
+        self.desired_up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut waves = self.file.start_order()?;
+        waves.reverse();
+        for wave in waves {
+            for service in wave {
+                self.remove(&service).await?;
+            }
+        }
+        // Containers of services no longer in the file.
+        for c in self.list().await? {
+            if let Some(id) = c.id {
+                let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+                let _ = self.docker.remove_container(&id, Some(opts)).await;
+            }
+        }
+        let mut nets: BTreeSet<String> = self.file.networks.keys().cloned().collect();
+        for svc in self.file.services.values() {
+            nets.extend(spec::service_networks(svc));
+        }
+        for n in nets {
+            let _ = self.docker.remove_network(&spec::network_name(&self.project, &n)).await;
+        }
+        if volumes {
+            for v in self.file.volumes.keys() {
+                let _ = self.docker.remove_volume(&spec::volume_name(&self.project, v), None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+            }
+        }
+        self.emit("*", "removed", format!("stack {} is down", self.project));
+        Ok(())
+    }
+
+    async fn remove(&self, service: &str) -> Result<(), SupervisorError> {
+        let name = spec::container_name(&self.project, service);
+        if self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.is_ok() {
+            let stop = StopContainerOptionsBuilder::default().t(10).build();
+            let _ = self.docker.stop_container(&name, Some(stop)).await;
+            let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+            self.docker.remove_container(&name, Some(opts)).await?;
+            self.emit(service, "removed", format!("container {name} removed"));
+        }
+        Ok(())
+    }
+
+    pub async fn start(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        self.held.lock().await.remove(service);
+        self.ensure_networks_and_volumes().await?;
+        self.ensure_running(service).await
+    }
+
+    pub async fn stop(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        self.held.lock().await.insert(service.to_string());
+        let name = spec::container_name(&self.project, service);
+        let stop = StopContainerOptionsBuilder::default().t(10).build();
+        self.docker.stop_container(&name, Some(stop)).await?;
+        self.emit(service, "stopped", format!("{name} stopped by operator"));
+        Ok(())
+    }
+
+    pub async fn restart(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        self.held.lock().await.remove(service);
+        let name = spec::container_name(&self.project, service);
+        self.emit(service, "starting", format!("restarting {name}"));
+        self.docker
+            .restart_container(&name, Some(bollard::query_parameters::RestartContainerOptionsBuilder::default().t(10).build()))
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<bollard::models::ContainerSummary>, SupervisorError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        Ok(self.docker.list_containers(Some(opts)).await?)
+    }
+
+    pub async fn status_of(&self, service: &str) -> Result<ServiceStatus, SupervisorError> {
+        self.check_service(service)?;
+        let svc = &self.file.services[service];
+        let name = spec::container_name(&self.project, service);
+        let mut st = ServiceStatus {
+            service: service.into(),
+            container: name.clone(),
+            image: svc.image.clone(),
+            state: "missing".into(),
+            health: "none".into(),
+            exit_code: None,
+            restart_count: 0,
+            started_at: None,
+            ports: svc.ports.clone(),
+            depends_on: svc.depends_on.entries().into_iter().map(|(d, _)| d).collect(),
+            oneshot: spec::is_oneshot(svc),
+        };
+        if let Ok(c) = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
+            st.restart_count = c.restart_count.unwrap_or(0);
+            if let Some(s) = c.state {
+                st.state = s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+                st.exit_code = s.exit_code;
+                st.started_at = s.started_at;
+                st.health = match s.health.and_then(|h| h.status) {
+                    Some(HealthStatusEnum::HEALTHY) => "healthy",
+                    Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+                    Some(HealthStatusEnum::STARTING) => "starting",
+                    _ => "none",
+                }
+                .into();
+            }
+        }
+        Ok(st)
+    }
+
+    /// Every service of the compose file, in start order.
+    pub async fn status(&self) -> Result<Vec<ServiceStatus>, SupervisorError> {
+        let mut out = Vec::new();
+        for wave in self.file.start_order()? {
+            for s in wave {
+                out.push(self.status_of(&s).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One healing pass: when the stack is wanted up, recreate missing containers and start
+    /// long-running ones that exited (unless an operator stopped them). Returns the
+    /// services it acted on.
+    pub async fn heal_once(&self) -> Result<Vec<String>, SupervisorError> {
+        if !self.desired_up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(vec![]);
+        }
+        let held = self.held.lock().await.clone();
+        let mut acted = Vec::new();
+        for st in self.status().await? {
+            if held.contains(&st.service) {
+                continue;
+            }
+            let needs = match st.state.as_str() {
+                "missing" => true,
+                "exited" | "dead" | "created" => !st.oneshot,
+                _ => false,
+            };
+            if needs {
+                let why = if st.state == "missing" { "container was missing".to_string() } else { format!("container was {} (exit {:?})", st.state, st.exit_code) };
+                match self.ensure_running(&st.service).await {
+                    Ok(()) => self.emit(&st.service, "healed", why),
+                    Err(e) => self.emit(&st.service, "failed", format!("heal failed: {e}")),
+                }
+                acted.push(st.service);
+            }
+        }
+        Ok(acted)
+    }
+
+    /// Runs until cancelled: forwards the engine's events for this project and heals.
+    pub async fn run(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken, every: Duration) {
+        let events = {
+            let me = self.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { me.forward_engine_events(cancel).await })
+        };
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = self.heal_once().await {
+                        tracing::warn!(error = %e, "heal pass failed");
+                    }
+                }
+            }
+        }
+        let _ = events.await;
+    }
+
+    async fn forward_engine_events(&self, cancel: tokio_util::sync::CancellationToken) {
+        use futures_util::StreamExt;
+        loop {
+            let filters = HashMap::from([
+                ("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)]),
+                ("type".to_string(), vec!["container".to_string()]),
+            ]);
+            let opts = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
+            let mut stream = self.docker.events(Some(opts));
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    item = stream.next() => match item {
+                        Some(Ok(ev)) => {
+                            let attrs = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
+                            let service = attrs.get(LABEL_SERVICE).cloned().unwrap_or_default();
+                            let action = ev.action.unwrap_or_default();
+                            if matches!(action.as_str(), "exec_create" | "exec_start" | "exec_die") || action.starts_with("exec_") {
+                                continue; // health check probes: noise
+                            }
+                            let msg = match attrs.get("exitCode") { Some(c) => format!("{action} (exit {c})"), None => action.clone() };
+                            self.emit(&service, &action, msg);
+                        }
+                        Some(Err(e)) => { tracing::warn!(error = %e, "engine event stream error"); break; }
+                        None => break,
+                    }
+                }
+            }
+            // Re-attach after the engine restarts, with a pause so a dead engine is not spun on.
+            tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => {} }
+        }
+    }
+
+    /// The last `tail` log lines of a service (stdout and stderr interleaved).
+    pub async fn logs(&self, service: &str, tail: usize) -> Result<Vec<String>, SupervisorError> {
+        use futures_util::StreamExt;
+        self.check_service(service)?;
+        let name = spec::container_name(&self.project, service);
+        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .timestamps(true)
+            .build();
+        let mut s = self.docker.logs(&name, Some(opts));
+        let mut lines = Vec::new();
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk?;
+            lines.extend(String::from_utf8_lossy(&chunk.into_bytes()).lines().map(str::to_string));
+        }
+        Ok(lines)
+    }
+}

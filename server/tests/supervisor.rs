@@ -1,0 +1,180 @@
+//! The supervisor against the real Docker engine (DOCKER_HOST), with a tiny image built on
+//! the spot from Debian's busybox-static (no registry needed). Each test uses its own
+//! project name, so tests never see each other's containers.
+use std::{path::Path, process::Command, sync::Arc, time::Duration};
+
+use server::runtime::{compose::ComposeFile, supervisor::Supervisor};
+
+const IMAGE: &str = "bss-test/busybox:1";
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// FROM scratch + busybox-static, imported once per engine.
+fn ensure_image() {
+    if docker(&["image", "inspect", IMAGE]).0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed by the toolchain");
+    for applet in ["sh", "sleep", "true", "false", "touch", "test", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar -C {} -c . | docker import --change 'CMD [\"/bin/sh\"]' - {IMAGE}", dir.path().display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker import failed");
+}
+
+fn compose(image: &str) -> ComposeFile {
+    let y = format!(
+        r#"
+services:
+  base:
+    image: {image}
+    command: ["sleep", "600"]
+    init: true
+    restart: unless-stopped
+    # Unhealthy for the first probes, then healthy: dependents must wait for it.
+    healthcheck: {{ test: ["CMD-SHELL", "test -f /tmp/ready || (touch /tmp/ready; false)"], interval: 1s, retries: 30 }}
+    networks: [net]
+  setup:
+    image: {image}
+    command: ["true"]
+    restart: "no"
+    depends_on: {{ base: {{ condition: service_healthy }} }}
+    networks: [net]
+  app:
+    image: {image}
+    command: ["sleep", "600"]
+    init: true
+    restart: unless-stopped
+    depends_on:
+      base: {{ condition: service_healthy }}
+      setup: {{ condition: service_completed_successfully }}
+    networks: [net]
+networks: {{ net: }}
+"#
+    );
+    ComposeFile::from_str(&y, "test").unwrap()
+}
+
+fn supervisor(project: &str, file: ComposeFile) -> Arc<Supervisor> {
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    Supervisor::new(docker, project, file, Path::new(".").to_path_buf())
+}
+
+fn project(tag: &str) -> String {
+    format!("bsstest{}{}", tag, std::process::id())
+}
+
+/// Removes whatever a test left behind, even when it failed half-way.
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in project_containers(&self.0) {
+            docker(&["rm", "-f", &c]);
+        }
+        docker(&["network", "rm", &format!("{}_net", self.0)]);
+    }
+}
+
+fn project_containers(project: &str) -> Vec<String> {
+    let (_, out) = docker(&["ps", "-a", "--filter", &format!("label=io.bss-control.project={project}"), "--format", "{{.Names}}"]);
+    out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+#[tokio::test]
+async fn up_orders_by_health_is_idempotent_heals_and_tears_down() {
+    ensure_image();
+    let p = project("up");
+    let _cleanup = Cleanup(p.clone());
+    let sup = supervisor(&p, compose(IMAGE));
+    let mut events = sup.subscribe();
+
+    sup.up().await.expect("stack comes up");
+    let st = sup.status().await.unwrap();
+    let by = |n: &str| st.iter().find(|s| s.service == n).unwrap().clone();
+    assert_eq!((by("base").state.as_str(), by("base").health.as_str()), ("running", "healthy"));
+    assert_eq!((by("setup").state.as_str(), by("setup").exit_code), ("exited", Some(0)));
+    assert_eq!(by("app").state, "running");
+
+    // Dependency order, as the events saw it.
+    let mut starts = vec![];
+    while let Ok(ev) = events.try_recv() {
+        if ev.kind == "starting" {
+            starts.push(ev.service);
+        }
+    }
+    assert_eq!(starts, vec!["base", "setup", "app"]);
+
+    // Idempotent: a second `up` creates and starts nothing.
+    sup.up().await.unwrap();
+    while let Ok(ev) = events.try_recv() {
+        assert!(ev.kind != "creating" && ev.kind != "starting", "second up acted: {ev:?}");
+    }
+
+    // Heal: a removed container comes back; a finished one-shot is left alone.
+    assert!(docker(&["rm", "-f", &format!("{p}-app")]).0);
+    let acted = sup.heal_once().await.unwrap();
+    assert_eq!(acted, vec!["app".to_string()]);
+    assert_eq!(sup.status_of("app").await.unwrap().state, "running");
+
+    // A crash (the main process dies) is restarted by the restart policy and counted.
+    // PID 1 is the init (tini), which passes SIGTERM to `sleep` and exits with it.
+    // (the exec itself may report failure: its container dies under it)
+    docker(&["exec", &format!("{p}-app"), "sh", "-c", "kill -TERM 1"]);
+    let mut restarted = false;
+    for _ in 0..40 {
+        let s = sup.status_of("app").await.unwrap();
+        if s.restart_count >= 1 && s.state == "running" {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(restarted, "crashed app was not restarted: {:?}", sup.status_of("app").await.unwrap());
+
+    // An operator's stop is respected by the healer until the operator starts it again.
+    sup.stop("app").await.unwrap();
+    assert!(sup.heal_once().await.unwrap().is_empty());
+    assert_eq!(sup.status_of("app").await.unwrap().state, "exited");
+    sup.start("app").await.unwrap();
+    assert_eq!(sup.status_of("app").await.unwrap().state, "running");
+
+    let logs = sup.logs("base", 10).await.unwrap();
+    assert!(logs.len() <= 10);
+
+    sup.down(true).await.unwrap();
+    assert!(project_containers(&p).is_empty());
+    assert!(!docker(&["network", "inspect", &format!("{p}_net")]).0, "network left behind");
+}
+
+#[tokio::test]
+async fn missing_image_fails_before_anything_is_created() {
+    ensure_image();
+    let p = project("noimg");
+    let _cleanup = Cleanup(p.clone());
+    // `app` names an image that does not exist; `base` (earlier in order) is fine — but
+    // the image check for `app` must not leave a half-started stack behind silently.
+    let mut f = compose(IMAGE);
+    f.services.get_mut("base").unwrap().image = "bss-test/does-not-exist:0".into();
+    let sup = supervisor(&p, f);
+    let err = sup.up().await.unwrap_err().to_string();
+    assert!(err.contains("bss-test/does-not-exist:0") && err.contains("dev/images/build.sh"), "{err}");
+    assert!(project_containers(&p).is_empty(), "containers created despite the error");
+    sup.down(true).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_service_is_refused() {
+    let sup = supervisor(&project("unk"), compose(IMAGE));
+    assert!(sup.restart("nope").await.unwrap_err().to_string().contains("nope"));
+}
