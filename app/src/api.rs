@@ -24,3 +24,87 @@ impl EngineStatus {
         self.error.is_none()
     }
 }
+
+/// One compose service as the supervisor sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub container: String,
+    pub image: String,
+    /// `missing`, `created`, `running`, `exited`, `restarting`, `paused`, `dead`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    pub health: String,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    pub started_at: Option<String>,
+    pub ports: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// A job that runs once (e.g. topic creation), not a long-running service.
+    pub oneshot: bool,
+}
+
+impl ServiceStatus {
+    /// `ok` / `warn` / `bad` / `idle`, for colouring.
+    pub fn level(&self) -> &'static str {
+        match (self.state.as_str(), self.health.as_str()) {
+            ("running", "healthy" | "none") => "ok",
+            ("exited", _) if self.oneshot && self.exit_code == Some(0) => "ok",
+            ("running", "starting") | ("restarting", _) | ("created", _) => "warn",
+            ("missing", _) => "idle",
+            _ => "bad",
+        }
+    }
+}
+
+/// One thing that happened to the stack, for the live feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackEvent {
+    pub at_ms: u64,
+    pub service: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// An action running on the stack or a service (one at a time per target).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunningAction {
+    pub target: String,
+    pub action: String,
+    pub by: String,
+    pub since_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackOverview {
+    pub project: String,
+    pub compose_files: Vec<String>,
+    /// `None` when the stack is usable; otherwise why not (no engine, bad compose file).
+    pub error: Option<String>,
+    pub services: Vec<ServiceStatus>,
+    /// Start order: each wave depends only on earlier waves.
+    pub waves: Vec<Vec<String>>,
+    pub running: Vec<RunningAction>,
+    pub recent_events: Vec<StackEvent>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StackVerb {
+    Up,
+    Down,
+    Start,
+    Stop,
+    Restart,
+}
+
+impl StackVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackVerb::Up => "up",
+            StackVerb::Down => "down",
+            StackVerb::Start => "start",
+            StackVerb::Stop => "stop",
+            StackVerb::Restart => "restart",
+        }
+    }
+}

@@ -73,12 +73,8 @@ pub fn App() -> impl IntoView {
                     // Async SSR: resource data is in the HTML, so pages read without JS.
                     <Routes fallback=|| view! { <h1>"Not found"</h1> }>
                         <Route path=StaticSegment("") view=pages::overview::Overview ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("topology") view=|| view! {
-                            <Placeholder title="Topology" what="Every Phase 3 service as a graph with live health: Envoy, three Kafka brokers, the PostgreSQL primary and its two streaming replicas behind HAProxy, AlertManager, Prometheus and the exporters."/>
-                        }/>
-                        <Route path=StaticSegment("services") view=|| view! {
-                            <Placeholder title="Services" what="Provision the stack from dev/compose.yml, see each container's state, health and logs, and start, stop or restart it."/>
-                        }/>
+                        <Route path=StaticSegment("topology") view=pages::topology::Topology ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("services") view=pages::services::Services ssr=SsrMode::Async/>
                         <Route path=StaticSegment("streams") view=|| view! {
                             <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>
                         }/>

@@ -29,7 +29,25 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub docker: DockerConfig,
+    pub stack: StackConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StackConfig {
+    /// Compose files, later ones override earlier ones (relative to the working directory).
+    pub compose: Vec<PathBuf>,
+    /// Prefix of every container, network and volume the product creates.
+    pub project: String,
+    /// How often the healer compares the engine with the compose model, e.g. "10s".
+    pub heal_interval: String,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self { compose: vec![PathBuf::from("dev/compose.yml")], project: "bss".into(), heal_interval: "10s".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -100,13 +118,15 @@ impl Default for Config {
             server: ServerConfig::default(),
             store: StoreConfig::default(),
             docker: DockerConfig::default(),
+            stack: StackConfig::default(),
             log: LogConfig::default(),
         }
     }
 }
 
 /// Environment variables that override file settings.
-const ENV_KEYS: &[&str] = &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_LOG_FORMAT", "BSS_LOG"];
+const ENV_KEYS: &[&str] =
+    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_LOG_FORMAT", "BSS_LOG"];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
 
@@ -153,6 +173,9 @@ impl Config {
                     }
                 }
                 "BSS_LOG" => self.log.filter = value,
+                // Comma-separated, e.g. dev/compose.yml,dev/compose.offline.yml
+                "BSS_COMPOSE" => self.stack.compose = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
+                "BSS_PROJECT" => self.stack.project = value,
                 "DOCKER_HOST" if self.docker.host.is_none() && !value.is_empty() => self.docker.host = Some(value),
                 k if k.starts_with("BSS_") && !ENV_PASSTHROUGH.contains(&k) => {
                     return Err(ConfigError::UnknownEnv { key, known: ENV_KEYS.join(", ") })
@@ -167,6 +190,14 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("store.path must not be empty".into()));
         }
+        if self.stack.compose.is_empty() {
+            return Err(ConfigError::Invalid("stack.compose needs at least one file".into()));
+        }
+        if self.stack.project.is_empty() || !self.stack.project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::Invalid(format!("stack.project {:?} must be letters, digits, - or _", self.stack.project)));
+        }
+        humantime::parse_duration(&self.stack.heal_interval)
+            .map_err(|e| ConfigError::Invalid(format!("stack.heal_interval {:?}: {e}", self.stack.heal_interval)))?;
         if let Some(h) = &self.docker.host {
             if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -237,6 +268,15 @@ mod tests {
         let mut c = Config::from_toml("[docker]\nhost = \"unix:///a.sock\"\n", Path::new("c")).unwrap();
         c.apply_env(env(&[("DOCKER_HOST", "unix:///b.sock")])).unwrap();
         assert_eq!(c.docker.host.as_deref(), Some("unix:///a.sock"));
+    }
+
+    #[test]
+    fn compose_list_from_env() {
+        let mut c = Config::default();
+        c.apply_env(env(&[("BSS_COMPOSE", "a.yml, b.yml")])).unwrap();
+        assert_eq!(c.stack.compose, vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
+        c.stack.project = "bad name".into();
+        assert!(c.validate().unwrap_err().to_string().contains("bad name"));
     }
 
     #[test]

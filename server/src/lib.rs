@@ -3,6 +3,7 @@
 //! One owner per outside system (see README "Architecture"): `runtime` owns the Docker
 //! engine, `store` the product's SQLite state. The web layer (`web`) and the CLI (`main`)
 //! are thin and call these modules.
+pub mod actions;
 pub mod config;
 pub mod metrics;
 pub mod runtime;

@@ -1,12 +1,11 @@
 //! `bss-control`: one binary, several entry points. The CLI is thin: every command calls the
 //! same service modules the web UI uses.
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server::{
     config::{Config, LogFormat},
-    metrics::Metrics,
     runtime::Runtime,
     state::Services,
     store::Store,
@@ -31,6 +30,18 @@ enum Command {
     Engine,
     /// Print the effective configuration (after file + environment) and exit.
     Config,
+    /// Provision the stack from the compose files, in dependency order, and wait for it.
+    Up,
+    /// Stop and remove the stack's containers (and its volumes with --volumes).
+    Down {
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Print each service's state and health (JSON with --json).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,14 +64,55 @@ async fn main() -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
+        cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => stack_cli(config, cmd).await,
     }
+}
+
+/// `up` / `down` / `status` without the UI: the same supervisor, progress on stderr.
+async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
+    let store = Store::open(&config.store.path).await?;
+    let runtime = Runtime::new(config.docker.host.as_deref());
+    let services = Services::new(config, runtime, store);
+    let sup = services.stack.clone().map_err(|e| anyhow::anyhow!(e))?;
+    let mut rx = sup.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            eprintln!("{:>20}  {:<10} {}", ev.service, ev.kind, ev.message);
+        }
+    });
+    let action = match command { Command::Up => "stack.up", Command::Down { .. } => "stack.down", _ => "" };
+    let result = match command {
+        Command::Up => sup.up().await.map_err(anyhow::Error::from),
+        Command::Down { volumes } => sup.down(volumes).await.map_err(anyhow::Error::from),
+        Command::Status { json } => {
+            let st = sup.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                for s in &st {
+                    println!("{:<22} {:<10} {:<10} restarts={} {}", s.service, s.state, s.health, s.restart_count, s.ports.join(" "));
+                }
+            }
+            Ok(())
+        }
+        _ => unreachable!(),
+    };
+    if !action.is_empty() {
+        let outcome = match &result { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") };
+        services.store.audit("cli", action, "stack", &outcome, serde_json::json!({})).await?;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    printer.abort();
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store.path).await?;
     let runtime = Runtime::new(config.docker.host.as_deref());
     let listen = config.server.listen;
-    let services = Arc::new(Services { config, runtime, store, metrics: Metrics::default() });
+    let services = Services::new(config, runtime, store);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    services.spawn_background(cancel.clone());
 
     let engine = services.runtime.engine_status().await;
     match &engine.error {
@@ -75,7 +127,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = web::router(services.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!("serving on http://{listen}");
-    axum::serve(listener, app).with_graceful_shutdown(web::shutdown_signal()).await?;
+    let stop = cancel.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            web::shutdown_signal().await;
+            // SSE streams end when background work is cancelled, so connections can drain.
+            stop.cancel();
+        })
+        .await?;
     services.store.audit("system", "server.stop", &listen.to_string(), "ok", serde_json::json!({})).await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,11 +1,21 @@
 //! `AppState`: one handle per module, shared by axum handlers, server functions and CLI.
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use app::{api::EngineStatus, backend::Backend};
+use app::{
+    api::{EngineStatus, StackEvent, StackOverview, StackVerb},
+    backend::Backend,
+};
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
+use tokio::sync::broadcast;
 
-use crate::{config::Config, metrics::Metrics, runtime::Runtime, store::Store};
+use crate::{
+    actions::{ActionLocks, STACK},
+    config::Config,
+    metrics::Metrics,
+    runtime::{compose::ComposeFile, supervisor::Supervisor, Runtime},
+    store::Store,
+};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -19,6 +29,75 @@ pub struct Services {
     pub runtime: Runtime,
     pub store: Store,
     pub metrics: Metrics,
+    /// The supervisor, or why there is none (bad compose file, no engine).
+    pub stack: Result<Arc<Supervisor>, String>,
+    pub locks: Arc<ActionLocks>,
+    recent: std::sync::Mutex<VecDeque<StackEvent>>,
+}
+
+const RECENT_EVENTS: usize = 200;
+
+impl Services {
+    pub fn new(config: Config, runtime: Runtime, store: Store) -> Arc<Self> {
+        let stack = load_stack(&config, &runtime);
+        if let Err(e) = &stack {
+            tracing::warn!(error = %e, "stack supervisor unavailable");
+        }
+        Arc::new(Self {
+            config,
+            runtime,
+            store,
+            metrics: Metrics::default(),
+            stack,
+            locks: Arc::new(ActionLocks::default()),
+            recent: std::sync::Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Starts the background work: the healer and the recent-events recorder.
+    pub fn spawn_background(self: &Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let Ok(sup) = self.stack.clone() else { return };
+        let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
+        tokio::spawn(sup.clone().run(cancel.clone(), every));
+        let me = self.clone();
+        let mut rx = sup.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => {
+                            let mut r = me.recent.lock().unwrap();
+                            if r.len() == RECENT_EVENTS { r.pop_front(); }
+                            r.push_back(ev);
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<StackEvent>> {
+        self.stack.as_ref().ok().map(|s| s.subscribe())
+    }
+
+    async fn audit(&self, actor: &str, action: &str, target: &str, result: &Result<String, String>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Err(e) = self.store.audit(actor, action, target, &outcome, serde_json::json!({})).await {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+}
+
+fn load_stack(config: &Config, runtime: &Runtime) -> Result<Arc<Supervisor>, String> {
+    let (file, base_dir) = ComposeFile::load(&config.stack.compose).map_err(|e| e.to_string())?;
+    let docker = runtime.docker_handle()?;
+    Ok(Supervisor::new(docker, &config.stack.project, file, base_dir))
 }
 
 #[async_trait::async_trait]
@@ -27,5 +106,80 @@ impl Backend for Services {
         let s = self.runtime.engine_status().await;
         self.metrics.observe_engine(s.reachable());
         s
+    }
+
+    async fn stack_overview(&self) -> StackOverview {
+        let mut o = StackOverview {
+            project: self.config.stack.project.clone(),
+            compose_files: self.config.stack.compose.iter().map(|p| p.display().to_string()).collect(),
+            error: None,
+            services: vec![],
+            waves: vec![],
+            running: self.locks.running(),
+            recent_events: self.recent.lock().unwrap().iter().rev().take(50).cloned().collect(),
+        };
+        match &self.stack {
+            Err(e) => o.error = Some(e.clone()),
+            Ok(sup) => {
+                o.waves = sup.compose().start_order().unwrap_or_default();
+                match sup.status().await {
+                    Ok(s) => o.services = s,
+                    Err(e) => o.error = Some(e.to_string()),
+                }
+            }
+        }
+        o
+    }
+
+    async fn stack_action(&self, actor: &str, verb: StackVerb, service: Option<String>) -> Result<String, String> {
+        let sup = self.stack.clone()?;
+        let target = match (&verb, &service) {
+            (StackVerb::Up | StackVerb::Down, _) => STACK.to_string(),
+            (_, Some(s)) if sup.compose().services.contains_key(s) => s.clone(),
+            (_, Some(s)) => return Err(format!("unknown service {s:?}")),
+            (_, None) => return Err(format!("{} needs a service", verb.as_str())),
+        };
+        let action = verb.as_str();
+        match verb {
+            StackVerb::Up | StackVerb::Down => {
+                // Minutes of work: run it in the background, report through the event feed.
+                let guard = self.locks.acquire_owned(&target, action, actor)?;
+                sup.emit("*", "action", format!("{actor}: {action} started"));
+                let actor = actor.to_string();
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let r = if verb == StackVerb::Up { sup.up().await } else { sup.down(false).await };
+                    let (outcome, msg) = match &r {
+                        Ok(()) => ("ok".to_string(), format!("{actor}: {action} finished")),
+                        Err(e) => (format!("error: {e}"), format!("{actor}: {action} failed: {e}")),
+                    };
+                    sup.emit("*", if r.is_ok() { "action" } else { "failed" }, msg);
+                    if let Err(e) = store.audit(&actor, &format!("stack.{action}"), STACK, &outcome, serde_json::json!({})).await {
+                        tracing::error!(error = %e, "audit write failed");
+                    }
+                });
+                Ok(format!("{action} started"))
+            }
+            _ => {
+                let r = async {
+                    let _guard = self.locks.acquire(&target, action, actor)?;
+                    let r = match verb {
+                        StackVerb::Start => sup.start(&target).await,
+                        StackVerb::Stop => sup.stop(&target).await,
+                        _ => sup.restart(&target).await,
+                    };
+                    r.map(|()| format!("{target}: {action} done")).map_err(|e| e.to_string())
+                }
+                .await;
+                self.audit(actor, &format!("service.{action}"), &target, &r).await;
+                r
+            }
+        }
+    }
+
+    async fn service_logs(&self, service: &str, tail: usize) -> Result<Vec<String>, String> {
+        let sup = self.stack.clone()?;
+        sup.logs(service, tail.clamp(1, 2000)).await.map_err(|e| e.to_string())
     }
 }

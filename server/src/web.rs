@@ -41,6 +41,7 @@ pub fn router(services: Arc<Services>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/sse/stack", get(stack_events))
         .route("/api/{*fn_name}", get(server_fn).post(server_fn))
         .leptos_routes_with_context(&state, routes, context, {
             let o = leptos_options.clone();
@@ -94,6 +95,22 @@ async fn count_responses(State(state): State<AppState>, req: Request, next: Next
     let res = next.run(req).await;
     state.services.metrics.observe_http(res.status().as_u16());
     res
+}
+
+/// The stack's live feed as server-sent events (`event: stack`, JSON data). Ends when the
+/// server shuts down.
+async fn stack_events(State(state): State<AppState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let Some(rx) = state.services.subscribe() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no stack supervisor").into_response();
+    };
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|ev| async move {
+        // A slow client that lagged just misses events; the page refetches state anyway.
+        let ev = ev.ok()?;
+        Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,4 +1,6 @@
 pub mod overview;
+pub mod services;
+pub mod topology;
 
 use leptos::prelude::*;
 

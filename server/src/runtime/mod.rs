@@ -44,6 +44,11 @@ impl Runtime {
         &self.endpoint
     }
 
+    /// A clone of the engine handle for the modules that drive containers.
+    pub fn docker_handle(&self) -> Result<Docker, String> {
+        self.docker.clone()
+    }
+
     fn docker(&self) -> Result<&Docker, String> {
         self.docker.as_ref().map_err(Clone::clone)
     }

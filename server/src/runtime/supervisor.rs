@@ -16,7 +16,6 @@ use bollard::{
     },
     Docker,
 };
-use serde::Serialize;
 use tokio::sync::{broadcast, Mutex};
 
 use super::{
@@ -38,33 +37,7 @@ pub enum SupervisorError {
     NoEngine(String),
 }
 
-/// One thing that happened to the stack, for the UI's live feed and the CLI's progress.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StackEvent {
-    pub at_ms: u128,
-    pub service: String,
-    /// `creating`, `starting`, `waiting`, `healthy`, `ready`, `stopped`, `removed`,
-    /// `healed`, `failed`, or a Docker event action (`die`, `health_status: healthy`, …).
-    pub kind: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ServiceStatus {
-    pub service: String,
-    pub container: String,
-    pub image: String,
-    /// `missing`, `created`, `running`, `exited`, `restarting`, `paused`, `dead`.
-    pub state: String,
-    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
-    pub health: String,
-    pub exit_code: Option<i64>,
-    pub restart_count: i64,
-    pub started_at: Option<String>,
-    pub ports: Vec<String>,
-    pub depends_on: Vec<String>,
-    pub oneshot: bool,
-}
+pub use app::api::{ServiceStatus, StackEvent};
 
 pub struct Supervisor {
     docker: Docker,
@@ -80,8 +53,8 @@ pub struct Supervisor {
     pub wait_timeout: Duration,
 }
 
-fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Supervisor {
@@ -107,7 +80,8 @@ impl Supervisor {
         self.events.subscribe()
     }
 
-    fn emit(&self, service: &str, kind: &str, message: impl Into<String>) {
+    /// Publishes an event on the stack's feed (also used for operator actions).
+    pub fn emit(&self, service: &str, kind: &str, message: impl Into<String>) {
         let ev = StackEvent { at_ms: now_ms(), service: service.into(), kind: kind.into(), message: message.into() };
         tracing::info!(service = %ev.service, kind = %ev.kind, "{}", ev.message);
         let _ = self.events.send(ev);

@@ -1,0 +1,110 @@
+//! One action at a time per target. A stack-wide action (`up`, `down`) conflicts with
+//! every service action and vice versa; two actions on different services do not.
+use std::{collections::BTreeMap, sync::Mutex};
+
+use app::api::RunningAction;
+
+use crate::runtime::supervisor::now_ms;
+
+pub const STACK: &str = "stack";
+
+#[derive(Default, Debug)]
+pub struct ActionLocks {
+    running: Mutex<BTreeMap<String, RunningAction>>,
+}
+
+/// Releases the lock when dropped, so a panicking or failing action never leaves it held.
+#[derive(Debug)]
+pub struct ActionGuard<'a> {
+    locks: &'a ActionLocks,
+    target: String,
+}
+
+impl Drop for ActionGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.running.lock().unwrap().remove(&self.target);
+    }
+}
+
+impl ActionLocks {
+    /// Takes the lock for `target` or says who holds a conflicting one.
+    pub fn acquire(&self, target: &str, action: &str, by: &str) -> Result<ActionGuard<'_>, String> {
+        self.take(target, action, by)?;
+        Ok(ActionGuard { locks: self, target: target.into() })
+    }
+
+    fn take(&self, target: &str, action: &str, by: &str) -> Result<(), String> {
+        let mut running = self.running.lock().unwrap();
+        let conflict = running.get(target).or_else(|| {
+            if target == STACK {
+                running.values().next()
+            } else {
+                running.get(STACK)
+            }
+        });
+        if let Some(r) = conflict {
+            let secs = now_ms().saturating_sub(r.since_ms) / 1000;
+            return Err(format!("{} {} is in progress by {} since {} s ago", r.target, r.action, r.by, secs));
+        }
+        running.insert(
+            target.to_string(),
+            RunningAction { target: target.into(), action: action.into(), by: by.into(), since_ms: now_ms() },
+        );
+        Ok(())
+    }
+
+    pub fn running(&self) -> Vec<RunningAction> {
+        self.running.lock().unwrap().values().cloned().collect()
+    }
+}
+
+/// A guard that owns its lock table (for actions that outlive the request).
+pub struct OwnedGuard {
+    locks: std::sync::Arc<ActionLocks>,
+    target: String,
+}
+
+impl Drop for OwnedGuard {
+    fn drop(&mut self) {
+        self.locks.running.lock().unwrap().remove(&self.target);
+    }
+}
+
+impl ActionLocks {
+    pub fn acquire_owned(self: &std::sync::Arc<Self>, target: &str, action: &str, by: &str) -> Result<OwnedGuard, String> {
+        self.take(target, action, by)?;
+        Ok(OwnedGuard { locks: self.clone(), target: target.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_target_conflicts_and_names_the_holder() {
+        let l = ActionLocks::default();
+        let _g = l.acquire("kafka-1", "restart", "alice").unwrap();
+        let e = l.acquire("kafka-1", "stop", "bob").unwrap_err();
+        assert!(e.contains("kafka-1 restart is in progress by alice"), "{e}");
+    }
+
+    #[test]
+    fn different_services_run_together_but_not_with_the_stack() {
+        let l = ActionLocks::default();
+        let a = l.acquire("kafka-1", "restart", "alice").unwrap();
+        let _b = l.acquire("kafka-2", "restart", "bob").unwrap();
+        assert!(l.acquire(STACK, "down", "carol").is_err());
+        drop(a);
+        assert_eq!(l.running().len(), 1);
+    }
+
+    #[test]
+    fn stack_action_blocks_services_and_releases_on_drop() {
+        let l = std::sync::Arc::new(ActionLocks::default());
+        let g = l.acquire_owned(STACK, "up", "alice").unwrap();
+        assert!(l.acquire("envoy", "restart", "bob").unwrap_err().contains("stack up"));
+        drop(g);
+        assert!(l.acquire("envoy", "restart", "bob").is_ok());
+    }
+}
