@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Everything CI checks: Rust tests (unit + real-service integration), the release build
-# with its wasm check, then Playwright in Debian chromium against the built server and a
-# real Docker engine.
+# Everything CI checks: Rust tests (unit + real-engine integration), the Phase 3 stack
+# provisioned from the offline images and checked service by service, the release build
+# with its wasm check, then Playwright in Debian chromium against the built server, the
+# real Docker engine and the real stack.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -9,17 +10,30 @@ dev/scripts/toolchain.sh
 . dev/scripts/env.sh
 eval "$(dev/scripts/docker.sh ensure)"
 export DOCKER_HOST
+export BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml BSS_PROJECT=bss
 
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+E2E_STATE=$(mktemp -d)
+cleanup() {
+  # Leave nothing running: the stack is torn down (volumes kept for a faster next run).
+  [[ -x $CARGO_TARGET_DIR/debug/bss-control ]] && \
+    BSS_STORE_PATH=$E2E_STATE/cli.db "$CARGO_TARGET_DIR/debug/bss-control" down >/dev/null 2>&1 || true
+  rm -rf "$E2E_STATE"
+}
+trap cleanup EXIT
 
-step "cargo test (server + app, ssr)"
+step "cargo test (unit + real Docker engine)"
 cargo test --workspace --features app/ssr
+
+step "offline images for the Phase 3 stack (cached by input hash)"
+dev/images/build.sh
+
+step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
+cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
 
 step "release build (cargo-leptos) + wasm check"
 dev/scripts/build.sh
 
 step "Playwright (end2end) in Debian chromium"
-E2E_STATE=$(mktemp -d)
-trap 'rm -rf "$E2E_STATE"' EXIT
 export E2E_SERVER="env BSS_STORE_PATH=$E2E_STATE/state.db BSS_SITE_ROOT=$ROOT/target/site $CARGO_TARGET_DIR/release/bss-control serve"
 (cd end2end && npx playwright test)

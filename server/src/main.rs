@@ -47,7 +47,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    // The stack commands print their own progress; keep the log to warnings unless asked.
+    if matches!(cli.command, Some(Command::Up | Command::Down { .. } | Command::Status { .. }))
+        && std::env::var_os("BSS_LOG").is_none()
+    {
+        config.log.filter = "warn".into();
+    }
     init_tracing(&config);
 
     match cli.command.unwrap_or(Command::Serve) {

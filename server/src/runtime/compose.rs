@@ -210,7 +210,7 @@ impl ComposeFile {
         }
         let merged = merged.ok_or_else(|| ComposeError::Parse { path: "-".into(), message: "no compose file given".into() })?;
         let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
-        let file = Self::from_value(merged, &shown)?;
+        let file = Self::from_value(merged, &shown).map_err(|e| locate(e, paths))?;
         // Bind mounts are relative to the first file's directory, as in Compose.
         let base_dir = paths[0].parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         Ok((file, base_dir))
@@ -313,6 +313,28 @@ impl ComposeFile {
         }
         Ok(waves)
     }
+}
+
+/// Merged documents lose line numbers; for an unknown or invalid key, point at the first
+/// line of the files that names it, so the error says file:line.
+fn locate(e: ComposeError, paths: &[PathBuf]) -> ComposeError {
+    let ComposeError::Parse { message, .. } = &e else { return e };
+    let key = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("unknown field") || message.contains("missing field"))
+        .map(str::to_string);
+    let Some(key) = key else { return e };
+    for p in paths {
+        let Ok(text) = std::fs::read_to_string(p) else { continue };
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start().trim_start_matches("- ");
+            if t.starts_with(&format!("{key}:")) || t.starts_with(&format!("{key} :")) {
+                return ComposeError::Parse { path: format!("{}:{}", p.display(), i + 1), message: message.clone() };
+            }
+        }
+    }
+    e
 }
 
 /// Compose-style merge: mappings merge key by key, anything else is replaced.
@@ -419,6 +441,15 @@ networks: { bss: }
         assert_eq!(db.command.as_deref(), Some(&["run".to_string()][..]));
         assert!(db.environment.contains_key("POSTGRES_PASSWORD") && db.environment.contains_key("EXTRA"));
         assert_eq!(dir_out, dir.path());
+    }
+
+    #[test]
+    fn unknown_key_in_a_file_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("compose.yml");
+        std::fs::write(&base, "services:\n  a:\n    image: x\n    privileged: true\n").unwrap();
+        let e = ComposeFile::load(&[base]).unwrap_err().to_string();
+        assert!(e.contains("compose.yml:4") && e.contains("privileged"), "{e}");
     }
 
     #[test]

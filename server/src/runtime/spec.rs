@@ -45,9 +45,14 @@ pub fn config_hash(project: &str, service: &str, spec: &ServiceSpec, base_dir: &
     format!("{:016x}", h.finish())
 }
 
-/// Whether Compose would restart this service after it exits on its own.
+/// A job that is done once it exits 0: no restart policy, `no`, or `on-failure` (which
+/// retries only failures, e.g. `kafka-init` creating topics). Such a service counts as
+/// up when it finished with 0, and the healer leaves it finished.
 pub fn is_oneshot(spec: &ServiceSpec) -> bool {
-    matches!(spec.restart.as_deref(), None | Some("no"))
+    match spec.restart.as_deref() {
+        None | Some("no") => true,
+        Some(r) => r.starts_with("on-failure"),
+    }
 }
 
 pub fn create_body(

@@ -51,6 +51,21 @@ pub struct Supervisor {
     desired_up: std::sync::atomic::AtomicBool,
     /// How long `up` waits for one dependency condition.
     pub wait_timeout: Duration,
+    /// Per service: restarts done by the healer, and when it may act again (backoff).
+    heals: std::sync::Mutex<HashMap<String, HealState>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HealState {
+    total: u32,
+    streak: u32,
+    last: Instant,
+}
+
+/// Backoff between heals of one service: 1 s, 2 s, 4 s … capped at 60 s; a service that
+/// stayed up for 2 minutes starts again from 1 s.
+pub fn heal_backoff(streak: u32) -> Duration {
+    Duration::from_secs(1u64 << streak.min(6)).min(Duration::from_secs(60))
 }
 
 pub fn now_ms() -> u64 {
@@ -69,6 +84,7 @@ impl Supervisor {
             held: Mutex::new(BTreeSet::new()),
             desired_up: std::sync::atomic::AtomicBool::new(false),
             wait_timeout: Duration::from_secs(240),
+            heals: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -111,6 +127,19 @@ impl Supervisor {
                 self.wait_for_dependencies(service).await?;
                 self.ensure_running(service).await?;
             }
+        }
+        // Dependents were waited for above; what nothing depends on is waited for here, so
+        // "up" means every service is healthy (or a one-shot finished).
+        let names: Vec<String> = self.file.services.keys().cloned().collect();
+        for service in names {
+            let cond = if spec::is_oneshot(&self.file.services[&service]) {
+                Condition::ServiceCompletedSuccessfully
+            } else {
+                Condition::ServiceHealthy
+            };
+            self.wait_condition(&service, cond)
+                .await
+                .map_err(|message| SupervisorError::Service { service: service.clone(), message })?;
         }
         self.emit("*", "ready", format!("stack {} is up", self.project));
         Ok(())
@@ -321,8 +350,11 @@ impl Supervisor {
             depends_on: svc.depends_on.entries().into_iter().map(|(d, _)| d).collect(),
             oneshot: spec::is_oneshot(svc),
         };
+        let healed = self.heals.lock().unwrap().get(service).map(|h| i64::from(h.total)).unwrap_or(0);
+        st.restart_count = healed;
         if let Ok(c) = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
-            st.restart_count = c.restart_count.unwrap_or(0);
+            // The engine's own restarts (restart policy) plus the healer's.
+            st.restart_count += c.restart_count.unwrap_or(0);
             if let Some(s) = c.state {
                 st.state = s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
                 st.exit_code = s.exit_code;
@@ -369,7 +401,27 @@ impl Supervisor {
                 _ => false,
             };
             if needs {
-                let why = if st.state == "missing" { "container was missing".to_string() } else { format!("container was {} (exit {:?})", st.state, st.exit_code) };
+                let now = Instant::now();
+                if let Some(h) = self.heals.lock().unwrap().get(&st.service) {
+                    if now.duration_since(h.last) < heal_backoff(h.streak.saturating_sub(1)) {
+                        continue; // still backing off
+                    }
+                }
+                {
+                    let mut heals = self.heals.lock().unwrap();
+                    let h = heals.entry(st.service.clone()).or_insert(HealState { total: 0, streak: 0, last: now });
+                    if now.duration_since(h.last) > Duration::from_secs(120) {
+                        h.streak = 0;
+                    }
+                    h.total += 1;
+                    h.streak += 1;
+                    h.last = now;
+                }
+                let why = if st.state == "missing" {
+                    "container was missing: recreated".to_string()
+                } else {
+                    format!("container was {} (exit {:?}): restarted", st.state, st.exit_code)
+                };
                 match self.ensure_running(&st.service).await {
                     Ok(()) => self.emit(&st.service, "healed", why),
                     Err(e) => self.emit(&st.service, "failed", format!("heal failed: {e}")),
@@ -454,5 +506,18 @@ impl Supervisor {
             lines.extend(String::from_utf8_lossy(&chunk.into_bytes()).lines().map(str::to_string));
         }
         Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::heal_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(heal_backoff(0), Duration::from_secs(1));
+        assert_eq!(heal_backoff(3), Duration::from_secs(8));
+        assert_eq!(heal_backoff(10), Duration::from_secs(60));
     }
 }
