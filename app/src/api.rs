@@ -108,3 +108,51 @@ impl StackVerb {
         }
     }
 }
+
+/// Roles, ordered: each includes what the ones before it may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is making a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+    /// Auth is off (loopback-only local mode): everyone is this local admin.
+    pub local_mode: bool,
+}
+
+impl Principal {
+    pub fn may(&self, role: Role) -> bool {
+        self.role >= role
+    }
+}
+
+/// Every server function, classified. A test enumerates the registered server functions
+/// and fails on any that is missing here, so a new endpoint cannot skip the role check.
+pub const SERVER_FNS_READ: &[&str] = &["fetch_engine_status", "get_stack_overview", "get_service_logs", "whoami", "get_audit"];
+pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action"];

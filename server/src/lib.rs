@@ -4,6 +4,7 @@
 //! engine, `store` the product's SQLite state. The web layer (`web`) and the CLI (`main`)
 //! are thin and call these modules.
 pub mod actions;
+pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod runtime;

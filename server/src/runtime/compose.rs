@@ -201,7 +201,10 @@ impl ComposeFile {
         for p in paths {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| ComposeError::Read { path: p.clone(), message: e.to_string() })?;
-            let v: Value = serde_yaml::from_str(&text)
+            let mut v: Value = serde_yaml::from_str(&text)
+                .map_err(|e| ComposeError::Parse { path: p.display().to_string(), message: e.to_string() })?;
+            // YAML merge keys (`<<: *anchor`) are resolved per file, before files merge.
+            v.apply_merge()
                 .map_err(|e| ComposeError::Parse { path: p.display().to_string(), message: e.to_string() })?;
             merged = Some(match merged {
                 None => v,
@@ -217,8 +220,9 @@ impl ComposeFile {
     }
 
     pub fn from_str(text: &str, shown: &str) -> Result<Self, ComposeError> {
-        let v: Value = serde_yaml::from_str(text)
+        let mut v: Value = serde_yaml::from_str(text)
             .map_err(|e| ComposeError::Parse { path: shown.into(), message: e.to_string() })?;
+        v.apply_merge().map_err(|e| ComposeError::Parse { path: shown.into(), message: e.to_string() })?;
         Self::from_value(v, shown)
     }
 
@@ -424,7 +428,7 @@ networks: { bss: }
 
     #[test]
     fn bad_healthcheck_duration_is_refused() {
-        let y = "services:\n  a: { image: x, healthcheck: { test: [CMD, true], interval: fivesec } }\n";
+        let y = "services:\n  a: { image: x, healthcheck: { test: [CMD, \"true\"], interval: fivesec } }\n";
         assert!(ComposeFile::from_str(y, "c").unwrap_err().to_string().contains("fivesec"));
     }
 

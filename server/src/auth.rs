@@ -1,0 +1,282 @@
+//! `auth`: users (argon2), sessions (random tokens, stored hashed), the login rate limit,
+//! and the CSRF rule. Role checks themselves happen in the service layer
+//! (`state::Services`), on the [`Principal`] this module resolves for each request.
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use app::api::{Principal, Role};
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::store::{Store, StoreError};
+
+pub const SESSION_COOKIE: &str = "bss_session";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong user name or password")]
+    BadCredentials,
+    #[error("too many failed sign-ins; try again in {0} s")]
+    RateLimited(u64),
+    #[error("user name must be 1–64 letters, digits, '.', '-' or '_'")]
+    BadName,
+    #[error("password must be at least 12 characters")]
+    WeakPassword,
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthError::Store(StoreError::Query(e))
+    }
+}
+
+/// Failed sign-ins allowed per (user name, client address) in [`LOGIN_WINDOW`].
+const LOGIN_FAILURES: usize = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+
+pub struct Auth {
+    store: Store,
+    /// `false`: local mode, everyone is the local admin (only allowed on loopback).
+    pub enabled: bool,
+    pub session_ttl: Duration,
+    failures: Mutex<HashMap<(String, Option<IpAddr>), Vec<Instant>>>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+impl Auth {
+    pub fn new(store: Store, enabled: bool, session_ttl: Duration) -> Self {
+        Self { store, enabled, session_ttl, failures: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn local_principal() -> Principal {
+        Principal { user: "local".into(), role: Role::Admin, local_mode: true }
+    }
+
+    pub async fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AuthError> {
+        if !valid_name(name) {
+            return Err(AuthError::BadName);
+        }
+        if password.chars().count() < 12 {
+            return Err(AuthError::WeakPassword);
+        }
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+            .to_string();
+        let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let r = sqlx::query("INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)")
+            .bind(name)
+            .bind(hash)
+            .bind(role.as_str())
+            .bind(at)
+            .execute(self.store.pool())
+            .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(AuthError::Exists(name.into())),
+            r => r.map(|_| ()).map_err(AuthError::from),
+        }
+    }
+
+    pub async fn user_count(&self) -> Result<i64, AuthError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(self.store.pool()).await?)
+    }
+
+    fn check_rate(&self, key: &(String, Option<IpAddr>)) -> Result<(), AuthError> {
+        let mut f = self.failures.lock().unwrap();
+        let list = f.entry(key.clone()).or_default();
+        list.retain(|t| t.elapsed() < LOGIN_WINDOW);
+        if list.len() >= LOGIN_FAILURES {
+            let wait = LOGIN_WINDOW.saturating_sub(list[0].elapsed()).as_secs().max(1);
+            return Err(AuthError::RateLimited(wait));
+        }
+        Ok(())
+    }
+
+    /// Checks the password and opens a session; returns the cookie token.
+    pub async fn login(&self, name: &str, password: &str, client: Option<IpAddr>) -> Result<(String, Principal), AuthError> {
+        let key = (name.to_string(), client);
+        self.check_rate(&key)?;
+        let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.store.pool())
+            .await?;
+        let ok = row.as_ref().is_some_and(|r| {
+            let stored: String = r.get("password_hash");
+            PasswordHash::new(&stored)
+                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        });
+        let Some(row) = row.filter(|_| ok) else {
+            self.failures.lock().unwrap().entry(key).or_default().push(Instant::now());
+            return Err(AuthError::BadCredentials);
+        };
+        self.failures.lock().unwrap().remove(&key);
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let token = hex(&raw);
+        let now = unix_now();
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(hash_token(&token))
+            .bind(row.get::<i64, _>("id"))
+            .bind(now)
+            .bind(now + self.session_ttl.as_secs() as i64)
+            .execute(self.store.pool())
+            .await?;
+        let role = Role::parse(&row.get::<String, _>("role")).unwrap_or(Role::Viewer);
+        Ok((token, Principal { user: name.into(), role, local_mode: false }))
+    }
+
+    /// The signed-in user of a session token, if the session exists and has not expired.
+    pub async fn principal(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        let row = sqlx::query(
+            "SELECT u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(hash_token(token))
+        .bind(unix_now())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row.map(|r| Principal {
+            user: r.get("name"),
+            role: Role::parse(&r.get::<String, _>("role")).unwrap_or(Role::Viewer),
+            local_mode: false,
+        }))
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at <= ?")
+            .bind(hash_token(token))
+            .bind(unix_now())
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Test hook: make every session of `user` expire now.
+    pub async fn expire_sessions_of(&self, user: &str) -> Result<(), AuthError> {
+        sqlx::query("UPDATE sessions SET expires_at = ? WHERE user_id = (SELECT id FROM users WHERE name = ?)")
+            .bind(unix_now())
+            .bind(user)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+/// CSRF rule for state-changing requests. A browser always sends `Origin` on a cross-site
+/// POST (and `Sec-Fetch-Site`); both must say "this site". Requests with neither come from
+/// non-browser clients, which cannot ride a victim's cookies.
+pub fn same_origin(host: Option<&str>, origin: Option<&str>, fetch_site: Option<&str>) -> bool {
+    if let Some(site) = fetch_site {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    match (origin, host) {
+        (Some("null"), _) => false,
+        (Some(o), Some(h)) => o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")) == Some(h),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn auth() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        (dir, Auth::new(store, true, Duration::from_secs(3600)))
+    }
+
+    #[tokio::test]
+    async fn login_opens_a_session_and_logout_closes_it() {
+        let (_d, a) = auth().await;
+        a.add_user("alice", Role::Operator, "correct horse battery").await.unwrap();
+        let (token, p) = a.login("alice", "correct horse battery", None).await.unwrap();
+        assert_eq!((p.user.as_str(), p.role), ("alice", Role::Operator));
+        assert_eq!(a.principal(&token).await.unwrap().unwrap().role, Role::Operator);
+        a.logout(&token).await.unwrap();
+        assert!(a.principal(&token).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_user_look_the_same() {
+        let (_d, a) = auth().await;
+        a.add_user("alice", Role::Viewer, "correct horse battery").await.unwrap();
+        let e1 = a.login("alice", "nope", None).await.unwrap_err().to_string();
+        let e2 = a.login("mallory", "nope", None).await.unwrap_err().to_string();
+        assert_eq!(e1, e2);
+    }
+
+    #[tokio::test]
+    async fn login_is_rate_limited_after_five_failures() {
+        let (_d, a) = auth().await;
+        a.add_user("alice", Role::Viewer, "correct horse battery").await.unwrap();
+        for _ in 0..5 {
+            assert!(matches!(a.login("alice", "bad", None).await, Err(AuthError::BadCredentials)));
+        }
+        // Even the right password is refused until the window passes.
+        assert!(matches!(a.login("alice", "correct horse battery", None).await, Err(AuthError::RateLimited(_))));
+    }
+
+    #[tokio::test]
+    async fn expired_session_is_refused() {
+        let (_d, a) = auth().await;
+        a.add_user("bob", Role::Admin, "correct horse battery").await.unwrap();
+        let (token, _) = a.login("bob", "correct horse battery", None).await.unwrap();
+        a.expire_sessions_of("bob").await.unwrap();
+        assert!(a.principal(&token).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn weak_passwords_bad_names_and_duplicates_are_refused() {
+        let (_d, a) = auth().await;
+        assert!(matches!(a.add_user("x", Role::Viewer, "short").await, Err(AuthError::WeakPassword)));
+        assert!(matches!(a.add_user("a b", Role::Viewer, "long enough password").await, Err(AuthError::BadName)));
+        a.add_user("x", Role::Viewer, "long enough password").await.unwrap();
+        assert!(matches!(a.add_user("x", Role::Viewer, "long enough password").await, Err(AuthError::Exists(_))));
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(a.store.pool()).await.unwrap();
+        assert!(stored.starts_with("$argon2"), "{stored}");
+    }
+
+    #[test]
+    fn csrf_rule() {
+        assert!(same_origin(Some("127.0.0.1:3000"), Some("http://127.0.0.1:3000"), Some("same-origin")));
+        assert!(same_origin(Some("127.0.0.1:3000"), None, None), "non-browser client");
+        assert!(!same_origin(Some("127.0.0.1:3000"), Some("http://evil.example"), Some("cross-site")));
+        assert!(!same_origin(Some("127.0.0.1:3000"), Some("http://evil.example"), None));
+        assert!(!same_origin(Some("127.0.0.1:3000"), None, Some("cross-site")));
+        assert!(!same_origin(Some("127.0.0.1:3000"), Some("null"), None));
+    }
+}
