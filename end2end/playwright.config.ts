@@ -1,9 +1,20 @@
 import { defineConfig } from '@playwright/test';
 
-// The server under test is the freshly built release binary (path from the Makefile), on
-// its own port and with its own state file, so it never touches a `make run` instance.
+// Two servers from the freshly built release binary (command from the Makefile), each on
+// its own port and state file so neither touches a `make run` instance:
+//   local  (E2E_PORT, default 3100): local mode, sign-in off (loopback only)
+//   shared (E2E_PORT + 1):           sign-in on, users created by dev/scripts/test.sh
 const port = Number(process.env.E2E_PORT ?? 3100);
 const server = process.env.E2E_SERVER ?? '';
+const sharedServer = process.env.E2E_SHARED_SERVER ?? '';
+
+const chromium = {
+  executablePath: '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+};
 
 export default defineConfig({
   testDir: './tests',
@@ -14,27 +25,24 @@ export default defineConfig({
   retries: 0,
   reporter: [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]],
   use: {
-    baseURL: `http://127.0.0.1:${port}`,
     trace: 'retain-on-failure',
     screenshot: 'only-on-failure',
     // Debian's chromium; never `playwright install` (no browser downloads here).
-    launchOptions: {
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-    },
+    launchOptions: chromium,
   },
-  webServer: server
-    ? {
-        command: server,
-        url: `http://127.0.0.1:${port}/healthz`,
-        reuseExistingServer: false,
-        timeout: 60_000,
-        stdout: 'pipe',
-        stderr: 'pipe',
-        env: { BSS_LISTEN: `127.0.0.1:${port}` },
-      }
-    : undefined,
+  projects: [
+    { name: 'local', testMatch: /(shell|services)\.spec\.ts/, use: { baseURL: `http://127.0.0.1:${port}` } },
+    // Runs after the stack tests: its lock test tears the stack down.
+    { name: 'shared', testMatch: /shared\.spec\.ts/, dependencies: ['local'], use: { baseURL: `http://127.0.0.1:${port + 1}` } },
+  ],
+  webServer: [
+    ...(server
+      ? [{ command: server, url: `http://127.0.0.1:${port}/healthz`, reuseExistingServer: false, timeout: 60_000,
+           stdout: 'pipe' as const, stderr: 'pipe' as const, env: { BSS_LISTEN: `127.0.0.1:${port}` } }]
+      : []),
+    ...(sharedServer
+      ? [{ command: sharedServer, url: `http://127.0.0.1:${port + 1}/healthz`, reuseExistingServer: false, timeout: 60_000,
+           stdout: 'pipe' as const, stderr: 'pipe' as const, env: { BSS_LISTEN: `127.0.0.1:${port + 1}`, BSS_AUTH: 'on' } }]
+      : []),
+  ],
 });

@@ -156,3 +156,15 @@ impl Principal {
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
 pub const SERVER_FNS_READ: &[&str] = &["fetch_engine_status", "get_stack_overview", "get_service_logs", "whoami", "get_audit"];
 pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action"];
+
+/// One audit log row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub detail: String,
+}

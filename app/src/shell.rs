@@ -9,6 +9,17 @@ use crate::pages::{self, Placeholder};
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The inline hydration script carries a per-request nonce; the CSP names it, so no
+    // other inline script can run.
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(res)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        let csp = format!(
+            "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&csp) {
+            res.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -37,6 +48,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/gateway", "Gateway"),
     ("/verify", "Verify"),
     ("/demo", "Demo"),
+    ("/audit", "Audit"),
 ];
 
 #[component]
@@ -53,6 +65,8 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"bss-control"</a>
                 <span class="subtitle">"BSS Phase 3 control plane"</span>
+                <span class="spacer"></span>
+                <pages::auth::WhoAmI/>
             </header>
             <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
                 <nav class="sidenav" aria-label="Main">
@@ -75,6 +89,8 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("") view=pages::overview::Overview ssr=SsrMode::Async/>
                         <Route path=StaticSegment("topology") view=pages::topology::Topology ssr=SsrMode::Async/>
                         <Route path=StaticSegment("services") view=pages::services::Services ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("login") view=pages::auth::Login/>
+                        <Route path=StaticSegment("audit") view=pages::auth::Audit ssr=SsrMode::Async/>
                         <Route path=StaticSegment("streams") view=|| view! {
                             <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>
                         }/>

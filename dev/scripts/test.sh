@@ -35,5 +35,13 @@ step "release build (cargo-leptos) + wasm check"
 dev/scripts/build.sh
 
 step "Playwright (end2end) in Debian chromium"
-export E2E_SERVER="env BSS_STORE_PATH=$E2E_STATE/state.db BSS_SITE_ROOT=$ROOT/target/site $CARGO_TARGET_DIR/release/bss-control serve"
+BIN=$CARGO_TARGET_DIR/release/bss-control
+export E2E_SERVER="env BSS_STORE_PATH=$E2E_STATE/state.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
+export E2E_SHARED_SERVER="env BSS_STORE_PATH=$E2E_STATE/shared.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
+# Users of the sign-in server: a fresh random password per run, given on stdin.
+E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+export E2E_PASSWORD
+for u in vera:viewer olga:operator oscar:operator; do
+  printf '%s\n' "$E2E_PASSWORD" | BSS_STORE_PATH=$E2E_STATE/shared.db "$BIN" user add --name "${u%%:*}" --role "${u##*:}"
+done
 (cd end2end && npx playwright test)

@@ -20,6 +20,7 @@ const PAGES: Array<[string, string]> = [
   ['Gateway', 'Gateway'],
   ['Verify', 'Verify'],
   ['Demo', 'Demo'],
+  ['Audit', 'Audit'],
   ['Overview', 'Overview'],
 ];
 

@@ -30,7 +30,40 @@ pub struct Config {
     pub store: StoreConfig,
     pub docker: DockerConfig,
     pub stack: StackConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Sign-in required? Unset: off on a loopback address (local mode), on elsewhere.
+    /// Off on a non-loopback address is refused at start.
+    pub enabled: Option<bool>,
+    /// How long a session lasts, e.g. "12h".
+    pub session_ttl: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { enabled: None, session_ttl: "12h".into() }
+    }
+}
+
+impl Config {
+    /// Whether sign-in is required, or why this configuration may not start.
+    pub fn auth_required(&self) -> Result<bool, ConfigError> {
+        let loopback = self.server.listen.ip().is_loopback();
+        match (self.auth.enabled, loopback) {
+            (Some(false), false) => Err(ConfigError::Invalid(format!(
+                "refusing to serve on {} with sign-in disabled: the panel drives Docker (root on this host). \
+                 Bind to 127.0.0.1 or set auth.enabled = true (BSS_AUTH=on)",
+                self.server.listen
+            ))),
+            (Some(e), _) => Ok(e),
+            (None, loopback) => Ok(!loopback),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -119,6 +152,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             docker: DockerConfig::default(),
             stack: StackConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -126,7 +160,7 @@ impl Default for Config {
 
 /// Environment variables that override file settings.
 const ENV_KEYS: &[&str] =
-    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_LOG_FORMAT", "BSS_LOG"];
+    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_AUTH", "BSS_LOG_FORMAT", "BSS_LOG"];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
 
@@ -176,6 +210,14 @@ impl Config {
                 // Comma-separated, e.g. dev/compose.yml,dev/compose.offline.yml
                 "BSS_COMPOSE" => self.stack.compose = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
                 "BSS_PROJECT" => self.stack.project = value,
+                "BSS_AUTH" => {
+                    self.auth.enabled = match value.as_str() {
+                        "on" | "true" | "1" => Some(true),
+                        "off" | "false" | "0" => Some(false),
+                        "auto" | "" => None,
+                        _ => return Err(bad(&key, &value, "expected on, off or auto".into())),
+                    }
+                }
                 "DOCKER_HOST" if self.docker.host.is_none() && !value.is_empty() => self.docker.host = Some(value),
                 k if k.starts_with("BSS_") && !ENV_PASSTHROUGH.contains(&k) => {
                     return Err(ConfigError::UnknownEnv { key, known: ENV_KEYS.join(", ") })
@@ -196,6 +238,9 @@ impl Config {
         if self.stack.project.is_empty() || !self.stack.project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError::Invalid(format!("stack.project {:?} must be letters, digits, - or _", self.stack.project)));
         }
+        humantime::parse_duration(&self.auth.session_ttl)
+            .map_err(|e| ConfigError::Invalid(format!("auth.session_ttl {:?}: {e}", self.auth.session_ttl)))?;
+        self.auth_required()?;
         humantime::parse_duration(&self.stack.heal_interval)
             .map_err(|e| ConfigError::Invalid(format!("stack.heal_interval {:?}: {e}", self.stack.heal_interval)))?;
         if let Some(h) = &self.docker.host {
@@ -277,6 +322,19 @@ mod tests {
         assert_eq!(c.stack.compose, vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
         c.stack.project = "bad name".into();
         assert!(c.validate().unwrap_err().to_string().contains("bad name"));
+    }
+
+    #[test]
+    fn auth_is_off_on_loopback_on_elsewhere_and_off_elsewhere_is_refused() {
+        let mut c = Config::default();
+        assert_eq!(c.auth_required().unwrap(), false);
+        c.apply_env(env(&[("BSS_LISTEN", "0.0.0.0:3000")])).unwrap();
+        assert_eq!(c.auth_required().unwrap(), true);
+        c.apply_env(env(&[("BSS_AUTH", "off")])).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("refusing to serve on 0.0.0.0:3000"), "{e}");
+        c.apply_env(env(&[("BSS_LISTEN", "127.0.0.1:3000"), ("BSS_AUTH", "on")])).unwrap();
+        assert_eq!(c.auth_required().unwrap(), true);
     }
 
     #[test]

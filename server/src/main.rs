@@ -42,6 +42,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage users of the shared (sign-in) mode.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin (first line), never from arguments.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[tokio::main]
@@ -71,6 +88,19 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => stack_cli(config, cmd).await,
+        Command::User { command: UserCommand::Add { name, role } } => {
+            let role = app::api::Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be viewer, operator or admin, not {role:?}"))?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let store = Store::open(&config.store.path).await?;
+            let auth = server::auth::Auth::new(store.clone(), true, std::time::Duration::from_secs(3600));
+            auth.add_user(&name, role, password).await?;
+            store.audit("cli", "user.add", &name, "ok", serde_json::json!({ "role": role.as_str() })).await?;
+            eprintln!("user {name} added with role {}", role.as_str());
+            Ok(())
+        }
     }
 }
 
@@ -116,7 +146,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store.path).await?;
     let runtime = Runtime::new(config.docker.host.as_deref());
     let listen = config.server.listen;
+    let auth_on = config.auth_required()?;
     let services = Services::new(config, runtime, store);
+    if auth_on {
+        let users = services.auth.user_count().await?;
+        tracing::info!(users, "sign-in required (shared mode)");
+        if users == 0 {
+            eprintln!(
+                "No users yet. Create the first admin (password read from stdin):\n  bss-control user add --name admin --role admin"
+            );
+        }
+    } else {
+        tracing::warn!("LOCAL MODE: sign-in disabled because the server is bound to loopback ({listen})");
+    }
     let cancel = tokio_util::sync::CancellationToken::new();
     services.spawn_background(cancel.clone());
 
@@ -134,7 +176,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!("serving on http://{listen}");
     let stop = cancel.clone();
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             web::shutdown_signal().await;
             // SSE streams end when background work is cancelled, so connections can drain.

@@ -2,7 +2,7 @@
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use app::{
-    api::{EngineStatus, StackEvent, StackOverview, StackVerb},
+    api::{AuditEntry, EngineStatus, Principal, Role, StackEvent, StackOverview, StackVerb},
     backend::Backend,
 };
 use axum::extract::FromRef;
@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     actions::{ActionLocks, STACK},
+    auth::Auth,
     config::Config,
     metrics::Metrics,
     runtime::{compose::ComposeFile, supervisor::Supervisor, Runtime},
@@ -32,7 +33,17 @@ pub struct Services {
     /// The supervisor, or why there is none (bad compose file, no engine).
     pub stack: Result<Arc<Supervisor>, String>,
     pub locks: Arc<ActionLocks>,
+    pub auth: Auth,
     recent: std::sync::Mutex<VecDeque<StackEvent>>,
+}
+
+/// The one place a role is checked: every service method starts with it.
+pub fn require(who: &Principal, role: Role, what: &str) -> Result<(), String> {
+    if who.may(role) {
+        Ok(())
+    } else {
+        Err(format!("forbidden: {what} needs the {} role; {} is {}", role.as_str(), who.user, who.role.as_str()))
+    }
 }
 
 const RECENT_EVENTS: usize = 200;
@@ -40,6 +51,9 @@ const RECENT_EVENTS: usize = 200;
 impl Services {
     pub fn new(config: Config, runtime: Runtime, store: Store) -> Arc<Self> {
         let stack = load_stack(&config, &runtime);
+        let auth_on = config.auth_required().unwrap_or(true);
+        let ttl = humantime::parse_duration(&config.auth.session_ttl).unwrap_or(Duration::from_secs(12 * 3600));
+        let auth = Auth::new(store.clone(), auth_on, ttl);
         if let Err(e) = &stack {
             tracing::warn!(error = %e, "stack supervisor unavailable");
         }
@@ -50,6 +64,7 @@ impl Services {
             metrics: Metrics::default(),
             stack,
             locks: Arc::new(ActionLocks::default()),
+            auth,
             recent: std::sync::Mutex::new(VecDeque::new()),
         })
     }
@@ -83,7 +98,7 @@ impl Services {
         self.stack.as_ref().ok().map(|s| s.subscribe())
     }
 
-    async fn audit(&self, actor: &str, action: &str, target: &str, result: &Result<String, String>) {
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, result: &Result<String, String>) {
         let outcome = match result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
@@ -102,13 +117,15 @@ fn load_stack(config: &Config, runtime: &Runtime) -> Result<Arc<Supervisor>, Str
 
 #[async_trait::async_trait]
 impl Backend for Services {
-    async fn engine_status(&self) -> EngineStatus {
+    async fn engine_status(&self, who: &Principal) -> Result<EngineStatus, String> {
+        require(who, Role::Viewer, "reading the engine status")?;
         let s = self.runtime.engine_status().await;
         self.metrics.observe_engine(s.reachable());
-        s
+        Ok(s)
     }
 
-    async fn stack_overview(&self) -> StackOverview {
+    async fn stack_overview(&self, who: &Principal) -> Result<StackOverview, String> {
+        require(who, Role::Viewer, "reading the stack")?;
         let mut o = StackOverview {
             project: self.config.stack.project.clone(),
             compose_files: self.config.stack.compose.iter().map(|p| p.display().to_string()).collect(),
@@ -128,10 +145,37 @@ impl Backend for Services {
                 }
             }
         }
-        o
+        Ok(o)
     }
 
-    async fn stack_action(&self, actor: &str, verb: StackVerb, service: Option<String>) -> Result<String, String> {
+    async fn stack_action(&self, who: &Principal, verb: StackVerb, service: Option<String>) -> Result<String, String> {
+        let target = service.clone().unwrap_or_else(|| STACK.to_string());
+        let audit_action = match verb {
+            StackVerb::Up | StackVerb::Down => format!("stack.{}", verb.as_str()),
+            _ => format!("service.{}", verb.as_str()),
+        };
+        // Every attempt is audited, refused ones included.
+        let r = self.stack_action_inner(who, verb, service).await;
+        self.audit(&who.user, &audit_action, &target, &r).await;
+        r
+    }
+
+    async fn service_logs(&self, who: &Principal, service: &str, tail: usize) -> Result<Vec<String>, String> {
+        require(who, Role::Viewer, "reading logs")?;
+        let sup = self.stack.clone()?;
+        sup.logs(service, tail.clamp(1, 2000)).await.map_err(|e| e.to_string())
+    }
+
+    async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String> {
+        require(who, Role::Viewer, "reading the audit log")?;
+        self.store.audit_filtered(actor.as_deref(), action.as_deref(), limit.clamp(1, 10_000)).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Services {
+    async fn stack_action_inner(&self, who: &Principal, verb: StackVerb, service: Option<String>) -> Result<String, String> {
+        require(who, Role::Operator, &format!("{} on the stack", verb.as_str()))?;
+        let actor = who.user.as_str();
         let sup = self.stack.clone()?;
         let target = match (&verb, &service) {
             (StackVerb::Up | StackVerb::Down, _) => STACK.to_string(),
@@ -155,31 +199,22 @@ impl Backend for Services {
                         Err(e) => (format!("error: {e}"), format!("{actor}: {action} failed: {e}")),
                     };
                     sup.emit("*", if r.is_ok() { "action" } else { "failed" }, msg);
-                    if let Err(e) = store.audit(&actor, &format!("stack.{action}"), STACK, &outcome, serde_json::json!({})).await {
+                    if let Err(e) = store.audit(&actor, &format!("stack.{action}.finished"), STACK, &outcome, serde_json::json!({})).await {
                         tracing::error!(error = %e, "audit write failed");
                     }
                 });
                 Ok(format!("{action} started"))
             }
             _ => {
-                let r = async {
-                    let _guard = self.locks.acquire(&target, action, actor)?;
-                    let r = match verb {
-                        StackVerb::Start => sup.start(&target).await,
-                        StackVerb::Stop => sup.stop(&target).await,
-                        _ => sup.restart(&target).await,
-                    };
-                    r.map(|()| format!("{target}: {action} done")).map_err(|e| e.to_string())
-                }
-                .await;
-                self.audit(actor, &format!("service.{action}"), &target, &r).await;
-                r
+                let _guard = self.locks.acquire(&target, action, actor)?;
+                sup.emit(&target, "action", format!("{actor}: {action}"));
+                let r = match verb {
+                    StackVerb::Start => sup.start(&target).await,
+                    StackVerb::Stop => sup.stop(&target).await,
+                    _ => sup.restart(&target).await,
+                };
+                r.map(|()| format!("{target}: {action} done")).map_err(|e| e.to_string())
             }
         }
-    }
-
-    async fn service_logs(&self, service: &str, tail: usize) -> Result<Vec<String>, String> {
-        let sup = self.stack.clone()?;
-        sup.logs(service, tail.clamp(1, 2000)).await.map_err(|e| e.to_string())
     }
 }

@@ -89,6 +89,22 @@ impl Store {
         Ok(id)
     }
 
+    /// Audit entries, newest first, optionally filtered by actor and action prefix.
+    pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<app::api::AuditEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, AuditEntry>(
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 || '%') ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(actor.filter(|s| !s.is_empty()))
+        .bind(action.filter(|s| !s.is_empty()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| app::api::AuditEntry { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, result: r.result, detail: r.detail })
+            .collect())
+    }
+
     /// Most recent audit entries first.
     pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(sqlx::query_as::<_, AuditEntry>("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?")

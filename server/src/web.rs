@@ -16,7 +16,12 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
-use crate::state::{AppState, Services};
+use crate::{
+    auth::{same_origin, Auth, SESSION_COOKIE},
+    state::{AppState, Services},
+};
+
+pub const CSP_DEFAULT: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Largest request body accepted (server function arguments and forms are small).
 const BODY_LIMIT: usize = 256 * 1024;
@@ -42,12 +47,16 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/sse/stack", get(stack_events))
+        .route("/auth/login", axum::routing::post(login))
+        .route("/auth/logout", axum::routing::post(logout))
+        .route("/audit.jsonl", get(audit_export))
         .route("/api/{*fn_name}", get(server_fn).post(server_fn))
         .leptos_routes_with_context(&state, routes, context, {
             let o = leptos_options.clone();
             move || shell(o.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), auth_gate))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(
@@ -58,6 +67,13 @@ pub fn router(services: Arc<Services>) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        // Pages replace this with a per-request nonce for their inline hydration script
+        // (see app::shell); everything else gets the strict default.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP_DEFAULT)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -126,4 +142,148 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown signal received; draining connections");
+}
+
+/// Paths anyone may reach: the sign-in page and form, health and metrics for scrapers,
+/// and the static site (wasm, js, css).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Resolves the caller for every request (a [`app::api::Principal`] in the request
+/// extensions, which server functions read), enforces the CSRF rule on every
+/// state-changing method, and refuses anything but the public paths without a session.
+async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    use axum::http::{Method, StatusCode};
+    let s = &state.services;
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
+        let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if !same_origin(h(header::HOST), h(header::ORIGIN), site) {
+            tracing::warn!(path = %req.uri().path(), "cross-site request refused");
+            return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+        }
+    }
+    let principal = if !s.auth.enabled {
+        Some(Auth::local_principal())
+    } else {
+        match cookie(&req, SESSION_COOKIE) {
+            Some(token) => s.auth.principal(token).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "session lookup failed");
+                None
+            }),
+            None => None,
+        }
+    };
+    let path = req.uri().path().to_string();
+    match principal {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None if is_public(&path) => next.run(req).await,
+        None if req.method() == Method::GET && !path.starts_with("/api/") && !path.starts_with("/sse/") && !path.ends_with(".jsonl") => {
+            axum::response::Redirect::to("/login").into_response()
+        }
+        None => (StatusCode::UNAUTHORIZED, "sign in required").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+}
+
+fn session_cookie(value: &str, max_age: u64, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Plain HTTP on a loopback name is the only case without `Secure` (browsers treat it as
+/// a secure context anyway); a shared panel is expected behind TLS.
+fn wants_secure(req_host: Option<&str>) -> bool {
+    let host = req_host.unwrap_or_default();
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    !matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+async fn login(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let s = &state.services;
+    let secure = wants_secure(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+    match s.auth.login(form.name.trim(), &form.password, Some(addr.ip())).await {
+        Ok((token, p)) => {
+            s.audit(&p.user, "auth.login", &p.user, &Ok("ok".into())).await;
+            let mut res = axum::response::Redirect::to("/").into_response();
+            let c = session_cookie(&token, s.auth.session_ttl.as_secs(), secure);
+            res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).unwrap());
+            res
+        }
+        Err(e) => {
+            s.audit(form.name.trim(), "auth.login", form.name.trim(), &Err(e.to_string())).await;
+            let msg: String = url_escape(&e.to_string());
+            axum::response::Redirect::to(&format!("/login?error={msg}")).into_response()
+        }
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+async fn logout(State(state): State<AppState>, req: Request) -> Response {
+    let s = &state.services;
+    if let Some(token) = cookie(&req, SESSION_COOKIE) {
+        let who = req.extensions().get::<app::api::Principal>().map(|p| p.user.clone()).unwrap_or_default();
+        let _ = s.auth.logout(token).await;
+        s.audit(&who, "auth.logout", &who, &Ok("ok".into())).await;
+    }
+    let mut res = axum::response::Redirect::to("/login").into_response();
+    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&session_cookie("", 0, false)).unwrap());
+    res
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+}
+
+/// The audit log as JSON lines (viewer and up), same filters as the Audit page.
+async fn audit_export(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+    req: Request,
+) -> Response {
+    use app::backend::Backend;
+    let Some(who) = req.extensions().get::<app::api::Principal>().cloned() else {
+        return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
+    };
+    match state.services.audit_log(&who, q.actor, q.action, 10_000).await {
+        Ok(rows) => {
+            let body: String = rows.iter().rev().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect();
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+        }
+        Err(e) => (axum::http::StatusCode::FORBIDDEN, e).into_response(),
+    }
 }

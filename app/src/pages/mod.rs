@@ -1,3 +1,4 @@
+pub mod auth;
 pub mod overview;
 pub mod services;
 pub mod topology;

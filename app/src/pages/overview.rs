@@ -5,7 +5,8 @@ use crate::api::EngineStatus;
 
 #[server]
 pub async fn fetch_engine_status() -> Result<EngineStatus, ServerFnError> {
-    Ok(crate::backend::backend()?.engine_status().await)
+    let (backend, who) = crate::backend::caller()?;
+    backend.engine_status(&who).await.map_err(ServerFnError::new)
 }
 
 #[component]

@@ -3,26 +3,26 @@
 use leptos::prelude::*;
 
 use crate::{
-    api::{ServiceStatus, StackOverview, StackVerb},
+    api::{Role, ServiceStatus, StackOverview, StackVerb},
     live::{clock, use_stack_feed},
 };
 
 #[server]
 pub async fn get_stack_overview() -> Result<StackOverview, ServerFnError> {
-    Ok(crate::backend::backend()?.stack_overview().await)
+    let (backend, who) = crate::backend::caller()?;
+    backend.stack_overview(&who).await.map_err(ServerFnError::new)
 }
 
 #[server]
 pub async fn run_stack_action(verb: StackVerb, service: Option<String>) -> Result<String, ServerFnError> {
-    crate::backend::backend()?
-        .stack_action("operator", verb, service)
-        .await
-        .map_err(ServerFnError::new)
+    let (backend, who) = crate::backend::caller()?;
+    backend.stack_action(&who, verb, service).await.map_err(ServerFnError::new)
 }
 
 #[server]
 pub async fn get_service_logs(service: String) -> Result<Vec<String>, ServerFnError> {
-    crate::backend::backend()?.service_logs(&service, 200).await.map_err(ServerFnError::new)
+    let (backend, who) = crate::backend::caller()?;
+    backend.service_logs(&who, &service, 200).await.map_err(ServerFnError::new)
 }
 
 #[component]
@@ -31,6 +31,9 @@ pub fn Services() -> impl IntoView {
     let tick = feed.tick;
     let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
     let action = ServerAction::<RunStackAction>::new();
+    // The UI hides what the role may not do; the server enforces it regardless.
+    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
+    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
     let logs_for = RwSignal::new(None::<String>);
     let logs = Resource::new(
         move || (logs_for.get(), tick.get()),
@@ -47,7 +50,7 @@ pub fn Services() -> impl IntoView {
         <Suspense fallback=|| view! { <p aria-busy="true">"Reading the stack…"</p> }>
             {move || overview.get().map(|r| match r {
                 Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-                Ok(o) => view! { <StackCard o action/> }.into_any(),
+                Ok(o) => view! { <StackCard o action can/> }.into_any(),
             })}
         </Suspense>
         <p role="status" class="action-result" data-testid="action-result">
@@ -58,7 +61,7 @@ pub fn Services() -> impl IntoView {
         </p>
         <Suspense fallback=|| ()>
             {move || overview.get().and_then(|r| r.ok()).map(|o| view! {
-                <ServiceTable services=o.services.clone() action logs_for/>
+                <ServiceTable services=o.services.clone() action logs_for can/>
             })}
         </Suspense>
         <Show when=move || logs_for.get().is_some()>
@@ -93,7 +96,7 @@ pub fn Services() -> impl IntoView {
 }
 
 #[component]
-fn StackCard(o: StackOverview, action: ServerAction<RunStackAction>) -> impl IntoView {
+fn StackCard(o: StackOverview, action: ServerAction<RunStackAction>, can: Signal<bool>) -> impl IntoView {
     let busy = !o.running.is_empty();
     let running = o
         .running
@@ -108,8 +111,8 @@ fn StackCard(o: StackOverview, action: ServerAction<RunStackAction>) -> impl Int
             <div class="card-head">
                 <h2 id="stack-h">"Stack " <code>{o.project.clone()}</code></h2>
                 <div class="buttons">
-                    <button disabled=busy on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Up, service: None }); }>"Provision stack"</button>
-                    <button class="danger" disabled=busy on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Down, service: None }); }>"Tear down"</button>
+                    <button disabled=move || busy || !can.get() on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Up, service: None }); }>"Provision stack"</button>
+                    <button class="danger" disabled=move || busy || !can.get() on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Down, service: None }); }>"Tear down"</button>
                 </div>
             </div>
             <p class="muted">"From " {o.compose_files.join(" + ")} " — " <span data-testid="stack-summary">{up} " of " {total} " services up"</span></p>
@@ -124,6 +127,7 @@ fn ServiceTable(
     services: Vec<ServiceStatus>,
     action: ServerAction<RunStackAction>,
     logs_for: RwSignal<Option<String>>,
+    can: Signal<bool>,
 ) -> impl IntoView {
     view! {
         <table class="services">
@@ -144,9 +148,9 @@ fn ServiceTable(
                             <td class="ports">{s.ports.join(", ")}</td>
                             <td>{s.depends_on.join(", ")}</td>
                             <td class="buttons">
-                                <button on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Start, service: Some(n1.clone()) }); }>"Start"</button>
-                                <button on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Stop, service: Some(n2.clone()) }); }>"Stop"</button>
-                                <button on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Restart, service: Some(n3.clone()) }); }>"Restart"</button>
+                                <button disabled=move || !can.get() on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Start, service: Some(n1.clone()) }); }>"Start"</button>
+                                <button disabled=move || !can.get() on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Stop, service: Some(n2.clone()) }); }>"Stop"</button>
+                                <button disabled=move || !can.get() on:click=move |_| { action.dispatch(RunStackAction { verb: StackVerb::Restart, service: Some(n3.clone()) }); }>"Restart"</button>
                                 <button class="secondary" on:click=move |_| logs_for.set(Some(n4.clone()))>"Logs"</button>
                             </td>
                         </tr>

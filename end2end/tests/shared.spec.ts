@@ -1,0 +1,63 @@
+import { test, expect, type Browser, type Page } from '@playwright/test';
+
+// The shared (sign-in) mode with real browsers: a viewer sees but cannot press, and two
+// operators in two browsers meet the one-action-at-a-time lock, both seeing it live.
+// Users are created by dev/scripts/test.sh with the password in E2E_PASSWORD.
+const PASSWORD = process.env.E2E_PASSWORD ?? '';
+
+async function signIn(browser: Browser, user: string): Promise<Page> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto('/services');
+  await expect(page).toHaveURL(/\/login$/);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByTestId('who')).toContainText(user);
+  return page;
+}
+
+test('a wrong password is refused with a message', async ({ page }) => {
+  await page.goto('/login');
+  await page.getByLabel('User name').fill('olga');
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toContainText('wrong user name or password');
+});
+
+test('a viewer sees the stack but every action is disabled', async ({ browser }) => {
+  const page = await signIn(browser, 'vera');
+  await page.goto('/services');
+  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
+  await expect(page.locator('tr[data-service="haproxy"]')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Provision stack' })).toBeDisabled();
+  await expect(page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Restart' })).toBeDisabled();
+  await expect(page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Logs' })).toBeEnabled();
+});
+
+test('two operators: the second is refused while the first one\'s action runs, both see it live', async ({ browser }) => {
+  test.setTimeout(180_000);
+  const olga = await signIn(browser, 'olga');
+  const oscar = await signIn(browser, 'oscar');
+  for (const p of [olga, oscar]) {
+    await p.goto('/services');
+    await expect(p.locator('[data-hydrated="true"]')).toHaveCount(1);
+    await expect(p.getByText('(connected)')).toBeVisible();
+  }
+  await olga.getByRole('button', { name: 'Tear down' }).click();
+  await expect(olga.getByTestId('action-result')).toContainText('down started');
+  // Oscar's browser shows the running action without a reload…
+  await expect(oscar.getByTestId('running-action')).toContainText('stack down by olga', { timeout: 15_000 });
+  // …and the server refuses his conflicting action even if he gets a click in.
+  const restart = oscar.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Restart' });
+  if (await restart.isEnabled()) {
+    await restart.click();
+    await expect(oscar.getByTestId('action-result')).toContainText('in progress by olga');
+  }
+  await expect(olga.getByTestId('event-feed')).toContainText('olga: down finished', { timeout: 120_000 });
+  await expect(oscar.getByTestId('running-action')).toHaveCount(0, { timeout: 15_000 });
+
+  // Everything was audited, with who did it.
+  await oscar.goto('/audit?action=stack.down');
+  await expect(oscar.getByTestId('audit')).toContainText('olga');
+});

@@ -1,0 +1,201 @@
+//! The shared (sign-in) mode, through the real router: every server function is refused
+//! without a session, mutating ones are refused for a viewer and accepted for an operator,
+//! every attempt is audited, cross-site posts are refused, sessions expire.
+//! The server functions are enumerated from the registry, so a new one cannot be missed.
+use std::{net::SocketAddr, sync::Arc};
+
+use app::api::{Role, SERVER_FNS_MUTATING, SERVER_FNS_READ};
+use axum::{
+    body::Body,
+    extract::connect_info::MockConnectInfo,
+    http::{header, Method, Request, StatusCode},
+    Router,
+};
+use server::{config::Config, runtime::Runtime, state::Services, store::Store};
+use tower::ServiceExt;
+
+const PW: &str = "correct horse battery staple";
+const HOST: &str = "127.0.0.1:3000";
+
+async fn setup(auth: bool) -> (tempfile::TempDir, Arc<Services>, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.path = dir.path().join("state.db");
+    config.auth.enabled = Some(auth);
+    config.stack.compose = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/compose.yml")];
+    config.stack.project = format!("bssauth{}", std::process::id());
+    let store = Store::open(&config.store.path).await.unwrap();
+    let runtime = Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref());
+    let services = Services::new(config, runtime, store);
+    services.auth.add_user("vera", Role::Viewer, PW).await.unwrap();
+    services.auth.add_user("otto", Role::Operator, PW).await.unwrap();
+    let app = server::web::router(services.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    (dir, services, app)
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, headers, String::from_utf8_lossy(&body).to_string())
+}
+
+async fn login(app: &Router, name: &str) -> String {
+    let req = Request::post("/auth/login")
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, format!("http://{HOST}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("name={name}&password={}", PW.replace(' ', "+"))))
+        .unwrap();
+    let (status, headers, _) = send(app, req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "login of {name}");
+    let c = headers.get(header::SET_COOKIE).expect("session cookie").to_str().unwrap().to_string();
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+    c.split(';').next().unwrap().to_string()
+}
+
+fn call(path: &str, body: &str, cookie: Option<&str>, origin: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    if let Some(o) = origin {
+        b = b.header(header::ORIGIN, o);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+/// Registered server functions as (name, path), with the name recovered from the path.
+fn server_fns() -> Vec<(&'static str, String)> {
+    let known: Vec<&'static str> = SERVER_FNS_READ.iter().chain(SERVER_FNS_MUTATING).copied().collect();
+    let mut out = vec![];
+    for (path, _method) in leptos::server_fn::axum::server_fn_paths() {
+        let last = path.rsplit('/').next().unwrap();
+        let name = known
+            .iter()
+            .filter(|k| last.starts_with(**k))
+            .max_by_key(|k| k.len())
+            .unwrap_or_else(|| panic!("server function {path} is not classified in app::api::SERVER_FNS_*"));
+        out.push((*name, path.to_string()));
+    }
+    out
+}
+
+fn body_for(name: &str) -> &'static str {
+    match name {
+        "get_service_logs" => "service=haproxy",
+        "run_stack_action" => "verb=Restart&service=no-such-service",
+        _ => "",
+    }
+}
+
+#[tokio::test]
+async fn every_server_function_is_refused_without_a_session() {
+    let (_d, _s, app) = setup(true).await;
+    // Building the router registers the app's server functions.
+    let fns = server_fns();
+    assert!(fns.len() >= SERVER_FNS_READ.len() + SERVER_FNS_MUTATING.len(), "registered: {fns:?}");
+    for (name, path) in &fns {
+        let (status, _, _) = send(&app, call(path, body_for(name), None, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} without a session");
+    }
+    for path in ["/sse/stack", "/audit.jsonl"] {
+        let (status, _, _) = send(&app, Request::get(path).header(header::HOST, HOST).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // Pages send a browser to the sign-in page; the sign-in page itself is public.
+    let (status, headers, _) = send(&app, Request::get("/services").header(header::HOST, HOST).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login");
+}
+
+#[tokio::test]
+async fn mutating_functions_are_refused_for_a_viewer_accepted_for_an_operator_and_audited() {
+    let (_d, services, app) = setup(true).await;
+    let vera = login(&app, "vera").await;
+    let otto = login(&app, "otto").await;
+    for (name, path) in server_fns() {
+        let origin = Some("http://127.0.0.1:3000");
+        let (status, _, body) = send(&app, call(&path, body_for(name), Some(&vera), origin)).await;
+        if SERVER_FNS_MUTATING.contains(&name) {
+            assert!(body.starts_with("ServerError|forbidden"), "{name} as viewer: {status} {body}");
+            // Passes the role check for an operator (then fails on the unknown service).
+            let (_, _, body) = send(&app, call(&path, body_for(name), Some(&otto), origin)).await;
+            assert!(!body.contains("forbidden") && body.contains("no-such-service"), "{name} as operator: {body}");
+        } else {
+            // Readers may read everything: no role refusal (the call itself may fail, e.g.
+            // logs of a container that does not exist, and the audit log may quote refusals).
+            assert!(status != StatusCode::UNAUTHORIZED && !body.starts_with("ServerError|forbidden"), "{name} as viewer: {status} {body}");
+        }
+    }
+    let audit = services.store.audit_filtered(None, Some("service.restart"), 10).await.unwrap();
+    let by = |u: &str| audit.iter().find(|e| e.actor == u).unwrap_or_else(|| panic!("no audit entry by {u}: {audit:?}")).clone();
+    assert!(by("vera").result.contains("forbidden"));
+    assert!(by("otto").result.contains("no-such-service"));
+    assert_eq!(by("otto").target, "no-such-service");
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_even_with_a_valid_session() {
+    let (_d, _s, app) = setup(true).await;
+    let otto = login(&app, "otto").await;
+    let path = server_fns().into_iter().find(|(n, _)| *n == "run_stack_action").unwrap().1;
+    let (status, _, body) = send(&app, call(&path, body_for("run_stack_action"), Some(&otto), Some("http://evil.example"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let mut req = call("/auth/logout", "", Some(&otto), None);
+    req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    assert_eq!(send(&app, req).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn expired_and_logged_out_sessions_are_refused() {
+    let (_d, services, app) = setup(true).await;
+    let whoami = server_fns().into_iter().find(|(n, _)| *n == "whoami").unwrap().1;
+    let vera = login(&app, "vera").await;
+    let (status, _, body) = send(&app, call(&whoami, "", Some(&vera), None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("vera") && body.contains("viewer"), "{body}");
+    services.auth.expire_sessions_of("vera").await.unwrap();
+    assert_eq!(send(&app, call(&whoami, "", Some(&vera), None)).await.0, StatusCode::UNAUTHORIZED);
+
+    let otto = login(&app, "otto").await;
+    let (status, _, _) = send(&app, call("/auth/logout", "", Some(&otto), Some("http://127.0.0.1:3000"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(send(&app, call(&whoami, "", Some(&otto), None)).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_and_audited() {
+    let (_d, services, app) = setup(true).await;
+    let req = Request::post("/auth/login")
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("name=otto&password=nope"))
+        .unwrap();
+    let (status, headers, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers[header::LOCATION].to_str().unwrap().starts_with("/login?error="));
+    assert!(headers.get(header::SET_COOKIE).is_none());
+    let a = services.store.audit_filtered(Some("otto"), Some("auth.login"), 5).await.unwrap();
+    assert!(a[0].result.starts_with("error"), "{a:?}");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_local_mode_is_the_local_admin() {
+    let (_d, _s, app) = setup(false).await;
+    let (status, headers, body) = send(&app, Request::get("/login").header(header::HOST, HOST).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(body.contains("Local mode"), "banner on every page in local mode");
+    let whoami = server_fns().into_iter().find(|(n, _)| *n == "whoami").unwrap().1;
+    let (_, _, body) = send(&app, call(&whoami, "", None, None)).await;
+    assert!(body.contains("\"local_mode\":true") && body.contains("admin"), "{body}");
+}
