@@ -38,6 +38,8 @@ pub struct ServiceStatus {
     pub exit_code: Option<i64>,
     pub restart_count: i64,
     pub started_at: Option<String>,
+    /// Seconds since start while running.
+    pub uptime_secs: Option<u64>,
     pub ports: Vec<String>,
     pub depends_on: Vec<String>,
     /// A job that runs once (e.g. topic creation), not a long-running service.
@@ -154,7 +156,8 @@ impl Principal {
 
 /// Every server function, classified. A test enumerates the registered server functions
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
-pub const SERVER_FNS_READ: &[&str] = &["fetch_engine_status", "get_stack_overview", "get_service_logs", "whoami", "get_audit"];
+pub const SERVER_FNS_READ: &[&str] =
+    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit"];
 pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action"];
 
 /// One audit log row.
@@ -167,4 +170,35 @@ pub struct AuditEntry {
     pub target: String,
     pub result: String,
     pub detail: String,
+}
+
+/// One log line of one service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub service: String,
+    /// RFC 3339 from the engine (`timestamps=true`), empty if it had none.
+    pub ts: String,
+    pub line: String,
+}
+
+impl LogLine {
+    /// Splits the engine's `TIMESTAMP line` form.
+    pub fn parse(service: &str, raw: &str) -> LogLine {
+        match raw.split_once(' ') {
+            Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T') => {
+                LogLine { service: service.into(), ts: ts.into(), line: rest.into() }
+            }
+            _ => LogLine { service: service.into(), ts: String::new(), line: raw.into() },
+        }
+    }
+}
+
+/// 75 → "1m 15s", 7300 → "2h 1m".
+pub fn human_secs(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
 }

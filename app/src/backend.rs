@@ -6,7 +6,7 @@
 //! so the check lives behind the seam, not in the UI.
 use std::sync::Arc;
 
-use crate::api::{AuditEntry, EngineStatus, Principal, StackOverview, StackVerb};
+use crate::api::{AuditEntry, EngineStatus, LogLine, Principal, StackOverview, StackVerb};
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -15,6 +15,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs (or, for `up`/`down`, starts) an action; `Err` is a message for the user.
     async fn stack_action(&self, who: &Principal, verb: StackVerb, service: Option<String>) -> Result<String, String>;
     async fn service_logs(&self, who: &Principal, service: &str, tail: usize) -> Result<Vec<String>, String>;
+    /// The last lines of every service, merged in time order.
+    async fn merged_logs(&self, who: &Principal, tail: usize) -> Result<Vec<LogLine>, String>;
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String>;
 }
 

@@ -45,6 +45,36 @@ pub fn use_stack_feed() -> StackFeed {
     StackFeed { tick, events, connected }
 }
 
+/// Calls `on_item` for every `event` on the SSE stream at `url` (browser only); the
+/// connection closes when the component is unmounted. Returns whether it is connected.
+pub fn use_event_source<T>(url: &'static str, event: &'static str, on_item: impl Fn(T) + 'static) -> ReadSignal<bool>
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
+    let (connected, set_connected) = signal(false);
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::{prelude::Closure, JsCast};
+        if let Ok(es) = web_sys::EventSource::new(url) {
+            let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
+                if let Some(item) = m.data().as_string().and_then(|t| serde_json::from_str::<T>(&t).ok()) {
+                    on_item(item);
+                }
+            });
+            let _ = es.add_event_listener_with_callback(event, on_event.as_ref().unchecked_ref());
+            let on_open = Closure::<dyn FnMut()>::new(move || set_connected.set(true));
+            es.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+            let on_error = Closure::<dyn FnMut()>::new(move || set_connected.set(false));
+            es.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+            let es = send_wrapper::SendWrapper::new((es, on_event, on_open, on_error));
+            on_cleanup(move || es.0.close());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (url, event, on_item, set_connected);
+    connected
+}
+
 /// Milliseconds since the epoch → "HH:MM:SS" (UTC), without a date library.
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000;

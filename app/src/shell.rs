@@ -42,6 +42,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/topology", "Topology"),
     ("/services", "Services"),
+    ("/logs", "Logs"),
     ("/streams", "Streams"),
     ("/database", "Database"),
     ("/alerts", "Alerts"),
@@ -90,6 +91,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("topology") view=pages::topology::Topology ssr=SsrMode::Async/>
                         <Route path=StaticSegment("services") view=pages::services::Services ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view=pages::auth::Login/>
+                        <Route path=StaticSegment("logs") view=pages::logs::Logs ssr=SsrMode::Async/>
                         <Route path=StaticSegment("audit") view=pages::auth::Audit ssr=SsrMode::Async/>
                         <Route path=StaticSegment("streams") view=|| view! {
                             <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>

@@ -37,4 +37,20 @@ test('provision from the UI, every service turns healthy, stop one and start it 
 
   await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Logs' }).click();
   await expect(page.getByTestId('logs')).not.toBeEmpty();
+
+  // Merged logs: several services in one view, narrowed by search, following live.
+  await page.goto('/logs');
+  await hydrated(page);
+  const merged = page.getByTestId('merged-logs');
+  await expect(merged.locator('.logline[data-service="postgres-primary"]').first()).toBeVisible();
+  await expect(merged.locator('.logline[data-service="haproxy"]').first()).toBeVisible();
+  await page.getByRole('searchbox', { name: 'Search logs' }).fill('haproxy');
+  await expect(merged.locator('.logline[data-service="postgres-primary"]')).toHaveCount(0);
+  await expect(page.getByText('following live')).toBeVisible();
+
+  // Topology: traffic links drawn, nodes link to their pages.
+  await page.goto('/topology');
+  await hydrated(page);
+  await expect(page.locator('g.flow[data-from="haproxy"][data-to="postgres-replica-1"]')).toHaveCount(1);
+  await expect(page.locator('a[href="/database"] g.node[data-service="postgres-primary"]')).toHaveCount(1);
 });

@@ -14,6 +14,7 @@ function engineFacts(): { version: string; api: string } {
 const PAGES: Array<[string, string]> = [
   ['Topology', 'Topology'],
   ['Services', 'Services'],
+  ['Logs', 'Logs'],
   ['Streams', 'Streams'],
   ['Database', 'Database'],
   ['Alerts', 'Alerts'],

@@ -94,6 +94,30 @@ impl Services {
         });
     }
 
+    /// Follows every service's logs into one channel, re-attaching after restarts; the
+    /// followers stop when the receiver is dropped (the browser went away).
+    pub fn follow_all_logs(&self, who: &Principal) -> Result<tokio::sync::mpsc::Receiver<app::api::LogLine>, String> {
+        use futures_util::StreamExt;
+        require(who, Role::Viewer, "reading logs")?;
+        let sup = self.stack.clone()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        for service in sup.compose().services.keys().cloned() {
+            let (sup, tx) = (sup.clone(), tx.clone());
+            tokio::spawn(async move {
+                while !tx.is_closed() {
+                    let mut s = std::pin::pin!(sup.follow_logs(&service));
+                    while let Some(line) = s.next().await {
+                        if tx.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
+        Ok(rx)
+    }
+
     pub fn subscribe(&self) -> Option<broadcast::Receiver<StackEvent>> {
         self.stack.as_ref().ok().map(|s| s.subscribe())
     }
@@ -164,6 +188,12 @@ impl Backend for Services {
         require(who, Role::Viewer, "reading logs")?;
         let sup = self.stack.clone()?;
         sup.logs(service, tail.clamp(1, 2000)).await.map_err(|e| e.to_string())
+    }
+
+    async fn merged_logs(&self, who: &Principal, tail: usize) -> Result<Vec<app::api::LogLine>, String> {
+        require(who, Role::Viewer, "reading logs")?;
+        let sup = self.stack.clone()?;
+        Ok(sup.merged_logs(tail.clamp(1, 500)).await)
     }
 
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String> {

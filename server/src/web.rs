@@ -47,6 +47,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/sse/stack", get(stack_events))
+        .route("/sse/logs", get(log_events))
         .route("/auth/login", axum::routing::post(login))
         .route("/auth/logout", axum::routing::post(logout))
         .route("/audit.jsonl", get(audit_export))
@@ -127,6 +128,23 @@ async fn stack_events(State(state): State<AppState>) -> Response {
         Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Every service's log lines, live, as server-sent events (`event: log`).
+async fn log_events(State(state): State<AppState>, req: Request) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let Some(who) = req.extensions().get::<app::api::Principal>().cloned() else {
+        return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
+    };
+    match state.services.follow_all_logs(&who) {
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Ok(rx) => {
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+                .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) });
+            Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -132,7 +132,7 @@ fn ServiceTable(
     view! {
         <table class="services">
             <thead><tr>
-                <th>"Service"</th><th>"State"</th><th>"Health"</th><th>"Restarts"</th><th>"Ports"</th><th>"Depends on"</th><th>"Actions"</th>
+                <th>"Service"</th><th>"State"</th><th>"Health"</th><th>"Uptime"</th><th>"Restarts"</th><th>"Ports"</th><th>"Depends on"</th><th>"Actions"</th>
             </tr></thead>
             <tbody>
                 {services.into_iter().map(|s| {
@@ -144,6 +144,7 @@ fn ServiceTable(
                             <td><b>{name.clone()}</b><br/><span class="muted">{s.image.clone()}</span></td>
                             <td><span class=format!("badge {}", s.level())>{s.state.clone()}{exit}</span></td>
                             <td>{s.health.clone()}</td>
+                            <td>{s.uptime_secs.map(crate::api::human_secs).unwrap_or_default()}</td>
                             <td>{s.restart_count}</td>
                             <td class="ports">{s.ports.join(", ")}</td>
                             <td>{s.depends_on.join(", ")}</td>

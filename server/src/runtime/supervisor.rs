@@ -37,7 +37,7 @@ pub enum SupervisorError {
     NoEngine(String),
 }
 
-pub use app::api::{ServiceStatus, StackEvent};
+pub use app::api::{LogLine, ServiceStatus, StackEvent};
 
 pub struct Supervisor {
     docker: Docker,
@@ -346,6 +346,7 @@ impl Supervisor {
             exit_code: None,
             restart_count: 0,
             started_at: None,
+            uptime_secs: None,
             ports: svc.ports.clone(),
             depends_on: svc.depends_on.entries().into_iter().map(|(d, _)| d).collect(),
             oneshot: spec::is_oneshot(svc),
@@ -358,6 +359,14 @@ impl Supervisor {
             if let Some(s) = c.state {
                 st.state = s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
                 st.exit_code = s.exit_code;
+                if st.state == "running" {
+                    st.uptime_secs = s
+                        .started_at
+                        .as_deref()
+                        .and_then(|t| humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok())
+                        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                        .map(|d| d.as_secs());
+                }
                 st.started_at = s.started_at;
                 st.health = match s.health.and_then(|h| h.status) {
                     Some(HealthStatusEnum::HEALTHY) => "healthy",
@@ -486,6 +495,43 @@ impl Supervisor {
             // Re-attach after the engine restarts, with a pause so a dead engine is not spun on.
             tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => {} }
         }
+    }
+
+    /// Follows the logs of a service from now on, as `(timestamp, line)` pairs; ends when
+    /// the container stops. Callers re-attach after restarts.
+    pub fn follow_logs(&self, service: &str) -> impl futures_util::Stream<Item = LogLine> + Send + 'static {
+        use futures_util::StreamExt;
+        let name = spec::container_name(&self.project, service);
+        let since = (now_ms() / 1000) as i32;
+        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .since(since)
+            .timestamps(true)
+            .build();
+        let service = service.to_string();
+        self.docker.logs(&name, Some(opts)).filter_map(move |chunk| {
+            let service = service.clone();
+            async move {
+                let bytes = chunk.ok()?.into_bytes();
+                let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+                Some(LogLine::parse(&service, &text))
+            }
+        })
+    }
+
+    /// The last `tail` log lines of every service, merged in time order.
+    pub async fn merged_logs(&self, tail: usize) -> Vec<LogLine> {
+        let mut all = vec![];
+        for service in self.file.services.keys() {
+            if let Ok(lines) = self.logs(service, tail).await {
+                all.extend(lines.iter().map(|l| LogLine::parse(service, l)));
+            }
+        }
+        // RFC 3339 timestamps with the same precision sort as text.
+        all.sort_by(|a, b| a.ts.cmp(&b.ts));
+        all
     }
 
     /// The last `tail` log lines of a service (stdout and stderr interleaved).
