@@ -15,33 +15,13 @@ pub struct StackFeed {
 pub fn use_stack_feed() -> StackFeed {
     let (tick, set_tick) = signal(0u32);
     let (events, set_events) = signal(Vec::<StackEvent>::new());
-    let (connected, set_connected) = signal(false);
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::{prelude::Closure, JsCast};
-        if let Ok(es) = web_sys::EventSource::new("/sse/stack") {
-            let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
-                if let Some(text) = m.data().as_string() {
-                    if let Ok(ev) = serde_json::from_str::<StackEvent>(&text) {
-                        set_events.update(|v| {
-                            v.insert(0, ev);
-                            v.truncate(100);
-                        });
-                    }
-                }
-                set_tick.update(|t| *t += 1);
-            });
-            let _ = es.add_event_listener_with_callback("stack", on_event.as_ref().unchecked_ref());
-            let on_open = Closure::<dyn FnMut()>::new(move || set_connected.set(true));
-            es.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-            let on_error = Closure::<dyn FnMut()>::new(move || set_connected.set(false));
-            es.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-            let es = send_wrapper::SendWrapper::new((es, on_event, on_open, on_error));
-            on_cleanup(move || es.0.close());
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (set_tick, set_events, set_connected);
+    let connected = use_event_source("/sse/stack", "stack", move |ev: StackEvent| {
+        set_events.update(|v| {
+            v.insert(0, ev);
+            v.truncate(100);
+        });
+        set_tick.update(|t| *t += 1);
+    });
     StackFeed { tick, events, connected }
 }
 

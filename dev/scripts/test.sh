@@ -4,12 +4,7 @@
 # with its wasm check, then Playwright in Debian chromium against the built server, the
 # real Docker engine and the real stack.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
-dev/scripts/toolchain.sh
-. dev/scripts/env.sh
-eval "$(dev/scripts/docker.sh ensure)"
-export DOCKER_HOST
+. "$(dirname "$0")/prelude.sh"
 export BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml BSS_PROJECT=bss
 
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }

@@ -2,7 +2,6 @@
 //! queries. Every other module asks the store; nothing else opens the file.
 use std::{path::Path, str::FromStr, time::SystemTime};
 
-use serde::Serialize;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
     SqlitePool,
@@ -25,15 +24,19 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub result: String,
-    pub detail: String,
+pub use app::api::AuditEntry;
+
+fn audit_row(r: sqlx::sqlite::SqliteRow) -> AuditEntry {
+    use sqlx::Row;
+    AuditEntry {
+        id: r.get("id"),
+        at: r.get("at"),
+        actor: r.get("actor"),
+        action: r.get("action"),
+        target: r.get("target"),
+        result: r.get("result"),
+        detail: r.get("detail"),
+    }
 }
 
 impl Store {
@@ -90,8 +93,8 @@ impl Store {
     }
 
     /// Audit entries, newest first, optionally filtered by actor and action prefix.
-    pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<app::api::AuditEntry>, StoreError> {
-        let rows = sqlx::query_as::<_, AuditEntry>(
+    pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
             "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 || '%') ORDER BY id DESC LIMIT ?3",
         )
         .bind(actor.filter(|s| !s.is_empty()))
@@ -99,18 +102,12 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| app::api::AuditEntry { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, result: r.result, detail: r.detail })
-            .collect())
+        Ok(rows.into_iter().map(audit_row).collect())
     }
 
     /// Most recent audit entries first.
     pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        Ok(sqlx::query_as::<_, AuditEntry>("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        self.audit_filtered(None, None, limit).await
     }
 }
 
