@@ -157,8 +157,8 @@ impl Principal {
 /// Every server function, classified. A test enumerates the registered server functions
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
 pub const SERVER_FNS_READ: &[&str] =
-    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit"];
-pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action"];
+    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view"];
+pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused"];
 
 /// One audit log row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,4 +201,53 @@ pub fn human_secs(s: u64) -> String {
         3600..=86399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
     }
+}
+
+/// Whether a replica takes reads, and if not, why and since when (unix ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Admission {
+    In,
+    Out { reason: String, since_ms: u64 },
+}
+
+/// One replica as the read/write router sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub admission: Admission,
+    pub reachable: bool,
+    pub replay_paused: bool,
+    pub replay_lsn: Option<String>,
+    pub lag_bytes: u64,
+    pub lag_secs: f64,
+    pub reads: u64,
+}
+
+/// One second of replication lag history, per replica in config order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LagPoint {
+    pub at_ms: u64,
+    pub lag_bytes: Vec<u64>,
+    pub lag_secs: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbStatus {
+    pub primary_lsn: Option<String>,
+    pub primary_up: bool,
+    pub writes: u64,
+    pub primary_reads: u64,
+    pub fallbacks: u64,
+    pub retried_reads: u64,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbView {
+    pub status: DbStatus,
+    pub history: Vec<LagPoint>,
+    /// The seed's claim, shown beside the measurement.
+    pub claim_max_lag_secs: f64,
+    pub threshold_secs: f64,
+    pub threshold_bytes: u64,
 }

@@ -6,7 +6,7 @@
 //! so the check lives behind the seam, not in the UI.
 use std::sync::Arc;
 
-use crate::api::{AuditEntry, EngineStatus, LogLine, Principal, StackOverview, StackVerb};
+use crate::api::{AuditEntry, DbView, EngineStatus, LogLine, Principal, StackOverview, StackVerb};
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -17,6 +17,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn service_logs(&self, who: &Principal, service: &str, tail: usize) -> Result<Vec<String>, String>;
     /// The last lines of every service, merged in time order.
     async fn merged_logs(&self, who: &Principal, tail: usize) -> Result<Vec<LogLine>, String>;
+    /// The read/write router: replica admission, routing counters, lag history.
+    async fn db_view(&self, who: &Principal) -> Result<DbView, String>;
+    /// Pauses or resumes WAL replay on a replica (operator).
+    async fn set_replay_paused(&self, who: &Principal, replica: &str, paused: bool) -> Result<String, String>;
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String>;
 }
 

@@ -96,9 +96,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("streams") view=|| view! {
                             <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>
                         }/>
-                        <Route path=StaticSegment("database") view=|| view! {
-                            <Placeholder title="Database" what="The read/write router: which backend served each query, replication lag per replica, ejections and fallbacks."/>
-                        }/>
+                        <Route path=StaticSegment("database") view=pages::database::Database ssr=SsrMode::Async/>
                         <Route path=StaticSegment("alerts") view=|| view! {
                             <Placeholder title="Alerts" what="AlertManager's route tree, active alerts, silences and a route tester."/>
                         }/>

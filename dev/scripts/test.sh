@@ -23,6 +23,9 @@ cargo test --workspace --features app/ssr
 step "offline images for the Phase 3 stack (cached by input hash)"
 dev/images/build.sh
 
+step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
+cargo test -p server --features app/ssr --test db -- --ignored --nocapture
+
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
 

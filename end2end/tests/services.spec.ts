@@ -1,4 +1,11 @@
 import { test, expect, type Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+
+// A write on the primary, through its own psql (not through the product).
+function writeOnPrimary() {
+  execFileSync('docker', ['exec', 'bss-postgres-primary', 'psql', '-q', '-U', 'postgres', '-d', 'bss', '-c',
+    'CREATE TABLE IF NOT EXISTS e2e_lag (x int); INSERT INTO e2e_lag SELECT generate_series(1, 2000)'], { env: process.env });
+}
 
 // Against the real engine and the real offline images: provision the whole Phase 3 stack
 // from the browser, watch it turn healthy live, then stop one service and start it again.
@@ -47,6 +54,24 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   await page.getByRole('searchbox', { name: 'Search logs' }).fill('haproxy');
   await expect(merged.locator('.logline[data-service="postgres-primary"]')).toHaveCount(0);
   await expect(page.getByText('following live')).toBeVisible();
+
+  // Database: pausing replay on a replica makes its lag rise on the chart and the router
+  // takes it out; resuming brings it back.
+  await page.goto('/database');
+  await hydrated(page);
+  const r1 = page.locator('tr[data-replica="postgres-replica-1"]');
+  await expect(r1.getByTestId('admission')).toHaveText('taking reads', { timeout: 30_000 });
+  await r1.getByRole('button', { name: 'Pause replay' }).click();
+  await expect(page.getByRole('status')).toContainText('replay paused');
+  for (let i = 0; i < 8; i++) {
+    writeOnPrimary();
+    await page.waitForTimeout(700);
+  }
+  await expect.poll(async () => Number(await page.getByTestId('lag-secs-postgres-replica-1').textContent()), { timeout: 20_000 }).toBeGreaterThan(1);
+  await expect(r1.getByTestId('admission')).toContainText('lag', { timeout: 20_000 });
+  await expect(page.getByTestId('lag-secs').locator('polyline[data-series="postgres-replica-1"]')).toHaveCount(1);
+  await r1.getByRole('button', { name: 'Resume replay' }).click();
+  await expect(r1.getByTestId('admission')).toHaveText('taking reads', { timeout: 30_000 });
 
   // Topology: traffic links drawn, nodes link to their pages.
   await page.goto('/topology');

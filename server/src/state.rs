@@ -34,6 +34,8 @@ pub struct Services {
     pub stack: Result<Arc<Supervisor>, String>,
     pub locks: Arc<ActionLocks>,
     pub auth: Auth,
+    /// The read/write router for the stack's PostgreSQL (its monitor runs in the background).
+    pub db: Arc<crate::db::DbRouter>,
     recent: std::sync::Mutex<VecDeque<StackEvent>>,
 }
 
@@ -65,12 +67,14 @@ impl Services {
             stack,
             locks: Arc::new(ActionLocks::default()),
             auth,
+            db: Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::dev_stack())),
             recent: std::sync::Mutex::new(VecDeque::new()),
         })
     }
 
     /// Starts the background work: the healer and the recent-events recorder.
     pub fn spawn_background(self: &Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        tokio::spawn(self.db.clone().run(cancel.clone()));
         let Ok(sup) = self.stack.clone() else { return };
         let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
         tokio::spawn(sup.clone().run(cancel.clone(), every));
@@ -194,6 +198,31 @@ impl Backend for Services {
         require(who, Role::Viewer, "reading logs")?;
         let sup = self.stack.clone()?;
         Ok(sup.merged_logs(tail.clamp(1, 500)).await)
+    }
+
+    async fn db_view(&self, who: &Principal) -> Result<app::api::DbView, String> {
+        require(who, Role::Viewer, "reading the database router")?;
+        let t = self.db.thresholds();
+        Ok(app::api::DbView {
+            status: self.db.status(),
+            history: self.db.history(),
+            claim_max_lag_secs: 1.0,
+            threshold_secs: t.max_lag.as_secs_f64(),
+            threshold_bytes: t.max_lag_bytes,
+        })
+    }
+
+    async fn set_replay_paused(&self, who: &Principal, replica: &str, paused: bool) -> Result<String, String> {
+        let action = if paused { "db.replay_pause" } else { "db.replay_resume" };
+        let r = async {
+            require(who, Role::Operator, "pausing or resuming replay")?;
+            let _guard = self.locks.acquire(replica, action, &who.user)?;
+            self.db.set_replay_paused(replica, paused).await.map_err(|e| e.to_string())?;
+            Ok(format!("{replica}: replay {}", if paused { "paused" } else { "resumed" }))
+        }
+        .await;
+        self.audit(&who.user, action, replica, &r).await;
+        r
     }
 
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String> {

@@ -1,4 +1,5 @@
 pub mod auth;
+pub mod database;
 pub mod logs;
 pub mod overview;
 pub mod services;

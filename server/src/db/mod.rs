@@ -1,0 +1,351 @@
+//! `db`: the read/write router in front of the PostgreSQL primary and its streaming
+//! replicas. Split like mature routers: `routing` (pure decisions), this file (pools,
+//! the health/lag monitor, the router API), `config` in [`DbConfig`].
+//!
+//! - writes and transactions: [`DbRouter::write`] — always the primary;
+//! - reads: [`DbRouter::read`] — round-robin over admitted replicas, retried on another
+//!   backend if the chosen one fails, the primary when none is usable (counted);
+//! - read-your-writes: [`DbRouter::write_lsn`] after a write, then
+//!   [`DbRouter::read_after`] waits (bounded) for a replica that replayed it, else primary.
+pub mod routing;
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use sqlx::{postgres::PgPoolOptions, PgPool, Row};
+
+use crate::runtime::supervisor::now_ms;
+use routing::{admit, choose_read, Admission, Lsn, Sample, Target, Thresholds};
+
+impl DbRouter {
+    pub fn thresholds(&self) -> Thresholds {
+        self.cfg.thresholds
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub primary_url: String,
+    /// (name, url) per replica.
+    pub replicas: Vec<(String, String)>,
+    pub check_interval: Duration,
+    pub check_timeout: Duration,
+    pub thresholds: Thresholds,
+    pub ryw_timeout: Duration,
+}
+
+impl DbConfig {
+    /// The dev stack of `dev/compose.yml` (dev-only credentials).
+    pub fn dev_stack() -> Self {
+        let url = |port: u16| format!("postgres://postgres:bss-dev-postgres@127.0.0.1:{port}/bss");
+        Self {
+            primary_url: url(5432),
+            replicas: vec![("postgres-replica-1".into(), url(5433)), ("postgres-replica-2".into(), url(5434))],
+            check_interval: Duration::from_secs(1),
+            check_timeout: Duration::from_millis(800),
+            thresholds: Thresholds::default(),
+            ryw_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("primary unavailable for writes: {0}")]
+    PrimaryDown(String),
+    #[error("{backend}: {source}")]
+    Query { backend: String, source: sqlx::Error },
+    #[error("unknown replica {0:?}")]
+    UnknownReplica(String),
+}
+
+pub use app::api::{DbStatus, LagPoint, ReplicaStatus};
+
+struct Replica {
+    name: String,
+    pool: PgPool,
+    state: Mutex<(Admission, Option<Sample>, bool)>, // admission, last sample, replay paused
+    reads: AtomicU64,
+}
+
+pub struct DbRouter {
+    cfg: DbConfig,
+    primary: PgPool,
+    replicas: Vec<Replica>,
+    counter: AtomicUsize,
+    writes: AtomicU64,
+    primary_reads: AtomicU64,
+    fallbacks: AtomicU64,
+    retried_reads: AtomicU64,
+    primary_state: Mutex<(bool, Option<Lsn>)>,
+    history: Mutex<VecDeque<LagPoint>>,
+}
+
+/// 15 minutes at one sample a second.
+const HISTORY: usize = 900;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+
+fn pool(url: &str, timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(timeout.max(Duration::from_secs(2)))
+        .connect_lazy(url)
+        .expect("valid postgres URL")
+}
+
+impl DbRouter {
+    pub fn new(cfg: DbConfig) -> Self {
+        let replicas = cfg
+            .replicas
+            .iter()
+            .map(|(name, url)| Replica {
+                name: name.clone(),
+                pool: pool(url, cfg.check_timeout),
+                // Out until the first check says otherwise.
+                state: Mutex::new((Admission::Out { reason: "not checked yet".into(), since_ms: now_ms() }, None, false)),
+                reads: AtomicU64::new(0),
+            })
+            .collect();
+        Self {
+            primary: pool(&cfg.primary_url, cfg.check_timeout),
+            replicas,
+            cfg,
+            counter: AtomicUsize::new(0),
+            writes: AtomicU64::new(0),
+            primary_reads: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            retried_reads: AtomicU64::new(0),
+            primary_state: Mutex::new((false, None)),
+            history: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The pool for writes and transactions: always the primary.
+    pub fn write(&self) -> &PgPool {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        &self.primary
+    }
+
+    /// The primary's current WAL insert position: call after a write commits, pass to
+    /// [`Self::read_after`] for read-your-writes.
+    pub async fn write_lsn(&self) -> Result<Lsn, DbError> {
+        let s: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(|e| DbError::PrimaryDown(e.to_string()))?;
+        Ok(Lsn::parse(&s).unwrap_or_default())
+    }
+
+    fn pick(&self, min_lsn: Option<Lsn>, skip: &[usize]) -> Target {
+        let view: Vec<(Admission, Option<Lsn>)> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let st = r.state.lock().unwrap();
+                let adm = if skip.contains(&i) { Admission::Out { reason: "failed this read".into(), since_ms: 0 } } else { st.0.clone() };
+                (adm, st.1.as_ref().and_then(|s| s.replay_lsn))
+            })
+            .collect();
+        choose_read(&view, self.counter.fetch_add(1, Ordering::Relaxed), min_lsn)
+    }
+
+    /// Runs a read on a replica (round-robin over admitted ones); if it fails, on the next
+    /// one, then the primary. Returns the backend that answered.
+    pub async fn read<T, F>(&self, f: F) -> Result<(String, T), DbError>
+    where
+        F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
+    {
+        self.read_inner(None, f).await
+    }
+
+    /// Read-your-writes: like [`Self::read`], but only on a replica that replayed `lsn`,
+    /// waiting up to the configured bound for one to catch up, else on the primary.
+    pub async fn read_after<T, F>(&self, lsn: Lsn, f: F) -> Result<(String, T), DbError>
+    where
+        F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
+    {
+        let deadline = tokio::time::Instant::now() + self.cfg.ryw_timeout;
+        loop {
+            // Refresh replay positions directly: the monitor's last sample may be a second old.
+            for r in &self.replicas {
+                if let Ok(Some(s)) = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text").fetch_one(&r.pool).await {
+                    if let Some(sample) = r.state.lock().unwrap().1.as_mut() {
+                        sample.replay_lsn = Lsn::parse(&s);
+                    }
+                }
+            }
+            if matches!(self.pick(Some(lsn), &[]), Target::Replica(_)) || tokio::time::Instant::now() >= deadline {
+                return self.read_inner(Some(lsn), f).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn read_inner<T, F>(&self, min_lsn: Option<Lsn>, f: F) -> Result<(String, T), DbError>
+    where
+        F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
+    {
+        let mut failed = vec![];
+        loop {
+            match self.pick(min_lsn, &failed) {
+                Target::Replica(i) => {
+                    let r = &self.replicas[i];
+                    match f(&r.pool).await {
+                        Ok(v) => {
+                            r.reads.fetch_add(1, Ordering::Relaxed);
+                            return Ok((r.name.clone(), v));
+                        }
+                        Err(e) if is_connection_error(&e) => {
+                            // Take it out now rather than at the next check.
+                            tracing::warn!(replica = %r.name, error = %e, "read failed; retrying elsewhere");
+                            r.state.lock().unwrap().0 = Admission::Out { reason: format!("down: {e}"), since_ms: now_ms() };
+                            self.retried_reads.fetch_add(1, Ordering::Relaxed);
+                            failed.push(i);
+                        }
+                        Err(e) => return Err(DbError::Query { backend: r.name.clone(), source: e }),
+                    }
+                }
+                Target::Primary { .. } => {
+                    self.fallbacks.fetch_add(u64::from(!self.replicas.is_empty()), Ordering::Relaxed);
+                    self.primary_reads.fetch_add(1, Ordering::Relaxed);
+                    return f(&self.primary)
+                        .await
+                        .map(|v| ("postgres-primary".to_string(), v))
+                        .map_err(|e| DbError::Query { backend: "postgres-primary".into(), source: e });
+                }
+            }
+        }
+    }
+
+    /// One monitor pass: the primary's position, then each replica's state and lag.
+    pub async fn check_once(&self) {
+        let t = self.cfg.check_timeout;
+        let primary_lsn = match tokio::time::timeout(t, sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary)).await {
+            Ok(Ok(s)) => Lsn::parse(&s),
+            _ => None,
+        };
+        *self.primary_state.lock().unwrap() = (primary_lsn.is_some(), primary_lsn);
+        let mut point = LagPoint { at_ms: now_ms(), lag_bytes: vec![], lag_secs: vec![] };
+        for r in &self.replicas {
+            let q = sqlx::query(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused(), \
+                 COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8",
+            )
+            .fetch_one(&r.pool);
+            let sample = match tokio::time::timeout(t, q).await {
+                Ok(Ok(row)) => {
+                    let in_recovery: bool = row.get(0);
+                    let replay = row.get::<Option<String>, _>(1).and_then(|s| Lsn::parse(&s));
+                    let paused: bool = if in_recovery { row.get(2) } else { false };
+                    let lag_bytes = match (primary_lsn, replay) {
+                        (Some(p), Some(rp)) => p.0.saturating_sub(rp.0),
+                        _ => 0,
+                    };
+                    // Time since the last replayed transaction only means lag while there
+                    // is WAL left to replay; an idle, caught-up replica has none.
+                    let secs: f64 = if lag_bytes == 0 { 0.0 } else { row.get::<f64, _>(3).max(0.0) };
+                    r.state.lock().unwrap().2 = paused;
+                    Sample { reachable: Ok(()), in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
+                }
+                Ok(Err(e)) => Sample { reachable: Err(e.to_string()), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
+                Err(_) => Sample { reachable: Err(format!("no answer within {} ms", t.as_millis())), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
+            };
+            point.lag_bytes.push(sample.lag_bytes);
+            point.lag_secs.push(sample.lag.as_secs_f64());
+            let mut st = r.state.lock().unwrap();
+            let next = admit(&st.0, &sample, &self.cfg.thresholds, now_ms());
+            if next != st.0 {
+                tracing::info!(replica = %r.name, admission = ?next, "replica admission changed");
+            }
+            st.0 = next;
+            st.1 = Some(sample);
+        }
+        let mut h = self.history.lock().unwrap();
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(point);
+    }
+
+    pub async fn run(self: std::sync::Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => self.check_once().await,
+            }
+        }
+    }
+
+    pub fn status(&self) -> DbStatus {
+        let (primary_up, primary_lsn) = *self.primary_state.lock().unwrap();
+        DbStatus {
+            primary_lsn: primary_lsn.map(|l| l.to_string()),
+            primary_up,
+            writes: self.writes.load(Ordering::Relaxed),
+            primary_reads: self.primary_reads.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            retried_reads: self.retried_reads.load(Ordering::Relaxed),
+            replicas: self
+                .replicas
+                .iter()
+                .map(|r| {
+                    let st = r.state.lock().unwrap();
+                    let s = st.1.as_ref();
+                    ReplicaStatus {
+                        name: r.name.clone(),
+                        admission: st.0.clone(),
+                        reachable: s.is_some_and(|s| s.reachable.is_ok()),
+                        replay_paused: st.2,
+                        replay_lsn: s.and_then(|s| s.replay_lsn).map(|l| l.to_string()),
+                        lag_bytes: s.map(|s| s.lag_bytes).unwrap_or(0),
+                        lag_secs: s.map(|s| s.lag.as_secs_f64()).unwrap_or(0.0),
+                        reads: r.reads.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn history(&self) -> Vec<LagPoint> {
+        self.history.lock().unwrap().iter().cloned().collect()
+    }
+
+    pub fn replica_names(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Pauses or resumes WAL replay on a replica (to demonstrate lag-based ejection).
+    pub async fn set_replay_paused(&self, replica: &str, paused: bool) -> Result<(), DbError> {
+        let r = self.replicas.iter().find(|r| r.name == replica).ok_or_else(|| DbError::UnknownReplica(replica.into()))?;
+        let sql = if paused { "SELECT pg_wal_replay_pause()" } else { "SELECT pg_wal_replay_resume()" };
+        sqlx::query(sql).execute(&r.pool).await.map_err(|e| DbError::Query { backend: r.name.clone(), source: e })?;
+        r.state.lock().unwrap().2 = paused;
+        Ok(())
+    }
+}
+
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+        || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// Boxes a read for [`DbRouter::read`]: `router.read(read_fn(|p| async move { … }))`.
+pub fn boxed<'p, T, Fut>(fut: Fut) -> BoxFut<'p, T>
+where
+    Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'p,
+{
+    Box::pin(fut)
+}
