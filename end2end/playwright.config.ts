@@ -1,4 +1,8 @@
 import { defineConfig } from '@playwright/test';
+import * as path from 'node:path';
+
+// The servers run from the repository root, where the compose files' relative paths start.
+const root = path.resolve(__dirname, '..');
 
 // Two servers from the freshly built release binary (command from the Makefile), each on
 // its own port and state file so neither touches a `make run` instance:
@@ -37,11 +41,11 @@ export default defineConfig({
   ],
   webServer: [
     ...(server
-      ? [{ command: server, url: `http://127.0.0.1:${port}/healthz`, reuseExistingServer: false, timeout: 60_000,
+      ? [{ command: server, url: `http://127.0.0.1:${port}/healthz`, reuseExistingServer: false, timeout: 60_000, cwd: root,
            stdout: 'pipe' as const, stderr: 'pipe' as const, env: { BSS_LISTEN: `127.0.0.1:${port}` } }]
       : []),
     ...(sharedServer
-      ? [{ command: sharedServer, url: `http://127.0.0.1:${port + 1}/healthz`, reuseExistingServer: false, timeout: 60_000,
+      ? [{ command: sharedServer, url: `http://127.0.0.1:${port + 1}/healthz`, reuseExistingServer: false, timeout: 60_000, cwd: root,
            stdout: 'pipe' as const, stderr: 'pipe' as const, env: { BSS_LISTEN: `127.0.0.1:${port + 1}`, BSS_AUTH: 'on' } }]
       : []),
   ],

@@ -28,7 +28,7 @@ test('provision from the UI, every service turns healthy, stop one and start it 
 
   const row = page.locator('tr[data-service="haproxy"]');
   await expect(row.locator('.badge')).toHaveClass(/\bok\b/);
-  await row.getByRole('button', { name: 'Stop' }).click();
+  await row.getByRole('button', { name: 'Stop', exact: true }).click();
   await expect(row.locator('.badge')).toHaveClass(/\bbad\b/, { timeout: 60_000 });
   await expect(row.locator('.badge')).toContainText('exited');
 
@@ -39,7 +39,7 @@ test('provision from the UI, every service turns healthy, stop one and start it 
 
   await page.goto('/services');
   await hydrated(page);
-  await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Start' }).click();
+  await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Start', exact: true }).click();
   await expect(page.locator('tr[data-service="haproxy"] .badge')).toHaveClass(/\bok\b/, { timeout: 90_000 });
 
   await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Logs' }).click();
