@@ -82,9 +82,23 @@ node_tools() {
   fi
 }
 
+# The target dir is shared by every checkout on this machine (dependencies stay warm), but
+# cargo fingerprints workspace crates by their path relative to the workspace root while
+# checking the absolute source paths in their dep-info: a build from another checkout
+# would look fresh here. When the checkout changes, drop the workspace crates' fingerprints
+# (not the dependencies') so they rebuild from this checkout's sources.
+fresh_checkout() {
+  local mark=$CARGO_TARGET_DIR/.bss-checkout
+  if [[ -d $CARGO_TARGET_DIR && "$(cat "$mark" 2>/dev/null)" != "$ROOT" ]]; then
+    log "new checkout ($ROOT): workspace crates will rebuild, dependencies stay cached"
+    find "$CARGO_TARGET_DIR" -path '*/.fingerprint/*' \( -name 'app-*' -o -name 'server-*' \) -prune -exec rm -rf {} + 2>/dev/null || true
+  fi
+  mkdir -p "$CARGO_TARGET_DIR" && printf '%s' "$ROOT" > "$mark"
+}
+
 case "${1:-all}" in
   apt) apt_install ;;
   leptos) shim_bin; cargo_leptos ;;
-  all) apt_install; shim_bin; cargo_leptos; wasm_bindgen_cli; node_tools ;;
+  all) apt_install; shim_bin; cargo_leptos; wasm_bindgen_cli; node_tools; fresh_checkout ;;
   *) echo "usage: $0 [all|apt|leptos]" >&2; exit 2 ;;
 esac
