@@ -51,9 +51,62 @@ impl Metrics {
     }
 }
 
+/// The read/write router's state: replication lag, admission and routing counters.
+pub fn render_db(s: &app::api::DbStatus) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, String)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let per = |f: &dyn Fn(&app::api::ReplicaStatus) -> String| {
+        s.replicas.iter().map(|r| (format!("{{replica=\"{}\"}}", r.name), f(r))).collect::<Vec<_>>()
+    };
+    family("bss_db_replication_lag_bytes", "Bytes of WAL the replica has not replayed.", "gauge", per(&|r| r.lag_bytes.to_string()));
+    family("bss_db_replication_lag_seconds", "Seconds the replica's replay is behind.", "gauge", per(&|r| format!("{:.3}", r.lag_secs)));
+    family(
+        "bss_db_replica_admitted",
+        "1 when the router sends reads to the replica.",
+        "gauge",
+        per(&|r| u8::from(r.admission == app::api::Admission::In).to_string()),
+    );
+    family("bss_db_replica_reads_total", "Reads served by the replica.", "counter", per(&|r| r.reads.to_string()));
+    family("bss_db_primary_up", "1 when the primary answered the last check.", "gauge", vec![(String::new(), u8::from(s.primary_up).to_string())]);
+    family("bss_db_writes_total", "Writes routed to the primary.", "counter", vec![(String::new(), s.writes.to_string())]);
+    family("bss_db_read_fallbacks_total", "Reads sent to the primary because no replica was usable.", "counter", vec![(String::new(), s.fallbacks.to_string())]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn db_metrics_name_each_replica() {
+        let s = app::api::DbStatus {
+            primary_lsn: None,
+            primary_up: true,
+            writes: 3,
+            primary_reads: 0,
+            fallbacks: 1,
+            retried_reads: 0,
+            replicas: vec![app::api::ReplicaStatus {
+                name: "postgres-replica-1".into(),
+                admission: app::api::Admission::Out { reason: "lag".into(), since_ms: 0 },
+                reachable: true,
+                replay_paused: true,
+                replay_lsn: None,
+                lag_bytes: 4096,
+                lag_secs: 2.5,
+                reads: 7,
+            }],
+        };
+        let text = render_db(&s);
+        assert!(text.contains("bss_db_replication_lag_bytes{replica=\"postgres-replica-1\"} 4096\n"), "{text}");
+        assert!(text.contains("bss_db_replica_admitted{replica=\"postgres-replica-1\"} 0\n"), "{text}");
+        assert!(text.contains("bss_db_read_fallbacks_total 1\n"), "{text}");
+    }
 
     #[test]
     fn counts_by_status_class() {

@@ -101,11 +101,9 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.services.metrics.render(),
-    )
-        .into_response()
+    let mut body = state.services.metrics.render();
+    body.push_str(&crate::metrics::render_db(&state.services.db.status()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {

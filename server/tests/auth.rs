@@ -91,6 +91,7 @@ fn body_for(name: &str) -> &'static str {
     match name {
         "get_service_logs" => "service=haproxy",
         "run_stack_action" => "verb=Restart&service=no-such-service",
+        "set_replay_paused" => "replica=no-such-service&paused=true",
         _ => "",
     }
 }
