@@ -152,6 +152,12 @@ async fn up_orders_by_health_is_idempotent_heals_and_tears_down() {
     let logs = sup.logs("base", 10).await.unwrap();
     assert!(logs.len() <= 10);
 
+    // Torn down by another instance (another control plane, the CLI): the healer of this
+    // one must not bring the stack back container by container.
+    let other = supervisor(&p, compose(IMAGE));
+    other.down(true).await.unwrap();
+    assert!(sup.heal_once().await.unwrap().is_empty(), "healer fought a teardown");
+    assert!(project_containers(&p).is_empty());
     sup.down(true).await.unwrap();
     assert!(project_containers(&p).is_empty());
     assert!(!docker(&["network", "inspect", &format!("{p}_net")]).0, "network left behind");

@@ -398,6 +398,15 @@ impl Supervisor {
         if !self.desired_up.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(vec![]);
         }
+        // `down` removes the project's networks; if they are gone, the stack was torn down
+        // (perhaps by another control plane or the CLI): stop wanting it up rather than
+        // fight that teardown container by container.
+        let first_net = spec::network_name(&self.project, &self.file.networks.keys().next().cloned().unwrap_or_else(|| "default".into()));
+        if self.docker.inspect_network(&first_net, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
+            self.desired_up.store(false, std::sync::atomic::Ordering::SeqCst);
+            self.emit("*", "idle", format!("network {first_net} is gone: stack torn down elsewhere, healer idle until the next up"));
+            return Ok(vec![]);
+        }
         let held = self.held.lock().await.clone();
         let mut acted = Vec::new();
         for st in self.status().await? {
