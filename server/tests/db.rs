@@ -1,34 +1,14 @@
 //! The read/write router against the real primary + 2 streaming replicas of the stack
 //! (provisioned by the supervisor from the offline images). `#[ignore]`d by default; run by
 //! `make test` with `--ignored`.
-use std::{path::PathBuf, process::Command, sync::Arc, time::Duration};
+mod common;
 
-use server::{
-    db::{boxed, routing::Admission, DbConfig, DbRouter},
-    runtime::{compose::ComposeFile, supervisor::Supervisor},
-};
+use std::{process::Command, sync::Arc, time::Duration};
 
-fn supervisor() -> Arc<Supervisor> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let (file, base) = ComposeFile::load(&[root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")]).unwrap();
-    Supervisor::new(bollard::Docker::connect_with_local_defaults().unwrap(), "bss", file, base)
-}
+use server::db::{boxed, routing::Admission, DbConfig, DbRouter};
 
 fn docker(args: &[&str]) {
     assert!(Command::new("docker").args(args).status().unwrap().success(), "docker {args:?}");
-}
-
-macro_rules! wait_until {
-    ($what:expr, $secs:expr, $cond:expr) => {{
-        let deadline = tokio::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out after {} s waiting for {}", $secs, $what);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }};
 }
 
 async fn in_recovery(router: &DbRouter) -> Result<(String, bool), server::db::DbError> {
@@ -38,7 +18,7 @@ async fn in_recovery(router: &DbRouter) -> Result<(String, bool), server::db::Db
 #[tokio::test]
 #[ignore = "needs the offline images and the stack's ports; run by `make test`"]
 async fn router_on_the_real_replicas() {
-    let sup = supervisor();
+    let sup = common::stack_supervisor();
     sup.up().await.expect("stack up");
     let router = Arc::new(DbRouter::new(DbConfig::dev_stack()));
     let admitted = |r: &DbRouter| r.status().replicas.iter().filter(|x| x.admission == Admission::In).count();

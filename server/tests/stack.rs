@@ -2,22 +2,12 @@
 //! dev/compose.offline.yml on the real engine, then checked through each service's own
 //! protocol. Needs the offline images (dev/images/build.sh) and the fixed ports free, so it
 //! is `#[ignore]`d by default; `make test` runs it with `--ignored` after building them.
-use std::{path::PathBuf, process::Command, time::Duration};
+mod common;
 
-use server::runtime::{compose::ComposeFile, supervisor::Supervisor};
+use std::{process::Command, time::Duration};
+
+use common::PROJECT;
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection, PgConnection, Row};
-
-const PROJECT: &str = "bss";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn supervisor() -> std::sync::Arc<Supervisor> {
-    let files = [root().join("dev/compose.yml"), root().join("dev/compose.offline.yml")];
-    let (file, base) = ComposeFile::load(&files).expect("compose files parse");
-    Supervisor::new(bollard::Docker::connect_with_local_defaults().unwrap(), PROJECT, file, base)
-}
 
 async fn pg(port: u16) -> PgConnection {
     let opts = PgConnectOptions::new()
@@ -43,24 +33,10 @@ async fn streaming_replicas(primary: &mut PgConnection) -> Vec<String> {
         .collect()
 }
 
-/// Polls `$cond` (an expression that may `.await`) every 500 ms until true or `$secs` pass.
-macro_rules! wait_until {
-    ($what:expr, $secs:expr, $cond:expr) => {{
-        let deadline = tokio::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out after {} s waiting for {}", $secs, $what);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }};
-}
-
 #[tokio::test]
 #[ignore = "needs the offline images and the stack's ports; run by `make test`"]
 async fn phase3_stack_provisions_heals_and_tears_down() {
-    let sup = supervisor();
+    let sup = common::stack_supervisor();
     sup.up().await.expect("stack comes up");
 
     // Every service healthy (one-shots finished with 0).

@@ -1,0 +1,30 @@
+//! Shared by the tests that run against the provisioned Phase 3 stack.
+#![allow(dead_code)]
+use std::{path::PathBuf, sync::Arc};
+
+use server::runtime::{compose::ComposeFile, supervisor::Supervisor};
+
+pub const PROJECT: &str = "bss";
+
+/// The supervisor for dev/compose.yml + dev/compose.offline.yml, as `make test` runs it.
+pub fn stack_supervisor() -> Arc<Supervisor> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let (file, base) = ComposeFile::load(&[root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")])
+        .expect("compose files parse");
+    Supervisor::new(bollard::Docker::connect_with_local_defaults().unwrap(), PROJECT, file, base)
+}
+
+/// Polls `$cond` (an expression that may `.await`) every 300 ms until true or `$secs` pass.
+#[macro_export]
+macro_rules! wait_until {
+    ($what:expr, $secs:expr, $cond:expr) => {{
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out after {} s waiting for {}", $secs, $what);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }};
+}
