@@ -1,6 +1,9 @@
 //! One action at a time per target. A stack-wide action (`up`, `down`) conflicts with
 //! every service action and vice versa; two actions on different services do not.
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use app::api::RunningAction;
 
@@ -14,13 +17,14 @@ pub struct ActionLocks {
 }
 
 /// Releases the lock when dropped, so a panicking or failing action never leaves it held.
+/// Owns its lock table, so it can move into a background task (`up`, `down`).
 #[derive(Debug)]
-pub struct ActionGuard<'a> {
-    locks: &'a ActionLocks,
+pub struct ActionGuard {
+    locks: Arc<ActionLocks>,
     target: String,
 }
 
-impl Drop for ActionGuard<'_> {
+impl Drop for ActionGuard {
     fn drop(&mut self) {
         self.locks.running.lock().unwrap().remove(&self.target);
     }
@@ -28,12 +32,7 @@ impl Drop for ActionGuard<'_> {
 
 impl ActionLocks {
     /// Takes the lock for `target` or says who holds a conflicting one.
-    pub fn acquire(&self, target: &str, action: &str, by: &str) -> Result<ActionGuard<'_>, String> {
-        self.take(target, action, by)?;
-        Ok(ActionGuard { locks: self, target: target.into() })
-    }
-
-    fn take(&self, target: &str, action: &str, by: &str) -> Result<(), String> {
+    pub fn acquire(self: &Arc<Self>, target: &str, action: &str, by: &str) -> Result<ActionGuard, String> {
         let mut running = self.running.lock().unwrap();
         let conflict = running.get(target).or_else(|| {
             if target == STACK {
@@ -50,30 +49,11 @@ impl ActionLocks {
             target.to_string(),
             RunningAction { target: target.into(), action: action.into(), by: by.into(), since_ms: now_ms() },
         );
-        Ok(())
+        Ok(ActionGuard { locks: self.clone(), target: target.into() })
     }
 
     pub fn running(&self) -> Vec<RunningAction> {
         self.running.lock().unwrap().values().cloned().collect()
-    }
-}
-
-/// A guard that owns its lock table (for actions that outlive the request).
-pub struct OwnedGuard {
-    locks: std::sync::Arc<ActionLocks>,
-    target: String,
-}
-
-impl Drop for OwnedGuard {
-    fn drop(&mut self) {
-        self.locks.running.lock().unwrap().remove(&self.target);
-    }
-}
-
-impl ActionLocks {
-    pub fn acquire_owned(self: &std::sync::Arc<Self>, target: &str, action: &str, by: &str) -> Result<OwnedGuard, String> {
-        self.take(target, action, by)?;
-        Ok(OwnedGuard { locks: self.clone(), target: target.into() })
     }
 }
 
@@ -83,7 +63,7 @@ mod tests {
 
     #[test]
     fn same_target_conflicts_and_names_the_holder() {
-        let l = ActionLocks::default();
+        let l = Arc::new(ActionLocks::default());
         let _g = l.acquire("kafka-1", "restart", "alice").unwrap();
         let e = l.acquire("kafka-1", "stop", "bob").unwrap_err();
         assert!(e.contains("kafka-1 restart is in progress by alice"), "{e}");
@@ -91,7 +71,7 @@ mod tests {
 
     #[test]
     fn different_services_run_together_but_not_with_the_stack() {
-        let l = ActionLocks::default();
+        let l = Arc::new(ActionLocks::default());
         let a = l.acquire("kafka-1", "restart", "alice").unwrap();
         let _b = l.acquire("kafka-2", "restart", "bob").unwrap();
         assert!(l.acquire(STACK, "down", "carol").is_err());
@@ -101,8 +81,8 @@ mod tests {
 
     #[test]
     fn stack_action_blocks_services_and_releases_on_drop() {
-        let l = std::sync::Arc::new(ActionLocks::default());
-        let g = l.acquire_owned(STACK, "up", "alice").unwrap();
+        let l = Arc::new(ActionLocks::default());
+        let g = l.acquire(STACK, "up", "alice").unwrap();
         assert!(l.acquire("envoy", "restart", "bob").unwrap_err().contains("stack up"));
         drop(g);
         assert!(l.acquire("envoy", "restart", "bob").is_ok());

@@ -246,7 +246,7 @@ impl Services {
         match verb {
             StackVerb::Up | StackVerb::Down => {
                 // Minutes of work: run it in the background, report through the event feed.
-                let guard = self.locks.acquire_owned(&target, action, actor)?;
+                let guard = self.locks.acquire(&target, action, actor)?;
                 sup.emit("*", "action", format!("{actor}: {action} started"));
                 let actor = actor.to_string();
                 let store = self.store.clone();

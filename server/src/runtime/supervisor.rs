@@ -68,6 +68,11 @@ pub fn heal_backoff(streak: u32) -> Duration {
     Duration::from_secs(1u64 << streak.min(6)).min(Duration::from_secs(60))
 }
 
+/// Ten seconds to stop before the engine kills, for every stop the supervisor makes.
+fn stop_options() -> bollard::query_parameters::StopContainerOptions {
+    StopContainerOptionsBuilder::default().t(10).build()
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -101,6 +106,15 @@ impl Supervisor {
         let ev = StackEvent { at_ms: now_ms(), service: service.into(), kind: kind.into(), message: message.into() };
         tracing::info!(service = %ev.service, kind = %ev.kind, "{}", ev.message);
         let _ = self.events.send(ev);
+    }
+
+    /// Every network of the project: declared ones and those services join (`default`).
+    fn project_networks(&self) -> BTreeSet<String> {
+        let mut nets: BTreeSet<String> = self.file.networks.keys().cloned().collect();
+        for svc in self.file.services.values() {
+            nets.extend(spec::service_networks(svc));
+        }
+        nets
     }
 
     fn check_service(&self, service: &str) -> Result<(), SupervisorError> {
@@ -146,11 +160,7 @@ impl Supervisor {
     }
 
     async fn ensure_networks_and_volumes(&self) -> Result<(), SupervisorError> {
-        let mut nets: BTreeSet<String> = self.file.networks.keys().cloned().collect();
-        for svc in self.file.services.values() {
-            nets.extend(spec::service_networks(svc));
-        }
-        for n in nets {
+        for n in self.project_networks() {
             let name = spec::network_name(&self.project, &n);
             if self.docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
                 let labels = HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())]);
@@ -271,11 +281,7 @@ impl Supervisor {
                 let _ = self.docker.remove_container(&id, Some(opts)).await;
             }
         }
-        let mut nets: BTreeSet<String> = self.file.networks.keys().cloned().collect();
-        for svc in self.file.services.values() {
-            nets.extend(spec::service_networks(svc));
-        }
-        for n in nets {
+        for n in self.project_networks() {
             let _ = self.docker.remove_network(&spec::network_name(&self.project, &n)).await;
         }
         if volumes {
@@ -290,7 +296,7 @@ impl Supervisor {
     async fn remove(&self, service: &str) -> Result<(), SupervisorError> {
         let name = spec::container_name(&self.project, service);
         if self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.is_ok() {
-            let stop = StopContainerOptionsBuilder::default().t(10).build();
+            let stop = stop_options();
             let _ = self.docker.stop_container(&name, Some(stop)).await;
             let opts = RemoveContainerOptionsBuilder::default().force(true).build();
             self.docker.remove_container(&name, Some(opts)).await?;
@@ -310,7 +316,7 @@ impl Supervisor {
         self.check_service(service)?;
         self.held.lock().await.insert(service.to_string());
         let name = spec::container_name(&self.project, service);
-        let stop = StopContainerOptionsBuilder::default().t(10).build();
+        let stop = stop_options();
         self.docker.stop_container(&name, Some(stop)).await?;
         self.emit(service, "stopped", format!("{name} stopped by operator"));
         Ok(())
@@ -401,7 +407,7 @@ impl Supervisor {
         // `down` removes the project's networks; if they are gone, the stack was torn down
         // (perhaps by another control plane or the CLI): stop wanting it up rather than
         // fight that teardown container by container.
-        let first_net = spec::network_name(&self.project, &self.file.networks.keys().next().cloned().unwrap_or_else(|| "default".into()));
+        let first_net = spec::network_name(&self.project, self.project_networks().first().map_or("default", String::as_str));
         if self.docker.inspect_network(&first_net, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
             self.desired_up.store(false, std::sync::atomic::Ordering::SeqCst);
             self.emit("*", "idle", format!("network {first_net} is gone: stack torn down elsewhere, healer idle until the next up"));
