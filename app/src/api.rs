@@ -157,8 +157,8 @@ impl Principal {
 /// Every server function, classified. A test enumerates the registered server functions
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
 pub const SERVER_FNS_READ: &[&str] =
-    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view"];
-pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused"];
+    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view", "get_streams_view", "get_alerts_view", "test_route", "get_gateway_view"];
+pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused", "processor_action", "send_sample_events", "fire_test_alert", "create_silence", "expire_silence", "burst_test"];
 
 /// One audit log row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,4 +250,217 @@ pub struct DbView {
     pub claim_max_lag_secs: f64,
     pub threshold_secs: f64,
     pub threshold_bytes: u64,
+}
+
+/// One Kafka stream processor hosted by the control plane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessorView {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub group: String,
+    /// `running`, `stopped`, `failed` or `starting`.
+    pub state: String,
+    /// Why it failed (or the last transient error while running).
+    pub reason: Option<String>,
+    pub since_ms: u64,
+    pub restarts: u32,
+    pub consumed: u64,
+    pub produced: u64,
+    pub dlq: u64,
+    /// Sum over the input partitions of (high watermark − committed offset), if known.
+    pub lag: Option<i64>,
+}
+
+/// One second of one processor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcPoint {
+    pub in_rate: f64,
+    pub out_rate: f64,
+    pub dlq_rate: f64,
+    /// End-to-end latency (event time → output acknowledged) over that second, ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub lag: i64,
+}
+
+/// Per processor, in the order of [`StreamsView::processors`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamPoint {
+    pub at_ms: u64,
+    pub procs: Vec<ProcPoint>,
+}
+
+/// One partition of one topic, with the lag of each processor group reading it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicPartitionRow {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub low: i64,
+    pub high: i64,
+    /// (group, committed offset, lag) for groups that read this topic.
+    pub groups: Vec<(String, Option<i64>, Option<i64>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamsView {
+    pub brokers: String,
+    pub processors: Vec<ProcessorView>,
+    pub history: Vec<StreamPoint>,
+    pub topics: Vec<TopicPartitionRow>,
+    /// Why the topic table could not be read (brokers down…).
+    pub topics_error: Option<String>,
+    /// The seed's claims, shown beside the measured numbers.
+    pub claim_events_per_sec: f64,
+    pub claim_latency_ms: f64,
+}
+
+/// One AlertManager route, with inherited settings resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteNode {
+    /// `root`, `root.0`, `root.0.1`…
+    pub path: String,
+    pub receiver: String,
+    /// The receiver's integrations: `email`, `slack`, `webhook`…
+    pub kinds: Vec<String>,
+    pub matchers: Vec<String>,
+    pub cont: bool,
+    pub group_by: Vec<String>,
+    pub group_wait: String,
+    pub group_interval: String,
+    pub repeat_interval: String,
+    pub children: Vec<RouteNode>,
+}
+
+/// Which receivers get an alert with given labels, in AlertManager's order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteTestResult {
+    pub receivers: Vec<String>,
+    /// The matched route's path, per receiver.
+    pub paths: Vec<String>,
+    pub group_by: Vec<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub labels: Vec<(String, String)>,
+    pub state: String,
+    pub starts_at: String,
+    pub summary: String,
+    pub silenced_by: Vec<String>,
+}
+
+/// Active alerts as AlertManager groups them (per receiver and group-by labels).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertGroupView {
+    pub receiver: String,
+    pub labels: Vec<(String, String)>,
+    pub alerts: Vec<AlertRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SilenceView {
+    pub id: String,
+    pub matchers: Vec<String>,
+    pub created_by: String,
+    pub comment: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    /// `active`, `pending` or `expired`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeTarget {
+    pub job: String,
+    pub instance: String,
+    pub health: String,
+    pub last_scrape: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub name: String,
+    pub state: String,
+    pub severity: String,
+    pub active: usize,
+}
+
+/// A notification the local sink received (what AlertManager actually delivered).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub at_ms: u64,
+    /// `email` or `slack`.
+    pub kind: String,
+    /// Address or webhook path.
+    pub target: String,
+    /// The receiver that target belongs to, from the config.
+    pub receiver: String,
+    /// Alert names found in the body.
+    pub alerts: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertsView {
+    pub tree: Option<RouteNode>,
+    pub receivers: Vec<(String, Vec<String>)>,
+    pub groups: Vec<AlertGroupView>,
+    pub silences: Vec<SilenceView>,
+    pub targets: Vec<ScrapeTarget>,
+    pub rules: Vec<RuleView>,
+    pub deliveries: Vec<Delivery>,
+    /// What could not be read (service down…), one line each.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvoyCluster {
+    pub name: String,
+    pub hosts: Vec<(String, String)>,
+    /// (threshold name, configured max, remaining now)
+    pub breakers: Vec<(String, u64, Option<u64>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyRow {
+    pub proxy: String,
+    pub server: String,
+    pub status: String,
+    pub sessions: u64,
+    pub total: u64,
+    pub check: String,
+}
+
+/// One sample of Envoy's counters (for rates).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayPoint {
+    pub at_ms: u64,
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub retries: u64,
+    pub overflows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayView {
+    pub envoy_ready: Option<String>,
+    pub clusters: Vec<EnvoyCluster>,
+    /// Selected counters: name → value.
+    pub counters: Vec<(String, u64)>,
+    /// 1 s samples of the main counters (last 15 min).
+    pub history: Vec<GatewayPoint>,
+    pub haproxy: Vec<HaproxyRow>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BurstResult {
+    pub sent: u32,
+    pub passed: u32,
+    pub limited: u32,
+    pub other: u32,
+    pub limited_counter_before: u64,
+    pub limited_counter_after: u64,
 }

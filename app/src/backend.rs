@@ -6,7 +6,10 @@
 //! so the check lives behind the seam, not in the UI.
 use std::sync::Arc;
 
-use crate::api::{AuditEntry, DbView, EngineStatus, LogLine, Principal, StackOverview, StackVerb};
+use crate::api::{
+    AlertsView, AuditEntry, BurstResult, DbView, EngineStatus, GatewayView, LogLine, Principal, RouteTestResult, StackOverview, StackVerb,
+    StreamsView,
+};
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -21,6 +24,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn db_view(&self, who: &Principal) -> Result<DbView, String>;
     /// Pauses or resumes WAL replay on a replica (operator).
     async fn set_replay_paused(&self, who: &Principal, replica: &str, paused: bool) -> Result<String, String>;
+    /// The stream processors: state, counters, 15 min of rates and latencies, topic table.
+    async fn streams_view(&self, who: &Principal) -> Result<StreamsView, String>;
+    /// `start`, `stop` or `restart` a processor (operator).
+    async fn processor_action(&self, who: &Principal, processor: &str, verb: &str) -> Result<String, String>;
+    /// Produces sample customer/order CloudEvents, some malformed on purpose (operator).
+    async fn send_sample_events(&self, who: &Principal, events: u64, malformed_every: u64) -> Result<String, String>;
+    /// AlertManager's route tree, alerts, silences, deliveries; Prometheus targets and rules.
+    async fn alerts_view(&self, who: &Principal) -> Result<AlertsView, String>;
+    /// Which receivers get an alert with these labels (`a=b, c=d`), per the running config.
+    async fn test_route(&self, who: &Principal, labels: &str) -> Result<RouteTestResult, String>;
+    /// Posts a test alert with these labels (operator). Returns its name.
+    async fn fire_test_alert(&self, who: &Principal, labels: &str) -> Result<String, String>;
+    /// Creates a silence (operator): matchers `a="b", c=~"d"`, a duration like `1h`.
+    async fn create_silence(&self, who: &Principal, matchers: &str, duration: &str, comment: &str) -> Result<String, String>;
+    async fn expire_silence(&self, who: &Principal, id: &str) -> Result<String, String>;
+    /// Envoy clusters, breakers, counters and rates; HAProxy backends.
+    async fn gateway_view(&self, who: &Principal) -> Result<GatewayView, String>;
+    /// Sends a bounded burst through Envoy and counts passed vs rate-limited (operator).
+    async fn burst_test(&self, who: &Principal, requests: u32) -> Result<BurstResult, String>;
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String>;
 }
 

@@ -93,16 +93,10 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("login") view=pages::auth::Login/>
                         <Route path=StaticSegment("logs") view=pages::logs::Logs ssr=SsrMode::Async/>
                         <Route path=StaticSegment("audit") view=pages::auth::Audit ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("streams") view=|| view! {
-                            <Placeholder title="Streams" what="The bss-customer-analytics and bss-order-processor Kafka processors: throughput, latency and consumer lag charts, start/stop."/>
-                        }/>
+                        <Route path=StaticSegment("streams") view=pages::streams::Streams ssr=SsrMode::Async/>
                         <Route path=StaticSegment("database") view=pages::database::Database ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("alerts") view=|| view! {
-                            <Placeholder title="Alerts" what="AlertManager's route tree, active alerts, silences and a route tester."/>
-                        }/>
-                        <Route path=StaticSegment("gateway") view=|| view! {
-                            <Placeholder title="Gateway" what="Envoy clusters, circuit breakers, rate limit and retries; HAProxy read-pool backends."/>
-                        }/>
+                        <Route path=StaticSegment("alerts") view=pages::alerts::Alerts ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("gateway") view=pages::gateway::Gateway ssr=SsrMode::Async/>
                         <Route path=StaticSegment("verify") view=|| view! {
                             <Placeholder title="Verify" what="Run the Phase 3 verification suite and compare every claim of the implementation report with what this stack measures."/>
                         }/>

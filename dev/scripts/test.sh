@@ -26,6 +26,12 @@ dev/images/build.sh
 step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
 cargo test -p server --features app/ssr --test db -- --ignored --nocapture
 
+step "Kafka stream processors on the three real brokers: in = out + DLQ, restart mid-stream, DLQ reasons"
+cargo test -p server --features app/ssr --test streams -- --ignored --nocapture
+
+step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
+cargo test -p server --features app/ssr --test alerts -- --ignored --nocapture
+
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
 

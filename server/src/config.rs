@@ -32,6 +32,24 @@ pub struct Config {
     pub stack: StackConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub streams: StreamsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Kafka bootstrap servers (the stack's brokers as published on loopback).
+    pub brokers: String,
+    /// Start both processors when the server starts.
+    pub autostart: bool,
+    /// Tumbling window of the customer analytics tallies, e.g. "60s".
+    pub window: String,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self { brokers: "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095".into(), autostart: true, window: "60s".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -154,13 +172,14 @@ impl Default for Config {
             stack: StackConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }
 
 /// Environment variables that override file settings.
 const ENV_KEYS: &[&str] =
-    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_AUTH", "BSS_LOG_FORMAT", "BSS_LOG"];
+    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_AUTH", "BSS_LOG_FORMAT", "BSS_LOG", "BSS_KAFKA_BROKERS", "BSS_STREAMS_AUTOSTART"];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
 
@@ -210,6 +229,14 @@ impl Config {
                 // Comma-separated, e.g. dev/compose.yml,dev/compose.offline.yml
                 "BSS_COMPOSE" => self.stack.compose = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
                 "BSS_PROJECT" => self.stack.project = value,
+                "BSS_KAFKA_BROKERS" => self.streams.brokers = value,
+                "BSS_STREAMS_AUTOSTART" => {
+                    self.streams.autostart = match value.as_str() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => return Err(bad(&key, &value, "expected on or off".into())),
+                    }
+                }
                 "BSS_AUTH" => {
                     self.auth.enabled = match value.as_str() {
                         "on" | "true" | "1" => Some(true),
@@ -243,6 +270,14 @@ impl Config {
         self.auth_required()?;
         humantime::parse_duration(&self.stack.heal_interval)
             .map_err(|e| ConfigError::Invalid(format!("stack.heal_interval {:?}: {e}", self.stack.heal_interval)))?;
+        let w = humantime::parse_duration(&self.streams.window)
+            .map_err(|e| ConfigError::Invalid(format!("streams.window {:?}: {e}", self.streams.window)))?;
+        if w.as_millis() == 0 {
+            return Err(ConfigError::Invalid("streams.window must be positive".into()));
+        }
+        if self.streams.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+            return Err(ConfigError::Invalid(format!("streams.brokers {:?} must be HOST:PORT[,HOST:PORT…]", self.streams.brokers)));
+        }
         if let Some(h) = &self.docker.host {
             if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(

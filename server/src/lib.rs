@@ -4,11 +4,14 @@
 //! engine, `store` the product's SQLite state. The web layer (`web`) and the CLI (`main`)
 //! are thin and call these modules.
 pub mod actions;
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod gateway;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod web;

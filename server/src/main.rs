@@ -183,6 +183,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stop.cancel();
         })
         .await?;
+    // Processors drain what is in flight and commit their offsets before the process ends.
+    services.streams.stop_all().await;
     services.store.audit("system", "server.stop", &listen.to_string(), "ok", serde_json::json!({})).await?;
     tracing::info!("stopped");
     Ok(())

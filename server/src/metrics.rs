@@ -51,30 +51,52 @@ impl Metrics {
     }
 }
 
+/// One `# HELP`/`# TYPE` header and its rows.
+fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: Vec<(String, String)>) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    for (labels, v) in rows {
+        out.push_str(&format!("{name}{labels} {v}\n"));
+    }
+}
+
+/// The stream processors: counters, state, last second's rates and latencies, lag.
+pub fn render_streams(v: &app::api::StreamsView) -> String {
+    let mut out = String::new();
+    let last = v.history.last();
+    let per = |f: &dyn Fn(usize, &app::api::ProcessorView) -> String| {
+        v.processors.iter().enumerate().map(|(i, p)| (format!("{{processor=\"{}\"}}", p.name), f(i, p))).collect::<Vec<_>>()
+    };
+    let point = |i: usize| last.and_then(|l| l.procs.get(i)).cloned().unwrap_or_default();
+    family(&mut out, "bss_stream_consumed_total", "Records consumed from the input topic.", "counter", per(&|_, p| p.consumed.to_string()));
+    family(&mut out, "bss_stream_produced_total", "Output records acknowledged by the brokers.", "counter", per(&|_, p| p.produced.to_string()));
+    family(&mut out, "bss_stream_dlq_total", "Records sent to the dead-letter topic.", "counter", per(&|_, p| p.dlq.to_string()));
+    family(&mut out, "bss_stream_running", "1 while the processor runs.", "gauge", per(&|_, p| u8::from(p.state == "running").to_string()));
+    family(&mut out, "bss_stream_restarts_total", "Restarts after failures.", "counter", per(&|_, p| p.restarts.to_string()));
+    family(&mut out, "bss_stream_consumer_lag", "Input records not yet committed by the processor's group.", "gauge", per(&|_, p| p.lag.unwrap_or(0).to_string()));
+    family(&mut out, "bss_stream_latency_p99_seconds", "End-to-end latency p99 over the last second.", "gauge", per(&|i, _| format!("{:.4}", point(i).p99_ms / 1000.0)));
+    family(&mut out, "bss_stream_latency_p50_seconds", "End-to-end latency p50 over the last second.", "gauge", per(&|i, _| format!("{:.4}", point(i).p50_ms / 1000.0)));
+    out
+}
+
 /// The read/write router's state: replication lag, admission and routing counters.
 pub fn render_db(s: &app::api::DbStatus) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, String)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in rows {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    };
     let per = |f: &dyn Fn(&app::api::ReplicaStatus) -> String| {
         s.replicas.iter().map(|r| (format!("{{replica=\"{}\"}}", r.name), f(r))).collect::<Vec<_>>()
     };
-    family("bss_db_replication_lag_bytes", "Bytes of WAL the replica has not replayed.", "gauge", per(&|r| r.lag_bytes.to_string()));
-    family("bss_db_replication_lag_seconds", "Seconds the replica's replay is behind.", "gauge", per(&|r| format!("{:.3}", r.lag_secs)));
+    family(&mut out, "bss_db_replication_lag_bytes", "Bytes of WAL the replica has not replayed.", "gauge", per(&|r| r.lag_bytes.to_string()));
+    family(&mut out, "bss_db_replication_lag_seconds", "Seconds the replica's replay is behind.", "gauge", per(&|r| format!("{:.3}", r.lag_secs)));
     family(
+        &mut out,
         "bss_db_replica_admitted",
         "1 when the router sends reads to the replica.",
         "gauge",
         per(&|r| u8::from(r.admission == app::api::Admission::In).to_string()),
     );
-    family("bss_db_replica_reads_total", "Reads served by the replica.", "counter", per(&|r| r.reads.to_string()));
-    family("bss_db_primary_up", "1 when the primary answered the last check.", "gauge", vec![(String::new(), u8::from(s.primary_up).to_string())]);
-    family("bss_db_writes_total", "Writes routed to the primary.", "counter", vec![(String::new(), s.writes.to_string())]);
-    family("bss_db_read_fallbacks_total", "Reads sent to the primary because no replica was usable.", "counter", vec![(String::new(), s.fallbacks.to_string())]);
+    family(&mut out, "bss_db_replica_reads_total", "Reads served by the replica.", "counter", per(&|r| r.reads.to_string()));
+    family(&mut out, "bss_db_primary_up", "1 when the primary answered the last check.", "gauge", vec![(String::new(), u8::from(s.primary_up).to_string())]);
+    family(&mut out, "bss_db_writes_total", "Writes routed to the primary.", "counter", vec![(String::new(), s.writes.to_string())]);
+    family(&mut out, "bss_db_read_fallbacks_total", "Reads sent to the primary because no replica was usable.", "counter", vec![(String::new(), s.fallbacks.to_string())]);
     out
 }
 

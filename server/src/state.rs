@@ -36,6 +36,10 @@ pub struct Services {
     pub auth: Auth,
     /// The read/write router for the stack's PostgreSQL (its monitor runs in the background).
     pub db: Arc<crate::db::DbRouter>,
+    /// The Kafka stream processors and their sampler.
+    pub streams: Arc<crate::streams::Streams>,
+    pub alerts: crate::alerts::Alerts,
+    pub gateway: Arc<crate::gateway::Gateway>,
     recent: std::sync::Mutex<VecDeque<StackEvent>>,
 }
 
@@ -59,6 +63,8 @@ impl Services {
         if let Err(e) = &stack {
             tracing::warn!(error = %e, "stack supervisor unavailable");
         }
+        let window_ms = humantime::parse_duration(&config.streams.window).map(|d| d.as_millis() as u64).unwrap_or(60_000);
+        let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms);
         Arc::new(Self {
             config,
             runtime,
@@ -68,6 +74,9 @@ impl Services {
             locks: Arc::new(ActionLocks::default()),
             auth,
             db: Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::dev_stack())),
+            streams,
+            alerts: crate::alerts::Alerts::new(Default::default()),
+            gateway: Arc::new(crate::gateway::Gateway::new(Default::default())),
             recent: std::sync::Mutex::new(VecDeque::new()),
         })
     }
@@ -75,6 +84,15 @@ impl Services {
     /// Starts the background work: the healer and the recent-events recorder.
     pub fn spawn_background(self: &Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         tokio::spawn(self.db.clone().run(cancel.clone()));
+        tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
+        tokio::spawn(self.gateway.clone().run_sampler(cancel.clone()));
+        if self.config.streams.autostart {
+            for name in self.streams.names() {
+                if let Err(e) = self.streams.start(&name) {
+                    tracing::warn!(processor = %name, error = %e, "autostart failed");
+                }
+            }
+        }
         let Ok(sup) = self.stack.clone() else { return };
         let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
         tokio::spawn(sup.clone().run(cancel.clone(), every));
@@ -222,6 +240,108 @@ impl Backend for Services {
         }
         .await;
         self.audit(&who.user, action, replica, &r).await;
+        r
+    }
+
+    async fn streams_view(&self, who: &Principal) -> Result<app::api::StreamsView, String> {
+        require(who, Role::Viewer, "reading the stream processors")?;
+        Ok(self.streams.view())
+    }
+
+    async fn processor_action(&self, who: &Principal, processor: &str, verb: &str) -> Result<String, String> {
+        let action = format!("processor.{verb}");
+        let r = async {
+            require(who, Role::Operator, &format!("{verb} on a processor"))?;
+            let _guard = self.locks.acquire(processor, verb, &who.user)?;
+            match verb {
+                "start" => self.streams.start(processor)?,
+                "stop" => self.streams.stop(processor).await?,
+                "restart" => self.streams.restart(processor).await?,
+                _ => return Err(format!("unknown action {verb:?} (start, stop or restart)")),
+            }
+            Ok(format!("{processor}: {verb} done"))
+        }
+        .await;
+        self.audit(&who.user, &action, processor, &r).await;
+        r
+    }
+
+    async fn send_sample_events(&self, who: &Principal, events: u64, malformed_every: u64) -> Result<String, String> {
+        let r = async {
+            require(who, Role::Operator, "producing sample events")?;
+            let _guard = self.locks.acquire("sample-events", "send", &who.user)?;
+            let run = format!("ui-{}", crate::streams::events::now_ms());
+            let (acked, malformed) = self.streams.send_samples(&run, events, malformed_every).await?;
+            Ok(format!("{acked} events acknowledged by the brokers ({malformed} malformed on purpose), run {run}"))
+        }
+        .await;
+        self.audit(&who.user, "streams.send_samples", &format!("{events} events"), &r).await;
+        r
+    }
+
+    async fn alerts_view(&self, who: &Principal) -> Result<app::api::AlertsView, String> {
+        require(who, Role::Viewer, "reading alerts")?;
+        Ok(self.alerts.view().await)
+    }
+
+    async fn test_route(&self, who: &Principal, labels: &str) -> Result<app::api::RouteTestResult, String> {
+        require(who, Role::Viewer, "testing routes")?;
+        let labels = crate::alerts::route::parse_labels(labels)?;
+        Ok(self.alerts.config().await?.test(&labels))
+    }
+
+    async fn fire_test_alert(&self, who: &Principal, labels: &str) -> Result<String, String> {
+        let r = async {
+            require(who, Role::Operator, "firing a test alert")?;
+            let labels = crate::alerts::route::parse_labels(labels)?;
+            let _guard = self.locks.acquire("alertmanager", "test alert", &who.user)?;
+            let expected = self.alerts.config().await?.test(&labels).receivers;
+            let name = self.alerts.fire_test_alert(labels).await?;
+            Ok(format!("{name} posted; AlertManager should deliver it to {}", expected.join(", ")))
+        }
+        .await;
+        self.audit(&who.user, "alerts.test_alert", labels, &r).await;
+        r
+    }
+
+    async fn create_silence(&self, who: &Principal, matchers: &str, duration: &str, comment: &str) -> Result<String, String> {
+        let r = async {
+            require(who, Role::Operator, "creating a silence")?;
+            let ms: Vec<String> = matchers.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect();
+            let d = humantime::parse_duration(duration.trim()).map_err(|e| format!("duration {duration:?}: {e}"))?;
+            let id = self.alerts.create_silence(&ms, d, &who.user, comment).await?;
+            Ok(format!("silence {id} created for {duration}"))
+        }
+        .await;
+        self.audit(&who.user, "alerts.silence_create", matchers, &r).await;
+        r
+    }
+
+    async fn expire_silence(&self, who: &Principal, id: &str) -> Result<String, String> {
+        let r = async {
+            require(who, Role::Operator, "expiring a silence")?;
+            self.alerts.expire_silence(id).await?;
+            Ok(format!("silence {id} expired"))
+        }
+        .await;
+        self.audit(&who.user, "alerts.silence_expire", id, &r).await;
+        r
+    }
+
+    async fn gateway_view(&self, who: &Principal) -> Result<app::api::GatewayView, String> {
+        require(who, Role::Viewer, "reading the gateway")?;
+        Ok(self.gateway.view().await)
+    }
+
+    async fn burst_test(&self, who: &Principal, requests: u32) -> Result<app::api::BurstResult, String> {
+        let r = async {
+            require(who, Role::Operator, "running a burst test")?;
+            let _guard = self.locks.acquire("envoy", "burst test", &who.user)?;
+            self.gateway.burst(requests).await
+        }
+        .await;
+        let summary = r.as_ref().map(|b| format!("{} passed, {} limited, {} other", b.passed, b.limited, b.other)).map_err(Clone::clone);
+        self.audit(&who.user, "gateway.burst", &format!("{requests} requests"), &summary).await;
         r
     }
 

@@ -1,8 +1,12 @@
+pub mod alerts;
 pub mod auth;
+pub mod chart;
 pub mod database;
+pub mod gateway;
 pub mod logs;
 pub mod overview;
 pub mod services;
+pub mod streams;
 pub mod topology;
 
 use leptos::prelude::*;

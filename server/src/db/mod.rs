@@ -74,6 +74,8 @@ struct Replica {
     pool: PgPool,
     state: Mutex<(Admission, Option<Sample>, bool)>, // admission, last sample, replay paused
     reads: AtomicU64,
+    /// When the replica was first seen behind with no replayed transaction to date it by.
+    behind_since: Mutex<Option<u64>>,
 }
 
 pub struct DbRouter {
@@ -112,6 +114,7 @@ impl DbRouter {
                 pool: pool(url, cfg.check_timeout),
                 // Out until the first check says otherwise.
                 state: Mutex::new((Admission::Out { reason: "not checked yet".into(), since_ms: now_ms() }, None, false)),
+                behind_since: Mutex::new(None),
                 reads: AtomicU64::new(0),
             })
             .collect();
@@ -239,7 +242,7 @@ impl DbRouter {
         for r in &self.replicas {
             let q = sqlx::query(
                 "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused(), \
-                 COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8",
+                 EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8",
             )
             .fetch_one(&r.pool);
             let sample = match tokio::time::timeout(t, q).await {
@@ -252,8 +255,22 @@ impl DbRouter {
                         _ => 0,
                     };
                     // Time since the last replayed transaction only means lag while there
-                    // is WAL left to replay; an idle, caught-up replica has none.
-                    let secs: f64 = if lag_bytes == 0 { 0.0 } else { row.get::<f64, _>(3).max(0.0) };
+                    // is WAL left to replay; an idle, caught-up replica has none. A replica
+                    // that has replayed no transaction since it started has no timestamp:
+                    // then it is behind since we first saw it behind.
+                    let mut since = r.behind_since.lock().unwrap();
+                    let secs: f64 = match (lag_bytes, row.get::<Option<f64>, _>(3)) {
+                        (0, _) => {
+                            *since = None;
+                            0.0
+                        }
+                        (_, Some(s)) => {
+                            *since = None;
+                            s.max(0.0)
+                        }
+                        (_, None) => now_ms().saturating_sub(*since.get_or_insert(now_ms())) as f64 / 1000.0,
+                    };
+                    drop(since);
                     r.state.lock().unwrap().2 = paused;
                     Sample { reachable: Ok(()), in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
                 }

@@ -1,0 +1,79 @@
+//! A small SVG line chart shared by the Database, Streams and Gateway pages: one series per
+//! name, time on x, optional dashed reference lines (seed claims, thresholds).
+//! Series colours are classes `c0`…`c3` in the stylesheet (the CSP forbids inline styles).
+use leptos::prelude::*;
+
+const COLORS: usize = 4;
+
+#[component]
+pub fn LineChart(
+    title: String,
+    unit: &'static str,
+    names: Vec<String>,
+    /// (unix ms, one value per name)
+    points: Vec<(u64, Vec<f64>)>,
+    #[prop(optional)] refs: Vec<(f64, &'static str)>,
+    testid: String,
+) -> impl IntoView {
+    let (w, h, pad) = (720.0, 180.0, 36.0);
+    let max_v = points
+        .iter()
+        .flat_map(|p| p.1.iter().copied())
+        .chain(refs.iter().map(|r| r.0))
+        .fold(0.0_f64, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let (t0, t1) = (points.first().map(|p| p.0).unwrap_or(0), points.last().map(|p| p.0).unwrap_or(1));
+    let span = (t1.saturating_sub(t0)).max(1) as f64;
+    let x = move |t: u64| pad + (t.saturating_sub(t0)) as f64 / span * (w - pad - 8.0);
+    let y = move |v: f64| h - 20.0 - v / max_v * (h - 30.0);
+    let value = |p: &(u64, Vec<f64>), i: usize| p.1.get(i).copied().unwrap_or(0.0);
+    let lines = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let pts = points.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(value(p, i)))).collect::<Vec<_>>().join(" ");
+            view! { <polyline points=pts class=format!("series c{}", i % COLORS) data-series=name.clone()/> }
+        })
+        .collect_view();
+    let refs = refs
+        .into_iter()
+        .map(|(v, label)| view! {
+            <line x1=pad x2=w - 8.0 y1=y(v) y2=y(v) class="ref"/>
+            <text x=w - 10.0 y=y(v) - 4.0 text-anchor="end" class="ref-label">{label}</text>
+        })
+        .collect_view();
+    let latest = points.last().map(|p| p.1.clone()).unwrap_or_default();
+    let seconds = if points.len() > 1 { (t1 - t0) / 1000 } else { 0 };
+    view! {
+        <figure class="chart" data-testid=testid.clone()>
+            <figcaption>{title.clone()} <span class="muted">" (last " {seconds} " s)"</span></figcaption>
+            <svg viewBox=format!("0 0 {w} {h}") role="img" aria-label=title>
+                <text x="4" y="14" class="axis" data-testid=format!("{testid}-max")>{format!("{:.2} {unit}", max_v)}</text>
+                <text x="4" y=h - 22.0 class="axis">"0"</text>
+                {refs}
+                {lines}
+            </svg>
+            <ul class="legend">
+                {names.iter().enumerate().map(|(i, n)| view! {
+                    <li><span class=format!("swatch c{}", i % COLORS)></span>
+                        {n.clone()} ": " <b data-testid=format!("{testid}-{n}")>{format!("{:.2}", latest.get(i).copied().unwrap_or(0.0))}</b> " " {unit}</li>
+                }).collect_view()}
+            </ul>
+        </figure>
+    }
+}
+
+/// Re-runs `tick` every `secs` while the component is mounted (for polling pages).
+pub fn poll_every(secs: u64) -> RwSignal<u32> {
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(secs));
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    });
+    tick
+}

@@ -1,0 +1,268 @@
+//! Envoy's admin API and HAProxy's stats, read-only, on loopback: clusters and host health,
+//! circuit-breaker thresholds, the counters that matter (requests, 429s, retries,
+//! overflows) sampled every second, HAProxy's read-pool backends — and a bounded burst
+//! through Envoy's proxy port to show the rate limit at work. The control plane never
+//! proxies anything to the admin endpoints.
+use std::{collections::VecDeque, sync::Mutex, time::Duration};
+
+use app::api::{BurstResult, EnvoyCluster, GatewayPoint, GatewayView, HaproxyRow};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::http_client;
+
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub envoy_admin: String,
+    pub envoy_proxy: String,
+    pub haproxy_stats: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            envoy_admin: "http://127.0.0.1:15000".into(),
+            envoy_proxy: "http://127.0.0.1:15006".into(),
+            haproxy_stats: "http://127.0.0.1:8084/stats;csv".into(),
+        }
+    }
+}
+
+pub const RATE_LIMITED: &str = "http_local_rate_limiter.http_local_rate_limit.rate_limited";
+const REQUESTS: &str = "http.ingress_http.downstream_rq_total";
+/// Counters shown on the page.
+const COUNTERS: &[&str] = &[
+    REQUESTS,
+    "http.ingress_http.downstream_rq_2xx",
+    "http.ingress_http.downstream_rq_4xx",
+    "http.ingress_http.downstream_rq_5xx",
+    RATE_LIMITED,
+    "cluster.control_plane.upstream_rq_total",
+    "cluster.control_plane.upstream_rq_retry",
+    "cluster.control_plane.upstream_rq_retry_success",
+    "cluster.control_plane.upstream_rq_retry_overflow",
+    "cluster.control_plane.upstream_cx_overflow",
+    "cluster.control_plane.upstream_rq_pending_overflow",
+    "cluster.control_plane.health_check.healthy",
+    "cluster.control_plane.health_check.failure",
+];
+/// The most requests one burst test may send.
+pub const MAX_BURST: u32 = 200;
+const HISTORY: usize = 900;
+
+pub struct Gateway {
+    http: reqwest::Client,
+    ep: Endpoints,
+    history: Mutex<VecDeque<GatewayPoint>>,
+}
+
+/// Parses `name: value` lines of Envoy's `/stats` (counters and gauges; histograms skipped).
+pub fn parse_stats(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(": "))
+        .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.trim().to_string(), v)))
+        .collect()
+}
+
+/// HAProxy's `;csv` stats: the `# pxname,svname,…` header names the columns.
+pub fn parse_haproxy_csv(text: &str) -> Result<Vec<HaproxyRow>, String> {
+    let mut lines = text.lines();
+    let header = lines.next().and_then(|h| h.strip_prefix("# ")).ok_or("HAProxy stats: no CSV header")?;
+    let cols: Vec<&str> = header.split(',').collect();
+    let idx = |name: &str| cols.iter().position(|c| *c == name).ok_or_else(|| format!("HAProxy stats: no column {name}"));
+    let (px, sv, st, scur, stot, chk) = (idx("pxname")?, idx("svname")?, idx("status")?, idx("scur")?, idx("stot")?, idx("check_status")?);
+    Ok(lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let g = |i: usize| f.get(i).copied().unwrap_or_default().to_string();
+            HaproxyRow {
+                proxy: g(px),
+                server: g(sv),
+                status: g(st),
+                sessions: g(scur).parse().unwrap_or(0),
+                total: g(stot).parse().unwrap_or(0),
+                check: g(chk),
+            }
+        })
+        .collect())
+}
+
+fn clusters(v: &Value, stats: &[(String, u64)]) -> Vec<EnvoyCluster> {
+    v["cluster_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            let hosts = c["host_statuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let a = &h["address"]["socket_address"];
+                    let addr = format!("{}:{}", a["address"].as_str().unwrap_or("?"), a["port_value"]);
+                    let hs = &h["health_status"];
+                    let failed: Vec<&str> = hs
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(k, v)| k.starts_with("failed") && v.as_bool() == Some(true))
+                        .map(|(k, _)| k.as_str())
+                        .collect();
+                    let health = if failed.is_empty() { hs["eds_health_status"].as_str().unwrap_or("UNKNOWN").to_string() } else { format!("UNHEALTHY ({})", failed.join(", ")) };
+                    (addr, health)
+                })
+                .collect();
+            // The DEFAULT priority is the entry without "priority".
+            let t = c["circuit_breakers"]["thresholds"].as_array().and_then(|a| a.iter().find(|t| t.get("priority").is_none())).cloned().unwrap_or(Value::Null);
+            let remaining = |k: &str| stats.iter().find(|(n, _)| n == &format!("cluster.{name}.circuit_breakers.default.{k}")).map(|x| x.1);
+            let breakers = [("max_connections", "remaining_cx"), ("max_pending_requests", "remaining_pending"), ("max_requests", "remaining_rq"), ("max_retries", "remaining_retries")]
+                .iter()
+                .filter_map(|(k, r)| t.get(*k).and_then(Value::as_u64).map(|max| (k.to_string(), max, remaining(r))))
+                .collect();
+            EnvoyCluster { name, hosts, breakers }
+        })
+        .collect()
+}
+
+impl Gateway {
+    pub fn new(ep: Endpoints) -> Self {
+        Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()) }
+    }
+
+    async fn text(&self, url: &str) -> Result<String, String> {
+        let r = self.http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let status = r.status();
+        let body = r.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}: {}", body.trim()));
+        }
+        Ok(body)
+    }
+
+    pub async fn stats(&self) -> Result<Vec<(String, u64)>, String> {
+        Ok(parse_stats(&self.text(&format!("{}/stats", self.ep.envoy_admin)).await?))
+    }
+
+    pub async fn counter(&self, name: &str) -> Result<u64, String> {
+        self.stats().await?.into_iter().find(|(n, _)| n == name).map(|x| x.1).ok_or_else(|| format!("Envoy has no stat {name}"))
+    }
+
+    pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, String> {
+        parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?)
+    }
+
+    pub async fn view(&self) -> GatewayView {
+        let admin = &self.ep.envoy_admin;
+        let (ready_url, clusters_url) = (format!("{admin}/ready"), format!("{admin}/clusters?format=json"));
+        let (ready, stats, cl, hap) = tokio::join!(self.text(&ready_url), self.stats(), self.text(&clusters_url), self.haproxy());
+        let mut errors = vec![];
+        let stats = stats.map_err(|e| errors.push(format!("Envoy stats: {e}"))).unwrap_or_default();
+        let clusters = match cl.and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string())) {
+            Ok(v) => clusters(&v, &stats),
+            Err(e) => {
+                errors.push(format!("Envoy clusters: {e}"));
+                vec![]
+            }
+        };
+        let haproxy = hap.map_err(|e| errors.push(format!("HAProxy stats: {e}"))).unwrap_or_default();
+        let ready = match ready {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                errors.push(format!("Envoy ready: {e}"));
+                None
+            }
+        };
+        GatewayView {
+            envoy_ready: ready,
+            clusters,
+            counters: COUNTERS.iter().filter_map(|c| stats.iter().find(|(n, _)| n == c).cloned()).collect(),
+            history: self.history.lock().unwrap().iter().cloned().collect(),
+            haproxy,
+            errors,
+        }
+    }
+
+    /// Samples Envoy's counters every second (for the rate charts) until `cancel`.
+    pub async fn run_sampler(self: std::sync::Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Ok(stats) = self.stats().await else { continue };
+            let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|x| x.1).unwrap_or(0);
+            let p = GatewayPoint {
+                at_ms: crate::streams::events::now_ms(),
+                requests: get(REQUESTS),
+                rate_limited: get(RATE_LIMITED),
+                retries: get("cluster.control_plane.upstream_rq_retry"),
+                overflows: get("cluster.control_plane.upstream_cx_overflow") + get("cluster.control_plane.upstream_rq_pending_overflow"),
+            };
+            let mut h = self.history.lock().unwrap();
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(p);
+        }
+    }
+
+    /// Sends `n` requests (≤ MAX_BURST) at once to Envoy's rate-limit probe route on
+    /// loopback and counts 200 / 429 / other, with Envoy's own 429 counter before and after.
+    pub async fn burst(&self, n: u32) -> Result<BurstResult, String> {
+        if n == 0 || n > MAX_BURST {
+            return Err(format!("a burst is 1 to {MAX_BURST} requests, got {n}"));
+        }
+        let before = self.counter(RATE_LIMITED).await?;
+        let url = format!("{}/ratelimit-probe", self.ep.envoy_proxy);
+        let reqs = (0..n).map(|_| {
+            let (http, url) = (self.http.clone(), url.clone());
+            async move { http.get(&url).send().await.map(|r| r.status().as_u16()) }
+        });
+        let codes = futures_util::future::join_all(reqs).await;
+        let mut r = BurstResult { sent: n, passed: 0, limited: 0, other: 0, limited_counter_before: before, limited_counter_after: before };
+        for c in codes {
+            match c {
+                Ok(200) => r.passed += 1,
+                Ok(429) => r.limited += 1,
+                _ => r.other += 1,
+            }
+        }
+        r.limited_counter_after = self.counter(RATE_LIMITED).await?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_stats_lines() {
+        let s = parse_stats("a.b: 3\nc: 10\ncluster.x.upstream_rq_time: P0(nan,1) P25(nan,2)\n");
+        assert_eq!(s, vec![("a.b".to_string(), 3), ("c".to_string(), 10)]);
+    }
+
+    #[test]
+    fn haproxy_csv_by_header() {
+        let csv = "# pxname,svname,qcur,scur,stot,status,check_status\npg,FRONTEND,,1,5,OPEN,\npg,r1,0,2,9,UP,L7OK\n";
+        let rows = parse_haproxy_csv(csv).unwrap();
+        assert_eq!(rows[1], HaproxyRow { proxy: "pg".into(), server: "r1".into(), status: "UP".into(), sessions: 2, total: 9, check: "L7OK".into() });
+        assert!(parse_haproxy_csv("pxname\n").unwrap_err().contains("header"));
+        assert!(parse_haproxy_csv("# pxname,svname\n").unwrap_err().contains("status"));
+    }
+
+    #[test]
+    fn cluster_breakers_and_health() {
+        let v: Value = serde_json::from_str(r#"{"cluster_statuses":[{"name":"cp","host_statuses":[{"address":{"socket_address":{"address":"1.2.3.4","port_value":3000}},
+            "health_status":{"failed_active_health_check":true,"eds_health_status":"HEALTHY"}}],
+            "circuit_breakers":{"thresholds":[{"max_connections":100,"max_pending_requests":100,"max_requests":1000,"max_retries":3},{"priority":"HIGH","max_connections":1024}]}}]}"#).unwrap();
+        let c = clusters(&v, &[("cluster.cp.circuit_breakers.default.remaining_cx".into(), 97)]);
+        assert_eq!(c[0].hosts[0], ("1.2.3.4:3000".into(), "UNHEALTHY (failed_active_health_check)".into()));
+        assert_eq!(c[0].breakers[0], ("max_connections".into(), 100, Some(97)));
+        assert_eq!(c[0].breakers[3], ("max_retries".into(), 3, None));
+    }
+}

@@ -1,0 +1,414 @@
+//! The BSS event schemas, in one place: CloudEvents 1.0 in structured JSON mode, and the two
+//! processors' transforms as pure functions (no Kafka here, so they are unit-tested alone).
+//!
+//! Structured mode (the whole event is the record value, `content-type:
+//! application/cloudevents+json`) rather than the `cloudevents-sdk` crate: its Kafka binding
+//! pins rdkafka ^0.38 while we build 0.39, and the envelope is a small serde type.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const CUSTOMER_TOPIC: &str = "bss.customer.events";
+pub const ORDER_TOPIC: &str = "bss.order.events";
+pub const ANALYTICS_TOPIC: &str = "bss.analytics.events";
+pub const DLQ_TOPIC: &str = "bss.dlq.events";
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// A CloudEvents 1.0 event. Unknown attributes (extensions) are kept in `extensions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, Value>,
+}
+
+impl CloudEvent {
+    pub fn new(source: &str, ty: &str, id: String, time_ms: u64, subject: Option<String>, data: Value) -> Self {
+        CloudEvent {
+            specversion: "1.0".into(),
+            id,
+            source: source.into(),
+            ty: ty.into(),
+            time: Some(rfc3339_ms(time_ms)),
+            subject,
+            datacontenttype: Some("application/json".into()),
+            data,
+            extensions: BTreeMap::new(),
+        }
+    }
+
+    /// Parses and checks the required attributes; the error says what is wrong (it becomes
+    /// the DLQ record's `error` header).
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let obj = v.as_object().ok_or("not a JSON object")?;
+        for attr in ["specversion", "id", "source", "type"] {
+            match obj.get(attr) {
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => return Err(format!("CloudEvents attribute {attr:?} must be a non-empty string")),
+                None => return Err(format!("missing CloudEvents attribute {attr:?}")),
+            }
+        }
+        let ev: CloudEvent = serde_json::from_value(v).map_err(|e| format!("bad CloudEvent: {e}"))?;
+        if ev.specversion != "1.0" {
+            return Err(format!("unsupported specversion {:?} (want \"1.0\")", ev.specversion));
+        }
+        Ok(ev)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a CloudEvent always serialises")
+    }
+
+    /// Event time in unix ms, if the `time` attribute is present and RFC 3339.
+    pub fn time_ms(&self) -> Option<u64> {
+        let t = humantime::parse_rfc3339_weak(self.time.as_deref()?).ok()?;
+        t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
+    }
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// An output event: source and type of the processor, `causationid` / `causationtime` = the
+/// input event's id and time, processing time as extensions. The id is derived from the input id, so a redelivered
+/// input produces the same output id (consumers dedupe on it: at-least-once, not twice-counted).
+pub fn output(processor: &str, ty: &str, input: &CloudEvent, now_ms: u64, data: Value) -> CloudEvent {
+    let mut ev = CloudEvent::new(&format!("/bss/{processor}"), ty, format!("{processor}:{}", input.id), now_ms, input.subject.clone(), data);
+    ev.extensions.insert("causationid".into(), Value::String(input.id.clone()));
+    ev.extensions.insert("processedat".into(), Value::String(rfc3339_ms(now_ms)));
+    if let Some(t) = input.time_ms() {
+        ev.extensions.insert("processingms".into(), json!(now_ms.saturating_sub(t)));
+    }
+    if let Some(t) = &input.time {
+        ev.extensions.insert("causationtime".into(), Value::String(t.clone()));
+    }
+    ev
+}
+
+/// What a processor does with one input.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Emit(CloudEvent),
+    /// Malformed or invalid: goes to the DLQ with this reason.
+    Reject(String),
+}
+
+pub const CUSTOMER_TYPES: &[&str] =
+    &["bss.customer.created", "bss.customer.updated", "bss.customer.deleted", "bss.customer.plan_changed"];
+pub const ORDER_TYPES: &[&str] = &["bss.order.placed", "bss.order.paid", "bss.order.fulfilled", "bss.order.cancelled"];
+
+/// `bss-customer-analytics`: per-customer event counters and event-type tallies over a
+/// tumbling window. State is in memory; after a restart counters start again (the output
+/// says which window and how many events of this customer this processor instance saw).
+#[derive(Debug)]
+pub struct CustomerAnalytics {
+    window_ms: u64,
+    window_start: u64,
+    tallies: BTreeMap<String, u64>,
+    per_customer: HashMap<String, u64>,
+    /// Bounded: the oldest customers are forgotten first.
+    order: VecDeque<String>,
+    max_customers: usize,
+}
+
+impl CustomerAnalytics {
+    pub const NAME: &'static str = "bss-customer-analytics";
+
+    pub fn new(window_ms: u64) -> Self {
+        Self { window_ms, window_start: 0, tallies: BTreeMap::new(), per_customer: HashMap::new(), order: VecDeque::new(), max_customers: 100_000 }
+    }
+
+    pub fn process(&mut self, input: &CloudEvent, now_ms: u64) -> Outcome {
+        if !CUSTOMER_TYPES.contains(&input.ty.as_str()) {
+            return Outcome::Reject(format!("unknown customer event type {:?}", input.ty));
+        }
+        let Some(customer) = input.data.get("customer_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+            return Outcome::Reject("data.customer_id missing or not a string".into());
+        };
+        if input.ty == "bss.customer.plan_changed" && input.data.get("plan").and_then(Value::as_str).is_none() {
+            return Outcome::Reject("plan_changed without data.plan".into());
+        }
+        let at = input.time_ms().unwrap_or(now_ms);
+        let window = at - at % self.window_ms.max(1);
+        if window > self.window_start {
+            self.window_start = window;
+            self.tallies.clear();
+        }
+        *self.tallies.entry(input.ty.clone()).or_default() += 1;
+        let count = match self.per_customer.get_mut(customer) {
+            Some(c) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                if self.order.len() == self.max_customers {
+                    if let Some(old) = self.order.pop_front() {
+                        self.per_customer.remove(&old);
+                    }
+                }
+                self.order.push_back(customer.to_string());
+                self.per_customer.insert(customer.to_string(), 1);
+                1
+            }
+        };
+        Outcome::Emit(output(
+            Self::NAME,
+            "bss.analytics.customer_activity",
+            input,
+            now_ms,
+            json!({
+                "customer_id": customer,
+                "event_type": input.ty,
+                "customer_event_count": count,
+                "window_start": rfc3339_ms(self.window_start),
+                "window_ms": self.window_ms,
+                "window_tallies": self.tallies,
+            }),
+        ))
+    }
+}
+
+/// Order lifecycle: placed → paid → fulfilled; placed|paid → cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderState {
+    Placed,
+    Paid,
+    Fulfilled,
+    Cancelled,
+}
+
+impl OrderState {
+    fn of(ty: &str) -> Option<Self> {
+        Some(match ty {
+            "bss.order.placed" => Self::Placed,
+            "bss.order.paid" => Self::Paid,
+            "bss.order.fulfilled" => Self::Fulfilled,
+            "bss.order.cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// `from == to` is allowed: a redelivered event (at-least-once) must not be rejected.
+    fn allows(from: Self, to: Self) -> bool {
+        use OrderState::*;
+        from == to || matches!((from, to), (Placed, Paid) | (Paid, Fulfilled) | (Placed | Paid, Cancelled))
+    }
+}
+
+/// `bss-order-processor`: validates orders, computes totals, tracks state transitions.
+#[derive(Debug, Default)]
+pub struct OrderProcessor {
+    states: HashMap<String, OrderState>,
+    order: VecDeque<String>,
+}
+
+impl OrderProcessor {
+    pub const NAME: &'static str = "bss-order-processor";
+    const MAX_ORDERS: usize = 200_000;
+
+    pub fn process(&mut self, input: &CloudEvent, now_ms: u64) -> Outcome {
+        let Some(to) = OrderState::of(&input.ty) else {
+            return Outcome::Reject(format!("unknown order event type {:?}", input.ty));
+        };
+        let d = &input.data;
+        let Some(order_id) = d.get("order_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+            return Outcome::Reject("data.order_id missing or not a string".into());
+        };
+        let mut total = None;
+        if to == OrderState::Placed {
+            let Some(items) = d.get("items").and_then(Value::as_array).filter(|i| !i.is_empty()) else {
+                return Outcome::Reject("order.placed needs a non-empty data.items".into());
+            };
+            let mut sum = 0.0;
+            for (i, it) in items.iter().enumerate() {
+                let qty = it.get("qty").and_then(Value::as_u64).filter(|q| *q > 0);
+                let price = it.get("unit_price").and_then(Value::as_f64).filter(|p| p.is_finite() && *p >= 0.0);
+                match (qty, price) {
+                    (Some(q), Some(p)) => sum += q as f64 * p,
+                    _ => return Outcome::Reject(format!("items[{i}] needs qty > 0 and unit_price >= 0")),
+                }
+            }
+            total = Some((sum * 100.0).round() / 100.0);
+        }
+        let from = self.states.get(order_id).copied();
+        if let Some(f) = from {
+            if !OrderState::allows(f, to) {
+                return Outcome::Reject(format!("order {order_id}: invalid transition {f:?} -> {to:?}"));
+            }
+        }
+        if from.is_none() {
+            if self.order.len() == Self::MAX_ORDERS {
+                if let Some(old) = self.order.pop_front() {
+                    self.states.remove(&old);
+                }
+            }
+            self.order.push_back(order_id.to_string());
+        }
+        self.states.insert(order_id.to_string(), to);
+        Outcome::Emit(output(
+            Self::NAME,
+            "bss.analytics.order_state",
+            input,
+            now_ms,
+            json!({
+                "order_id": order_id,
+                "customer_id": d.get("customer_id"),
+                "from": from,
+                "to": to,
+                "total": total,
+                "currency": d.get("currency").and_then(Value::as_str).unwrap_or("EUR"),
+            }),
+        ))
+    }
+}
+
+/// Sample inputs, used by the demo, the Streams page's "send events" button, tests and bench.
+/// `seq` makes ids unique; every `malformed_every`-th event (if non-zero) is broken on purpose.
+pub fn sample_event(run: &str, seq: u64, now_ms: u64) -> (&'static str, String, Vec<u8>) {
+    let customer = format!("cust-{}", seq % 97);
+    if seq % 2 == 0 {
+        let ty = CUSTOMER_TYPES[(seq / 2 % 3) as usize];
+        let data = json!({"customer_id": customer, "name": format!("Customer {}", seq % 97), "plan": "mobile-m"});
+        let ev = CloudEvent::new("/bss/crm", ty, format!("{run}-{seq}"), now_ms, Some(customer.clone()), data);
+        (CUSTOMER_TOPIC, customer, ev.to_bytes())
+    } else {
+        let order = format!("{run}-ord-{seq}");
+        let data = json!({"order_id": order, "customer_id": customer, "currency": "EUR",
+            "items": [{"sku": "SIM-5G", "qty": 1 + seq % 3, "unit_price": 9.99}, {"sku": "ROAM-EU", "qty": 1, "unit_price": 5.0}]});
+        let ev = CloudEvent::new("/bss/orders", "bss.order.placed", format!("{run}-{seq}"), now_ms, Some(order.clone()), data);
+        (ORDER_TOPIC, order, ev.to_bytes())
+    }
+}
+
+/// A deliberately malformed record for `topic` (alternating: not JSON, missing `id`).
+pub fn malformed_event(seq: u64) -> Vec<u8> {
+    if seq % 2 == 0 {
+        b"{not json".to_vec()
+    } else {
+        br#"{"specversion":"1.0","source":"/bss/crm","type":"bss.customer.created","data":{}}"#.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ty: &str, data: Value) -> CloudEvent {
+        CloudEvent::new("/test", ty, "e1".into(), 1_700_000_000_000, None, data)
+    }
+
+    #[test]
+    fn parse_round_trips_and_keeps_extensions() {
+        let mut e = ev("bss.customer.created", json!({"customer_id": "c1"}));
+        e.extensions.insert("traceparent".into(), json!("00-abc"));
+        let back = CloudEvent::parse(&e.to_bytes()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.time_ms(), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn parse_names_what_is_wrong() {
+        assert!(CloudEvent::parse(b"{nope").unwrap_err().starts_with("not JSON"));
+        assert!(CloudEvent::parse(b"[1]").unwrap_err().contains("object"));
+        let e = CloudEvent::parse(br#"{"specversion":"1.0","source":"s","type":"t"}"#).unwrap_err();
+        assert!(e.contains("\"id\""), "{e}");
+        let e = CloudEvent::parse(br#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#).unwrap_err();
+        assert!(e.contains("specversion"), "{e}");
+        let e = CloudEvent::parse(br#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#).unwrap_err();
+        assert!(e.contains("\"id\""), "{e}");
+    }
+
+    #[test]
+    fn customer_counts_and_windows() {
+        let mut p = CustomerAnalytics::new(60_000);
+        let t0 = 1_700_000_040_000; // a multiple of 60 s: a window starts here
+        let mk = |ty: &str, id: &str, t: u64| {
+            let mut e = CloudEvent::new("/t", ty, id.into(), t, None, json!({"customer_id": "c1", "plan": "x"}));
+            e.subject = Some("c1".into());
+            e
+        };
+        let Outcome::Emit(o1) = p.process(&mk("bss.customer.created", "a", t0), t0 + 5) else { panic!() };
+        let Outcome::Emit(o2) = p.process(&mk("bss.customer.plan_changed", "b", t0 + 1), t0 + 6) else { panic!() };
+        assert_eq!(o2.data["customer_event_count"], 2);
+        assert_eq!(o2.data["window_tallies"]["bss.customer.created"], 1);
+        assert_eq!(o2.extensions["causationid"], "b");
+        assert_eq!(o1.id, "bss-customer-analytics:a");
+        assert_eq!(o1.extensions["processingms"], 5);
+        // Next window: tallies reset, per-customer count goes on.
+        let Outcome::Emit(o3) = p.process(&mk("bss.customer.updated", "c", t0 + 60_000), t0 + 60_001) else { panic!() };
+        assert_eq!(o3.data["window_tallies"], json!({"bss.customer.updated": 1}));
+        assert_eq!(o3.data["customer_event_count"], 3);
+    }
+
+    #[test]
+    fn customer_rejects_bad_input() {
+        let mut p = CustomerAnalytics::new(1000);
+        assert!(matches!(p.process(&ev("bss.customer.exploded", json!({"customer_id": "c"})), 0), Outcome::Reject(r) if r.contains("unknown")));
+        assert!(matches!(p.process(&ev("bss.customer.created", json!({})), 0), Outcome::Reject(r) if r.contains("customer_id")));
+        assert!(matches!(p.process(&ev("bss.customer.plan_changed", json!({"customer_id": "c"})), 0), Outcome::Reject(r) if r.contains("plan")));
+    }
+
+    #[test]
+    fn order_totals_and_transitions() {
+        let mut p = OrderProcessor::default();
+        let placed = ev("bss.order.placed", json!({"order_id": "o1", "items": [{"qty": 2, "unit_price": 9.99}, {"qty": 1, "unit_price": 5}]}));
+        let Outcome::Emit(o) = p.process(&placed, 0) else { panic!() };
+        assert_eq!(o.data["total"], 24.98);
+        assert_eq!(o.data["from"], Value::Null);
+        // Redelivery of the same event is accepted (at-least-once).
+        assert!(matches!(p.process(&placed, 0), Outcome::Emit(_)));
+        let Outcome::Emit(o) = p.process(&ev("bss.order.paid", json!({"order_id": "o1"})), 0) else { panic!() };
+        assert_eq!((o.data["from"].as_str(), o.data["to"].as_str()), (Some("placed"), Some("paid")));
+        assert!(matches!(p.process(&ev("bss.order.fulfilled", json!({"order_id": "o1"})), 0), Outcome::Emit(_)));
+        let r = p.process(&ev("bss.order.cancelled", json!({"order_id": "o1"})), 0);
+        assert!(matches!(r, Outcome::Reject(ref m) if m.contains("Fulfilled -> Cancelled")), "{r:?}");
+        // An order first seen mid-life (state lost on restart) is accepted.
+        assert!(matches!(p.process(&ev("bss.order.paid", json!({"order_id": "o2"})), 0), Outcome::Emit(_)));
+    }
+
+    #[test]
+    fn order_rejects_bad_items() {
+        let mut p = OrderProcessor::default();
+        for data in [
+            json!({"order_id": "o", "items": []}),
+            json!({"order_id": "o", "items": [{"qty": 0, "unit_price": 1}]}),
+            json!({"order_id": "o", "items": [{"qty": 1, "unit_price": -1}]}),
+            json!({"items": [{"qty": 1, "unit_price": 1}]}),
+        ] {
+            assert!(matches!(p.process(&ev("bss.order.placed", data.clone()), 0), Outcome::Reject(_)), "{data}");
+        }
+    }
+
+    #[test]
+    fn samples_are_valid_and_malformed_ones_are_not() {
+        let mut c = CustomerAnalytics::new(1000);
+        let mut o = OrderProcessor::default();
+        for seq in 0..20 {
+            let (topic, _key, bytes) = sample_event("r", seq, 1_700_000_000_000);
+            let e = CloudEvent::parse(&bytes).unwrap();
+            let out = if topic == CUSTOMER_TOPIC { c.process(&e, 0) } else { o.process(&e, 0) };
+            assert!(matches!(out, Outcome::Emit(_)), "{seq}: {out:?}");
+            assert!(CloudEvent::parse(&malformed_event(seq)).is_err());
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The Kafka stream processors hosted by the control plane (`bss-customer-analytics`,
+//! `bss-order-processor`): supervision (start / stop / restart, restart with backoff on
+//! failure), a 1 s sampler of rates and latencies (15 min of history), and the topic table
+//! (partitions, watermarks, lag per processor group).
+//!
+//! - `events`: schemas and transforms, pure.
+//! - `processor`: the at-least-once Kafka loop of one processor.
+//! - `topics`: metadata, watermarks and committed offsets (blocking librdkafka calls).
+pub mod events;
+pub mod processor;
+pub mod topics;
+
+use std::{
+    collections::VecDeque,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use app::api::{ProcPoint, ProcessorView, StreamPoint, StreamsView, TopicPartitionRow};
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use events::{now_ms, ANALYTICS_TOPIC, CUSTOMER_TOPIC, DLQ_TOPIC, ORDER_TOPIC};
+use processor::{Kind, ProcessorSpec, Stats};
+
+/// 15 minutes of 1 s points.
+const HISTORY: usize = 900;
+/// The most events one "send sample events" call may produce.
+pub const MAX_SAMPLE_EVENTS: u64 = 100_000;
+
+struct Ctl {
+    state: &'static str,
+    reason: Option<String>,
+    since_ms: u64,
+    restarts: u32,
+    cancel: Option<CancellationToken>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Handle {
+    spec: ProcessorSpec,
+    stats: Stats,
+    ctl: Mutex<Ctl>,
+}
+
+impl Handle {
+    fn set(&self, state: &'static str, reason: Option<String>) {
+        let mut c = self.ctl.lock().unwrap();
+        c.state = state;
+        c.reason = reason;
+        c.since_ms = now_ms();
+    }
+}
+
+pub struct Streams {
+    brokers: String,
+    procs: Vec<Arc<Handle>>,
+    history: Mutex<VecDeque<StreamPoint>>,
+    topics: Mutex<(Vec<TopicPartitionRow>, Option<String>)>,
+    producer: tokio::sync::OnceCell<FutureProducer>,
+}
+
+impl Streams {
+    /// Both processors on the standard topics.
+    pub fn new(brokers: &str, window_ms: u64) -> Arc<Self> {
+        let spec = |name: &str, input: &str, kind| ProcessorSpec {
+            name: name.into(),
+            brokers: brokers.into(),
+            group: name.into(),
+            input: input.into(),
+            output: ANALYTICS_TOPIC.into(),
+            dlq: DLQ_TOPIC.into(),
+            kind,
+            window_ms,
+        };
+        Self::with_specs(
+            brokers,
+            vec![
+                spec(events::CustomerAnalytics::NAME, CUSTOMER_TOPIC, Kind::CustomerAnalytics),
+                spec(events::OrderProcessor::NAME, ORDER_TOPIC, Kind::OrderProcessor),
+            ],
+        )
+    }
+
+    /// Any processors (tests run them on their own topics and groups).
+    pub fn with_specs(brokers: &str, specs: Vec<ProcessorSpec>) -> Arc<Self> {
+        let procs = specs
+            .into_iter()
+            .map(|spec| {
+                Arc::new(Handle {
+                    spec,
+                    stats: Stats::default(),
+                    ctl: Mutex::new(Ctl { state: "stopped", reason: None, since_ms: now_ms(), restarts: 0, cancel: None, task: None }),
+                })
+            })
+            .collect();
+        Arc::new(Self {
+            brokers: brokers.into(),
+            procs,
+            history: Mutex::new(VecDeque::new()),
+            topics: Mutex::new((vec![], None)),
+            producer: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.procs.iter().map(|h| h.spec.name.clone()).collect()
+    }
+
+    fn handle(&self, name: &str) -> Result<&Arc<Handle>, String> {
+        self.procs
+            .iter()
+            .find(|h| h.spec.name == name)
+            .ok_or_else(|| format!("unknown processor {name:?} (known: {})", self.names().join(", ")))
+    }
+
+    pub fn start(&self, name: &str) -> Result<(), String> {
+        let h = self.handle(name)?.clone();
+        let mut c = h.ctl.lock().unwrap();
+        if c.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Err(format!("{name} is already {}", c.state));
+        }
+        let cancel = CancellationToken::new();
+        c.cancel = Some(cancel.clone());
+        c.state = "starting";
+        c.since_ms = now_ms();
+        c.reason = None;
+        c.task = Some(tokio::spawn(supervise(h.clone(), cancel)));
+        Ok(())
+    }
+
+    /// Stops after draining in-flight records and committing offsets.
+    pub async fn stop(&self, name: &str) -> Result<(), String> {
+        let h = self.handle(name)?;
+        let (cancel, task) = {
+            let mut c = h.ctl.lock().unwrap();
+            (c.cancel.take(), c.task.take())
+        };
+        let (Some(cancel), Some(task)) = (cancel, task) else {
+            return Err(format!("{name} is not running"));
+        };
+        cancel.cancel();
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{name} did not stop within 30 s")),
+        }
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<(), String> {
+        match self.stop(name).await {
+            Ok(()) => {}
+            Err(e) if e.ends_with("is not running") => {}
+            Err(e) => return Err(e),
+        }
+        self.start(name)
+    }
+
+    pub async fn stop_all(&self) {
+        for n in self.names() {
+            let _ = self.stop(&n).await;
+        }
+    }
+
+    pub fn view(&self) -> StreamsView {
+        let (topics, topics_error) = self.topics.lock().unwrap().clone();
+        let history: Vec<StreamPoint> = self.history.lock().unwrap().iter().cloned().collect();
+        let processors = self
+            .procs
+            .iter()
+            .map(|h| {
+                let c = h.ctl.lock().unwrap();
+                let transient = if c.state == "running" { h.stats.last_error.lock().unwrap().clone() } else { None };
+                ProcessorView {
+                    name: h.spec.name.clone(),
+                    input: h.spec.input.clone(),
+                    output: h.spec.output.clone(),
+                    group: h.spec.group.clone(),
+                    state: c.state.to_string(),
+                    reason: c.reason.clone().or(transient),
+                    since_ms: c.since_ms,
+                    restarts: c.restarts,
+                    consumed: h.stats.consumed.load(Ordering::Relaxed),
+                    produced: h.stats.produced.load(Ordering::Relaxed),
+                    dlq: h.stats.dlq.load(Ordering::Relaxed),
+                    lag: lag_of(&topics, &h.spec.input, &h.spec.group),
+                }
+            })
+            .collect();
+        StreamsView {
+            brokers: self.brokers.clone(),
+            processors,
+            history,
+            topics,
+            topics_error,
+            claim_events_per_sec: 10_000.0,
+            claim_latency_ms: 100.0,
+        }
+    }
+
+    /// Samples every second; reads the topic table every 5 s. Runs until `cancel`.
+    pub async fn run_sampler(self: Arc<Self>, cancel: CancellationToken) {
+        let mut last: Vec<(u64, u64, u64)> = vec![(0, 0, 0); self.procs.len()];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if n % 5 == 0 {
+                let (brokers, groups) = (self.brokers.clone(), self.groups());
+                let r = tokio::task::spawn_blocking(move || topics::read(&brokers, &groups)).await;
+                let mut t = self.topics.lock().unwrap();
+                match r {
+                    Ok(Ok(rows)) => *t = (rows, None),
+                    Ok(Err(e)) => t.1 = Some(e),
+                    Err(e) => t.1 = Some(e.to_string()),
+                }
+            }
+            n += 1;
+            let topics = self.topics.lock().unwrap().0.clone();
+            let procs = self
+                .procs
+                .iter()
+                .zip(last.iter_mut())
+                .map(|(h, last)| {
+                    let now = (
+                        h.stats.consumed.load(Ordering::Relaxed),
+                        h.stats.produced.load(Ordering::Relaxed),
+                        h.stats.dlq.load(Ordering::Relaxed),
+                    );
+                    let mut lat = std::mem::take(&mut *h.stats.latencies_us.lock().unwrap());
+                    let point = ProcPoint {
+                        in_rate: now.0.saturating_sub(last.0) as f64,
+                        out_rate: now.1.saturating_sub(last.1) as f64,
+                        dlq_rate: now.2.saturating_sub(last.2) as f64,
+                        p50_ms: percentile(&mut lat, 0.50) / 1000.0,
+                        p99_ms: percentile(&mut lat, 0.99) / 1000.0,
+                        lag: lag_of(&topics, &h.spec.input, &h.spec.group).unwrap_or(0),
+                    };
+                    *last = now;
+                    point
+                })
+                .collect();
+            let mut hist = self.history.lock().unwrap();
+            if hist.len() == HISTORY {
+                hist.pop_front();
+            }
+            hist.push_back(StreamPoint { at_ms: now_ms(), procs });
+        }
+    }
+
+    /// (group, input topic) of every processor.
+    fn groups(&self) -> Vec<(String, String)> {
+        self.procs.iter().map(|h| (h.spec.group.clone(), h.spec.input.clone())).collect()
+    }
+
+    async fn producer(&self) -> Result<&FutureProducer, String> {
+        self.producer.get_or_try_init(|| async { processor::producer(&self.brokers).map_err(|e| e.to_string()) }).await
+    }
+
+    /// Produces `n` sample customer/order CloudEvents (every `malformed_every`-th one broken
+    /// on purpose when non-zero) and waits for the brokers' acknowledgements.
+    /// Returns (acknowledged, malformed).
+    pub async fn send_samples(&self, run: &str, n: u64, malformed_every: u64) -> Result<(u64, u64), String> {
+        if n == 0 || n > MAX_SAMPLE_EVENTS {
+            return Err(format!("events must be between 1 and {MAX_SAMPLE_EVENTS}, got {n}"));
+        }
+        let producer = self.producer().await?;
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        let mut malformed = 0;
+        for seq in 0..n {
+            let (topic, key, mut bytes) = events::sample_event(run, seq, now_ms());
+            if malformed_every > 0 && seq % malformed_every == malformed_every - 1 {
+                bytes = events::malformed_event(seq);
+                malformed += 1;
+            }
+            pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await?);
+        }
+        use futures_util::StreamExt;
+        let mut acked = 0;
+        while let Some(r) = pending.next().await {
+            match r {
+                Ok(Ok(_)) => acked += 1,
+                Ok(Err((e, _))) => return Err(format!("produce failed after {acked} acknowledged: {e}")),
+                Err(_) => return Err(format!("producer dropped a delivery after {acked} acknowledged")),
+            }
+        }
+        Ok((acked, malformed))
+    }
+}
+
+fn lag_of(topics: &[TopicPartitionRow], topic: &str, group: &str) -> Option<i64> {
+    let lags: Vec<i64> = topics
+        .iter()
+        .filter(|r| r.topic == topic)
+        .filter_map(|r| r.groups.iter().find(|g| g.0 == group).and_then(|g| g.2))
+        .collect();
+    (!lags.is_empty()).then(|| lags.iter().sum())
+}
+
+/// Nearest-rank percentile of `v` (sorted in place), 0 when empty.
+pub fn percentile(v: &mut [u64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1] as f64
+}
+
+async fn supervise(h: Arc<Handle>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        h.set("running", None);
+        let r = processor::run(&h.spec, &h.stats, &cancel).await;
+        if cancel.is_cancelled() {
+            h.set("stopped", r.err().map(|e| format!("stopped; while draining: {e}")));
+            return;
+        }
+        let reason = r.err().unwrap_or_else(|| "exited".into());
+        tracing::warn!(processor = %h.spec.name, %reason, ?backoff, "processor failed; restarting");
+        h.set("failed", Some(reason));
+        h.ctl.lock().unwrap().restarts += 1;
+        tokio::select! {
+            _ = cancel.cancelled() => { h.set("stopped", None); return }
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let mut v: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut v, 0.5), 50.0);
+        assert_eq!(percentile(&mut v, 0.99), 99.0);
+        assert_eq!(percentile(&mut [7], 0.99), 7.0);
+        assert_eq!(percentile(&mut [], 0.5), 0.0);
+    }
+
+    #[test]
+    fn lag_sums_partitions_of_the_group() {
+        let row = |p, lag| TopicPartitionRow {
+            topic: "t".into(),
+            partition: p,
+            leader: 1,
+            low: 0,
+            high: 10,
+            groups: vec![("g".into(), Some(10 - lag), Some(lag)), ("other".into(), None, Some(100))],
+        };
+        assert_eq!(lag_of(&[row(0, 3), row(1, 4)], "t", "g"), Some(7));
+        assert_eq!(lag_of(&[row(0, 3)], "u", "g"), None);
+    }
+
+    #[tokio::test]
+    async fn control_errors_are_clear() {
+        let s = Streams::new("127.0.0.1:1", 1000);
+        assert!(s.start("nope").unwrap_err().contains("unknown processor"));
+        assert!(s.stop("bss-order-processor").await.unwrap_err().contains("not running"));
+        assert!(s.send_samples("r", 0, 0).await.unwrap_err().contains("between 1 and"));
+        assert!(s.send_samples("r", MAX_SAMPLE_EVENTS + 1, 0).await.is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! One processor's Kafka loop: consume → transform → produce, at-least-once.
+//!
+//! Offsets are *stored* only after the output (or DLQ) record is acknowledged by the
+//! brokers (idempotent producer, `acks=all`), and stored in consumption order: produce
+//! futures sit in a `FuturesOrdered`, so an offset is never stored ahead of an earlier
+//! record that is still in flight. librdkafka commits stored offsets every second and the
+//! loop commits synchronously on shutdown, after draining what is in flight.
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use futures_util::{stream::FuturesOrdered, StreamExt};
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, Message, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{now_ms, CloudEvent, CustomerAnalytics, OrderProcessor, Outcome, CONTENT_TYPE};
+
+/// What to run and where.
+#[derive(Clone, Debug)]
+pub struct ProcessorSpec {
+    pub name: String,
+    pub brokers: String,
+    pub group: String,
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    pub kind: Kind,
+    /// Customer analytics' tumbling window.
+    pub window_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    CustomerAnalytics,
+    OrderProcessor,
+}
+
+enum Transform {
+    Customer(CustomerAnalytics),
+    Order(OrderProcessor),
+}
+
+impl Transform {
+    fn process(&mut self, ev: &CloudEvent, now: u64) -> Outcome {
+        match self {
+            Transform::Customer(t) => t.process(ev, now),
+            Transform::Order(t) => t.process(ev, now),
+        }
+    }
+}
+
+/// Counters the loop updates and the sampler reads.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub consumed: AtomicU64,
+    pub produced: AtomicU64,
+    pub dlq: AtomicU64,
+    /// End-to-end latencies (µs) acknowledged since the sampler last drained them.
+    pub latencies_us: Mutex<Vec<u64>>,
+    /// The last transient error (brokers unreachable…), cleared by the next record.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// At most this many records between consumed and acknowledged.
+const MAX_IN_FLIGHT: usize = 5_000;
+
+/// Where a produced record's input came from.
+struct Source {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    dlq: bool,
+    event_ms: u64,
+}
+
+type Acked = (Source, Result<rdkafka::producer::future_producer::OwnedDeliveryResult, ()>);
+
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// Runs until `cancel` (then drains and commits: `Ok`) or a delivery fails (`Err`: the
+/// supervisor restarts it; unacknowledged records are consumed again).
+pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &spec.brokers)
+        .set("group.id", &spec.group)
+        .set("client.id", &spec.name)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        // A subscribed topic created after start (the stack provisioned later) is found soon.
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .create()
+        .map_err(|e| format!("consumer config: {e}"))?;
+    let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
+    consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
+    let mut transform = match spec.kind {
+        Kind::CustomerAnalytics => Transform::Customer(CustomerAnalytics::new(spec.window_ms)),
+        Kind::OrderProcessor => Transform::Order(OrderProcessor::default()),
+    };
+    let mut in_flight = FuturesOrdered::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ok(()),
+            Some(a) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = acknowledge(&consumer, stats, a) {
+                    break Err(e);
+                }
+            }
+            msg = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Broker transport errors are transient: librdkafka reconnects.
+                        *stats.last_error.lock().unwrap() = Some(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                stats.consumed.fetch_add(1, Ordering::Relaxed);
+                let now = now_ms();
+                let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
+                let key = m.key().unwrap_or_default().to_vec();
+                let (dest, bytes, headers, event_ms) = match CloudEvent::parse(m.payload().unwrap_or_default()) {
+                    Err(reason) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), kafka_ms),
+                    Ok(ev) => {
+                        let event_ms = ev.time_ms().unwrap_or(kafka_ms);
+                        match transform.process(&ev, now) {
+                            Outcome::Emit(out) => (&spec.output, out.to_bytes(), ce_headers(), event_ms),
+                            Outcome::Reject(reason) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), event_ms),
+                        }
+                    }
+                };
+                let dlq = dest == &spec.dlq;
+                let delivery = enqueue(&producer, dest, &key, &bytes, headers).await?;
+                let src = Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq, event_ms };
+                in_flight.push_back(acked(src, delivery));
+            }
+        }
+    };
+    // Drain: everything consumed gets acknowledged (bounded), then offsets are committed.
+    let drain = async {
+        while let Some(a) = in_flight.next().await {
+            acknowledge(&consumer, stats, a)?;
+        }
+        Ok::<(), String>(())
+    };
+    let drained = tokio::time::timeout(Duration::from_secs(15), drain).await.unwrap_or_else(|_| Err("drain timed out".into()));
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last auto-commit is a normal case.
+        if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
+            tracing::warn!(processor = %spec.name, error = %e, "final commit failed");
+        }
+    }
+    result.and(drained)
+}
+
+async fn acked(src: Source, delivery: DeliveryFuture) -> Acked {
+    (src, delivery.await.map_err(|_| ()))
+}
+
+/// Stores the input's offset once its output is on the brokers; a failed delivery stops
+/// the loop without storing it, so the record is consumed again after the restart.
+fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked) -> Result<(), String> {
+    match r {
+        Ok(Ok(_)) => {}
+        Ok(Err((e, _))) => return Err(format!("delivery failed: {e}")),
+        Err(_) => return Err("producer dropped a delivery".into()),
+    }
+    if let Err(e) = consumer.store_offset(&src.topic, src.partition, src.offset) {
+        // The partition was revoked meanwhile: its new owner consumes the record again.
+        tracing::debug!(topic = %src.topic, partition = src.partition, error = %e, "offset not stored");
+    }
+    let counter = if src.dlq { &stats.dlq } else { &stats.produced };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let lat_us = now_ms().saturating_sub(src.event_ms) * 1000;
+    stats.latencies_us.lock().unwrap().push(lat_us);
+    Ok(())
+}
+
+/// Hands a record to librdkafka (waiting while its queue is full); the future resolves
+/// when the brokers acknowledge it.
+pub async fn enqueue(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, String> {
+    loop {
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers.clone());
+        match producer.send_result(record) {
+            Ok(d) => return Ok(d),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err((e, _)) => return Err(format!("produce to {topic}: {e}")),
+        }
+    }
+}
+
+pub fn ce_headers() -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header { key: "content-type", value: Some(CONTENT_TYPE) })
+}
+
+fn dlq_headers(spec: &ProcessorSpec, m: &impl Message, reason: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: "error", value: Some(reason) })
+        .insert(Header { key: "processor", value: Some(spec.name.as_str()) })
+        .insert(Header { key: "source-topic", value: Some(m.topic()) })
+        .insert(Header { key: "source-partition", value: Some(&m.partition().to_string()) })
+        .insert(Header { key: "source-offset", value: Some(&m.offset().to_string()) })
+}

@@ -1,0 +1,69 @@
+//! The topic table: partitions, leaders, watermarks, and each processor group's committed
+//! offset and lag. Blocking librdkafka calls: run it on `spawn_blocking`.
+use std::time::Duration;
+
+use app::api::TopicPartitionRow;
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    Offset, TopicPartitionList,
+};
+
+use super::events::{ANALYTICS_TOPIC, CUSTOMER_TOPIC, DLQ_TOPIC, ORDER_TOPIC};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn client(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("kafka client: {e}"))
+}
+
+/// `groups`: (group, the topic it reads). Topics: the four BSS topics plus any group's.
+pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicPartitionRow>, String> {
+    let meta_client = client(brokers, "bss-control-inspector")?;
+    let mut topics: Vec<String> = [CUSTOMER_TOPIC, ORDER_TOPIC, ANALYTICS_TOPIC, DLQ_TOPIC].map(String::from).to_vec();
+    for (_, t) in groups {
+        if !topics.contains(t) {
+            topics.push(t.clone());
+        }
+    }
+    let mut rows = vec![];
+    for topic in &topics {
+        let md = meta_client.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| format!("metadata of {topic}: {e}"))?;
+        let Some(t) = md.topics().first() else { continue };
+        if t.error().is_some() {
+            continue; // not created (yet)
+        }
+        for p in t.partitions() {
+            let (low, high) = meta_client
+                .fetch_watermarks(topic, p.id(), TIMEOUT)
+                .map_err(|e| format!("watermarks of {topic}/{}: {e}", p.id()))?;
+            rows.push(TopicPartitionRow { topic: topic.clone(), partition: p.id(), leader: p.leader(), low, high, groups: vec![] });
+        }
+    }
+    rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    for (group, topic) in groups {
+        let mut tpl = TopicPartitionList::new();
+        for r in rows.iter().filter(|r| &r.topic == topic) {
+            tpl.add_partition(topic, r.partition);
+        }
+        if tpl.count() == 0 {
+            continue;
+        }
+        let committed = client(brokers, group)?.committed_offsets(tpl, TIMEOUT).map_err(|e| format!("offsets of group {group}: {e}"))?;
+        for r in rows.iter_mut().filter(|r| &r.topic == topic) {
+            let off = committed.find_partition(topic, r.partition).and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            // No commit yet: the group (auto.offset.reset=earliest) has everything ahead of it.
+            let lag = (r.high - off.unwrap_or(r.low)).max(0);
+            r.groups.push((group.clone(), off, Some(lag)));
+        }
+    }
+    Ok(rows)
+}

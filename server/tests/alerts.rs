@@ -1,0 +1,104 @@
+//! Alerts and gateway against the stack's real AlertManager, Prometheus, Envoy and HAProxy:
+//! the route tester agrees with `amtool config routes test` (run inside the AlertManager
+//! container on the same config), a test alert reaches the expected receivers' sink, a
+//! silence suppresses one, Envoy's rate limit answers 429 after the burst and its counter
+//! moves. `#[ignore]`d by default; run by `make test` with `--ignored`.
+mod common;
+
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+use server::{
+    alerts::{route::parse_labels, Alerts},
+    gateway::Gateway,
+};
+
+fn amtool(labels: &str) -> Vec<String> {
+    let mut args = vec!["exec", "bss-alertmanager", "amtool", "config", "routes", "test", "--config.file=/etc/alertmanager/alertmanager.yml"];
+    let parts: Vec<String> = labels.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    args.extend(parts.iter().map(String::as_str));
+    let out = Command::new("docker").args(&args).output().expect("docker exec amtool");
+    assert!(out.status.success(), "amtool {labels}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().split(',').map(String::from).collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the stack; run by `make test`"]
+async fn alerts_and_gateway_on_the_real_services() {
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let alerts = Alerts::new(Default::default());
+    let cfg = alerts.config().await.expect("AlertManager config");
+    assert_eq!(cfg.root.routes.len(), 4, "4 routes");
+    assert_eq!(cfg.receivers.len(), 5, "5 receivers");
+
+    // The route tester agrees with amtool on the running config.
+    let table = [
+        "team=database, severity=critical",
+        "team=database, severity=warning",
+        "team=database",
+        "team=streaming, severity=critical",
+        "team=streaming, severity=warning",
+        "team=streaming, severity=info",
+        "severity=critical",
+        "severity=warning",
+        "severity=info",
+        "alertname=Foo",
+        "team=billing, severity=critical",
+        "team=DATABASE, severity=Warning",
+    ];
+    for labels in table {
+        let ours = cfg.test(&parse_labels(labels).unwrap()).receivers;
+        assert_eq!(ours, amtool(labels), "labels {labels}");
+    }
+    println!("route tester = amtool on {} label sets", table.len());
+
+    // A test alert reaches every receiver the tester predicts, through the local sink.
+    let labels: BTreeMap<String, String> = parse_labels("team=streaming, severity=warning").unwrap();
+    let expected = cfg.test(&labels).receivers;
+    let name = alerts.fire_test_alert(labels).await.expect("alert posted");
+    wait_until!(format!("{name} delivered to {expected:?}"), 90, {
+        let got = alerts.deliveries(&cfg, &[name.clone()]).await.unwrap();
+        expected.iter().all(|rx| got.iter().any(|d| &d.receiver == rx && d.alerts.contains(&name)))
+    });
+
+    // A silence suppresses the next one: AlertManager marks it suppressed and nothing is sent.
+    let mut labels = parse_labels("severity=critical").unwrap();
+    let silenced = format!("BssSilenced{}", server::streams::events::now_ms());
+    labels.insert("alertname".into(), silenced.clone());
+    let id = alerts.create_silence(&[format!("alertname=\"{silenced}\"")], Duration::from_secs(600), "test", "suppress").await.unwrap();
+    alerts.fire_test_alert(labels).await.unwrap();
+    wait_until!("the alert listed as suppressed", 30, {
+        let groups = alerts.groups().await.unwrap();
+        groups.iter().flat_map(|g| &g.alerts).any(|a| a.labels.iter().any(|l| l.1 == silenced) && a.state == "suppressed" && a.silenced_by.contains(&id))
+    });
+    // critical-pager waits 5 s before its first notification: give it three times that.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let got = alerts.deliveries(&cfg, &[silenced.clone()]).await.unwrap();
+    assert!(got.iter().all(|d| !d.alerts.contains(&silenced)), "a silenced alert was delivered: {got:?}");
+    alerts.expire_silence(&id).await.unwrap();
+    assert!(alerts.silences().await.unwrap().iter().any(|s| s.id == id && s.state == "expired"));
+    assert!(alerts.create_silence(&[], Duration::from_secs(60), "t", "").await.unwrap_err().contains("matcher"));
+
+    // Prometheus: targets listed with their health.
+    let targets = alerts.targets().await.unwrap();
+    assert!(targets.iter().filter(|t| t.health == "up").count() >= 5, "{targets:?}");
+
+    // Envoy: a burst of 30 gets 429s after the 10-token bucket, and Envoy's counter agrees.
+    let gw = Gateway::new(Default::default());
+    let b = gw.burst(30).await.expect("burst");
+    assert_eq!(b.other, 0, "{b:?}");
+    assert!(b.limited >= 15 && b.passed <= 12, "{b:?}");
+    assert_eq!(b.limited_counter_after - b.limited_counter_before, b.limited as u64, "{b:?}");
+    assert!(gw.burst(0).await.is_err() && gw.burst(10_000).await.is_err());
+    let v = gw.view().await;
+    assert!(v.errors.is_empty(), "{:?}", v.errors);
+    assert_eq!(v.envoy_ready.as_deref(), Some("LIVE"));
+    let cp = v.clusters.iter().find(|c| c.name == "control_plane").expect("control_plane cluster");
+    let max = |k: &str| cp.breakers.iter().find(|b| b.0 == k).map(|b| b.1);
+    assert_eq!((max("max_connections"), max("max_pending_requests"), max("max_retries")), (Some(100), Some(100), Some(3)));
+    // HAProxy: both replicas in the read pool, UP.
+    for r in ["postgres-replica-1", "postgres-replica-2"] {
+        assert!(v.haproxy.iter().any(|h| h.server == r && h.status == "UP"), "{r}: {:?}", v.haproxy);
+    }
+    println!("burst: {b:?}");
+}

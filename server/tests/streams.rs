@@ -1,0 +1,161 @@
+//! Both stream processors end to end on the stack's three real Apache Kafka brokers, on
+//! topics and groups of their own (so a running control plane is not disturbed):
+//! counts in = out + DLQ, no loss across a restart mid-stream, malformed events in the DLQ
+//! with the reason in a header. `#[ignore]`d by default; run by `make test` with `--ignored`.
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    consumer::{Consumer, StreamConsumer},
+    message::{Headers, Message},
+};
+use server::streams::{
+    events::{malformed_event, sample_event, CloudEvent, CUSTOMER_TOPIC},
+    processor::{self, Kind, ProcessorSpec},
+    Streams,
+};
+
+const BROKERS: &str = "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095";
+
+async fn create_topics(names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(3))).collect();
+    for r in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
+        r.expect("topic created");
+    }
+}
+
+/// Produces `n` events from `from` into the test's customer/order topics; every 25th is
+/// malformed. Returns (valid input ids, malformed count).
+async fn produce(cust: &str, ord: &str, run: &str, from: u64, n: u64) -> (Vec<String>, u64) {
+    let p = processor::producer(BROKERS).unwrap();
+    let (mut ids, mut bad, mut pending) = (vec![], 0, vec![]);
+    for seq in from..from + n {
+        let (topic, key, mut bytes) = sample_event(run, seq, server::streams::events::now_ms());
+        if seq % 25 == 24 {
+            bytes = malformed_event(seq);
+            bad += 1;
+        } else {
+            ids.push(CloudEvent::parse(&bytes).unwrap().id);
+        }
+        let t = if topic == CUSTOMER_TOPIC { cust } else { ord };
+        pending.push(processor::enqueue(&p, t, key.as_bytes(), &bytes, processor::ce_headers()).await.unwrap());
+    }
+    for d in pending {
+        d.await.unwrap().expect("acknowledged");
+    }
+    (ids, bad)
+}
+
+/// Everything on `topic` from the beginning: at least `want` records (or 60 s), then until
+/// 3 s pass without one.
+async fn read_all(topic: &str, want: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = vec![];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(3), c.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            _ if out.len() >= want => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn processors_on_real_brokers() {
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+
+    let run = format!("t{}", server::streams::events::now_ms());
+    let (cust, ord, out, dlq) = (format!("{run}.customer"), format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&cust, &ord, &out, &dlq]).await;
+    let spec = |name: &str, input: &str, kind| ProcessorSpec {
+        name: name.into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-{name}"),
+        input: input.into(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind,
+        window_ms: 10_000,
+    };
+    let streams = Streams::with_specs(
+        BROKERS,
+        vec![spec("customer", &cust, Kind::CustomerAnalytics), spec("order", &ord, Kind::OrderProcessor)],
+    );
+
+    // First half, processors start, then one is restarted while the second half flows.
+    let (mut ids, mut bad) = produce(&cust, &ord, &run, 0, 1000).await;
+    streams.start("customer").unwrap();
+    streams.start("order").unwrap();
+    let consumed = |s: &Streams| s.view().processors.iter().map(|p| p.consumed).sum::<u64>();
+    wait_until!("processing under way", 60, consumed(&streams) > 100);
+    let (ids2, bad2) = produce(&cust, &ord, &run, 1000, 1000).await;
+    streams.restart("customer").await.expect("restart mid-stream");
+    streams.restart("order").await.expect("restart mid-stream");
+    ids.extend(ids2);
+    bad += bad2;
+    let total = ids.len() as u64 + bad;
+    let handled = |s: &Streams| s.view().processors.iter().map(|p| p.produced + p.dlq).sum::<u64>();
+    // Redelivered records count twice, so also wait for the counters to settle.
+    let mut last = 0;
+    wait_until!("every input acknowledged downstream", 120, {
+        let now = handled(&streams);
+        let settled = now >= total && now == last;
+        last = now;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settled
+    });
+    streams.stop_all().await;
+    for p in streams.view().processors {
+        assert_eq!(p.state, "stopped", "{p:?}");
+        assert_eq!(p.restarts, 0, "no failures expected: {p:?}");
+    }
+
+    // Downstream, deduplicated by causation: every valid input came out exactly once-or-more,
+    // every malformed one is in the DLQ with a reason.
+    let outputs = read_all(&out, ids.len()).await;
+    let causes: HashSet<String> = outputs
+        .iter()
+        .map(|m| CloudEvent::parse(m.payload().unwrap()).expect("outputs are CloudEvents"))
+        .map(|e| e.extensions["causationid"].as_str().unwrap().to_string())
+        .collect();
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let lost: Vec<_> = want.difference(&causes).take(5).collect();
+    assert!(lost.is_empty(), "{} of {} inputs lost, e.g. {lost:?}", want.len() - want.intersection(&causes).count(), want.len());
+    assert_eq!(causes.len(), ids.len(), "outputs caused by something that was not an input");
+
+    let dead = read_all(&dlq, bad as usize).await;
+    let mut sources = HashSet::new();
+    for m in &dead {
+        let h = m.headers().expect("DLQ records carry headers");
+        let get = |k: &str| h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).to_string());
+        let err = get("error").expect("error header");
+        assert!(err.contains("JSON") || err.contains("\"id\""), "reason names the problem: {err}");
+        sources.insert((get("source-topic").unwrap(), get("source-partition").unwrap(), get("source-offset").unwrap()));
+    }
+    assert_eq!(sources.len() as u64, bad, "every malformed input in the DLQ once-or-more");
+    assert_eq!(causes.len() as u64 + sources.len() as u64, total, "in = out + DLQ");
+    println!(
+        "streams: {} inputs ({} malformed) → {} outputs ({} distinct), {} DLQ records; restart mid-stream lost nothing",
+        total,
+        bad,
+        outputs.len(),
+        causes.len(),
+        dead.len()
+    );
+}
