@@ -157,8 +157,8 @@ impl Principal {
 /// Every server function, classified. A test enumerates the registered server functions
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
 pub const SERVER_FNS_READ: &[&str] =
-    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view", "get_streams_view", "get_alerts_view", "test_route", "get_gateway_view"];
-pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused", "processor_action", "send_sample_events", "fire_test_alert", "create_silence", "expire_silence", "burst_test"];
+    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view", "get_streams_view", "get_alerts_view", "test_route", "get_gateway_view", "get_verify_view", "get_demo_view"];
+pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused", "processor_action", "send_sample_events", "fire_test_alert", "create_silence", "expire_silence", "burst_test", "start_verify", "start_demo", "cancel_demo"];
 
 /// One audit log row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +250,11 @@ pub struct DbView {
     pub claim_max_lag_secs: f64,
     pub threshold_secs: f64,
     pub threshold_bytes: u64,
+    /// Per-minute maxima of the last 24 h, from the product's SQLite store.
+    pub long_history: Vec<LagPoint>,
+    /// HAProxy's read pool (5435) as its stats report it: the second read path.
+    pub haproxy: Vec<HaproxyRow>,
+    pub haproxy_error: Option<String>,
 }
 
 /// One Kafka stream processor hosted by the control plane.
@@ -463,4 +468,85 @@ pub struct BurstResult {
     pub other: u32,
     pub limited_counter_before: u64,
     pub limited_counter_after: u64,
+}
+
+/// One check of the verification suite: the seed's claim beside what was measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub group: String,
+    pub name: String,
+    /// `pass`, `fail` or `skip`.
+    pub status: String,
+    pub measured: String,
+    /// What the seed report claims (empty when it claims nothing).
+    pub claim: String,
+    pub method: String,
+    pub ms: u64,
+}
+
+/// A verification run, live while it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRun {
+    /// Store id once finished.
+    pub id: Option<i64>,
+    pub started_at: String,
+    pub actor: String,
+    /// `running`, `passed` or `failed`.
+    pub status: String,
+    pub total: usize,
+    pub checks: Vec<CheckResult>,
+}
+
+/// A stored run, for the history table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub started_at: String,
+    pub actor: String,
+    pub status: String,
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifyView {
+    pub current: Option<VerifyRun>,
+    /// The newest finished run (the current one's previous, for the diff).
+    pub previous: Option<VerifyRun>,
+    pub history: Vec<RunSummary>,
+}
+
+/// The Kafka demo: events produced and followed through both processors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DemoRun {
+    pub id: Option<i64>,
+    pub run: String,
+    pub started_at: String,
+    pub actor: String,
+    /// `running`, `passed`, `failed` or `cancelled`.
+    pub status: String,
+    pub events: u64,
+    pub rate: u64,
+    pub malformed_every: u64,
+    pub produced: u64,
+    pub processed: u64,
+    pub dlq: u64,
+    /// Produced but neither processed nor dead-lettered when the run ended.
+    pub lost: u64,
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub elapsed_ms: u64,
+    pub message: String,
+    /// (elapsed ms, produced, processed) every 500 ms, for the progress chart.
+    pub progress: Vec<(u64, u64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemoView {
+    pub current: Option<DemoRun>,
+    pub history: Vec<RunSummary>,
+    pub max_events: u64,
+    pub max_rate: u64,
 }

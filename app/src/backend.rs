@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::api::{
-    AlertsView, AuditEntry, BurstResult, DbView, EngineStatus, GatewayView, LogLine, Principal, RouteTestResult, StackOverview, StackVerb,
+    AlertsView, AuditEntry, BurstResult, DbView, DemoView, EngineStatus, VerifyView, GatewayView, LogLine, Principal, RouteTestResult, StackOverview, StackVerb,
     StreamsView,
 };
 
@@ -43,6 +43,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn gateway_view(&self, who: &Principal) -> Result<GatewayView, String>;
     /// Sends a bounded burst through Envoy and counts passed vs rate-limited (operator).
     async fn burst_test(&self, who: &Principal, requests: u32) -> Result<BurstResult, String>;
+    /// The current (or last) verification run, the one before it, and the history.
+    async fn verify_view(&self, who: &Principal) -> Result<VerifyView, String>;
+    /// Starts the verification suite in the background (operator); a second start while
+    /// one runs says so and leaves it running.
+    async fn start_verify(&self, who: &Principal) -> Result<String, String>;
+    async fn demo_view(&self, who: &Principal) -> Result<DemoView, String>;
+    /// Starts the Kafka demo (operator): `events` at `rate`/s, one malformed every `malformed_every`.
+    async fn start_demo(&self, who: &Principal, events: u64, rate: u64, malformed_every: u64) -> Result<String, String>;
+    async fn cancel_demo(&self, who: &Principal) -> Result<String, String>;
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String>;
 }
 

@@ -5,7 +5,7 @@ use leptos_router::{
     SsrMode, StaticSegment,
 };
 
-use crate::pages::{self, Placeholder};
+use crate::pages;
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -97,12 +97,8 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("database") view=pages::database::Database ssr=SsrMode::Async/>
                         <Route path=StaticSegment("alerts") view=pages::alerts::Alerts ssr=SsrMode::Async/>
                         <Route path=StaticSegment("gateway") view=pages::gateway::Gateway ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("verify") view=|| view! {
-                            <Placeholder title="Verify" what="Run the Phase 3 verification suite and compare every claim of the implementation report with what this stack measures."/>
-                        }/>
-                        <Route path=StaticSegment("demo") view=|| view! {
-                            <Placeholder title="Demo" what="Produce CloudEvents and follow them through both processors, with live throughput and latency."/>
-                        }/>
+                        <Route path=StaticSegment("verify") view=pages::verify::Verify ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("demo") view=pages::demo::Demo ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>

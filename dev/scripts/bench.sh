@@ -5,6 +5,8 @@
 # 1. Provisioning: bss-control's supervisor (`bss-control up`, which returns when every
 #    service is healthy) vs Debian's docker-compose v1 (`up -d`, then polled until every
 #    container is healthy and kafka-init exited 0), same offline images, fresh volumes.
+# 2. Stream processors vs a raw rdkafka pipe and vs Kafka Streams (dev/bench/kstreams).
+# 3. The read/write router vs direct sqlx pools, and its read distribution.
 set -euo pipefail
 . "$(dirname "$0")/prelude.sh"
 command -v docker-compose >/dev/null || {
@@ -51,3 +53,14 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}")
 printf '\nprovision to all-healthy (median of %d): bss-control %.1f s, docker-compose v1 %.1f s, ratio %.2f (lower is faster)\n' \
   "$ROUNDS" "$mo" "$mt" "$(awk -v a="$mo" -v b="$mt" 'BEGIN{print a/b}')"
+
+# 2. Stream processors vs a raw consume→produce pipe and vs Kafka Streams (server/benches/streams.rs).
+KS_OUT=$BSS_CACHE/kstreams-bench
+mvn -q -B -f dev/bench/kstreams/pom.xml -Dbench.out="$KS_OUT" -DskipTests package
+export KSTREAMS_CP="$KS_OUT/kstreams-bench-1.jar:$KS_OUT/lib/*"
+"$BIN" up >/dev/null
+cargo bench -q -p server --features app/ssr --bench streams
+
+# 3. The read/write router vs direct sqlx pools (server/benches/router.rs).
+cargo bench -q -p server --features app/ssr --bench router
+"$BIN" down >/dev/null

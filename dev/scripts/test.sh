@@ -26,11 +26,17 @@ dev/images/build.sh
 step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
 cargo test -p server --features app/ssr --test db -- --ignored --nocapture
 
+step "BSS API (customers, orders) through the router: read-your-writes, CloudEvents, bad input, bus down"
+cargo test -p server --features app/ssr --test bss_api -- --ignored --nocapture
+
 step "Kafka stream processors on the three real brokers: in = out + DLQ, restart mid-stream, DLQ reasons"
 cargo test -p server --features app/ssr --test streams -- --ignored --nocapture
 
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
 cargo test -p server --features app/ssr --test alerts -- --ignored --nocapture
+
+step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
+cargo test -p server --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
@@ -41,7 +47,7 @@ dev/scripts/build.sh
 step "Playwright (end2end) in Debian chromium"
 BIN=$CARGO_TARGET_DIR/release/bss-control
 export E2E_SERVER="env BSS_STORE_PATH=$E2E_STATE/state.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
-export E2E_SHARED_SERVER="env BSS_STORE_PATH=$E2E_STATE/shared.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
+export E2E_SHARED_SERVER="env BSS_STREAMS_AUTOSTART=off BSS_STORE_PATH=$E2E_STATE/shared.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
 # Users of the sign-in server: a fresh random password per run, given on stdin.
 E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 export E2E_PASSWORD

@@ -1,4 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
 import { execFileSync } from 'node:child_process';
 
 // A write on the primary, through its own psql (not through the product).
@@ -9,9 +10,6 @@ function writeOnPrimary() {
 
 // Against the real engine and the real offline images: provision the whole Phase 3 stack
 // from the browser, watch it turn healthy live, then stop one service and start it again.
-async function hydrated(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
-}
 
 test('provision from the UI, every service turns healthy, stop one and start it again', async ({ page }) => {
   test.setTimeout(420_000);

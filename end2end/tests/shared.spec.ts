@@ -1,4 +1,5 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
 
 // The shared (sign-in) mode with real browsers: a viewer sees but cannot press, and two
 // operators in two browsers meet the one-action-at-a-time lock, both seeing it live.
@@ -28,7 +29,7 @@ test('a wrong password is refused with a message', async ({ page }) => {
 test('a viewer sees the stack but every action is disabled', async ({ browser }) => {
   const page = await signIn(browser, 'vera');
   await page.goto('/services');
-  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
+  await hydrated(page);
   await expect(page.locator('tr[data-service="haproxy"]')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Provision stack' })).toBeDisabled();
   await expect(page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Restart' })).toBeDisabled();
@@ -41,7 +42,7 @@ test('two operators: the second is refused while the first one\'s action runs, b
   const oscar = await signIn(browser, 'oscar');
   for (const p of [olga, oscar]) {
     await p.goto('/services');
-    await expect(p.locator('[data-hydrated="true"]')).toHaveCount(1);
+    await hydrated(p);
     await expect(p.getByText('(connected)')).toBeVisible();
   }
   await olga.getByRole('button', { name: 'Tear down' }).click();

@@ -1,4 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
 import { execFileSync } from 'node:child_process';
 
 // What the Docker engine itself says, asked with the docker CLI (not through the product).
@@ -25,9 +26,6 @@ const PAGES: Array<[string, string]> = [
   ['Overview', 'Overview'],
 ];
 
-async function hydrated(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
-}
 
 test.describe('server-side rendering without JavaScript', () => {
   test.use({ javaScriptEnabled: false });

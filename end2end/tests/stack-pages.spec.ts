@@ -1,11 +1,9 @@
 import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
 import { execFileSync } from 'node:child_process';
 
 // Alerts and Gateway pages against the real AlertManager, Envoy and HAProxy of the stack
 // that services.spec provisioned (same worker, runs after it in file order).
-async function hydrated(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
-}
 
 function amtool(labels: string[]): string {
   return execFileSync('docker', ['exec', 'bss-alertmanager', 'amtool', 'config', 'routes', 'test',

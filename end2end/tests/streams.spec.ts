@@ -1,10 +1,8 @@
 import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
 
 // Runs after services.spec (same worker, file order), which leaves the stack provisioned:
 // the processors were autostarted by the server and find the brokers once they are up.
-async function hydrated(page: Page) {
-  await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
-}
 
 const num = async (page: Page, proc: string, col: string) =>
   Number(await page.locator(`tr[data-processor="${proc}"] [data-testid="${col}"]`).innerText());

@@ -159,7 +159,7 @@ impl Default for StoreConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info,server=debug".into() }
+        Self { format: LogFormat::Text, filter: "info,server=debug,librdkafka=off,rdkafka::client=off".into() }
     }
 }
 

@@ -149,6 +149,11 @@ impl Gateway {
         self.stats().await?.into_iter().find(|(n, _)| n == name).map(|x| x.1).ok_or_else(|| format!("Envoy has no stat {name}"))
     }
 
+    /// Envoy's running configuration (read-only admin endpoint).
+    pub async fn config_dump(&self) -> Result<String, String> {
+        self.text(&format!("{}/config_dump", self.ep.envoy_admin)).await
+    }
+
     pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, String> {
         parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?)
     }

@@ -6,12 +6,15 @@
 pub mod actions;
 pub mod alerts;
 pub mod auth;
+pub mod bss;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod gateway;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod streams;
+pub mod verify;
 pub mod web;

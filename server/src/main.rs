@@ -42,6 +42,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the Phase 3 verification suite against the running stack; exit 1 if a check fails.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the Kafka demo (starts both processors in this process); exit 1 unless every
+    /// event is accounted for.
+    Demo {
+        #[arg(long, default_value_t = 2000)]
+        events: u64,
+        /// Events per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// One malformed event every N (0: none).
+        #[arg(long, default_value_t = 50)]
+        malformed_every: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users of the shared (sign-in) mode.
     User {
         #[command(subcommand)]
@@ -66,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     // The stack commands print their own progress; keep the log to warnings unless asked.
-    if matches!(cli.command, Some(Command::Up | Command::Down { .. } | Command::Status { .. }))
+    if matches!(cli.command, Some(Command::Up | Command::Down { .. } | Command::Status { .. } | Command::Verify { .. } | Command::Demo { .. }))
         && std::env::var_os("BSS_LOG").is_none()
     {
         config.log.filter = "warn".into();
@@ -88,6 +107,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => stack_cli(config, cmd).await,
+        Command::Verify { json } => verify_cli(config, json).await,
+        Command::Demo { events, rate, malformed_every, json } => demo_cli(config, events, rate, malformed_every, json).await,
         Command::User { command: UserCommand::Add { name, role } } => {
             let role = app::api::Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be viewer, operator or admin, not {role:?}"))?;
@@ -104,11 +125,79 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `up` / `down` / `status` without the UI: the same supervisor, progress on stderr.
-async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
+/// Services for a one-shot CLI command (no web server, no healer).
+async fn cli_services(config: Config) -> anyhow::Result<std::sync::Arc<Services>> {
     let store = Store::open(&config.store.path).await?;
     let runtime = Runtime::new(config.docker.host.as_deref());
-    let services = Services::new(config, runtime, store);
+    Ok(Services::new(config, runtime, store))
+}
+
+/// `bss-control verify`: the same suite as the Verify page; steps on stderr as they finish.
+async fn verify_cli(config: Config, json: bool) -> anyhow::Result<()> {
+    let services = cli_services(config).await?;
+    // The processor check needs the processors: run them here for the duration.
+    for n in services.streams.names() {
+        let _ = services.streams.start(&n);
+    }
+    let sampler = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(services.streams.clone().run_sampler(sampler.clone()));
+    let run = services.run_verify("cli").await;
+    services.streams.stop_all().await;
+    sampler.cancel();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        println!("{}", server::verify::table(&run.checks));
+    }
+    services.store.audit("cli", "verify.finished", &run.status, "ok", serde_json::json!({"summary": server::verify::summary(&run.checks)})).await?;
+    if run.status != "passed" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `bss-control demo`: the Kafka demo with both processors in this process.
+async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, json: bool) -> anyhow::Result<()> {
+    server::demo::validate(events, rate, malformed_every).map_err(|e| anyhow::anyhow!(e))?;
+    let services = cli_services(config).await?;
+    for n in services.streams.names() {
+        let _ = services.streams.start(&n);
+    }
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Services::new_demo("cli", events, rate, malformed_every)));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c2.cancel();
+        }
+    });
+    let progress = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let s = state.lock().unwrap().clone();
+                eprintln!("  {:>6.1} s  produced {:>7}  processed {:>7}  dlq {:>5}", s.elapsed_ms as f64 / 1000.0, s.produced, s.processed, s.dlq);
+            }
+        })
+    };
+    let run = services.run_demo(state, cancel).await;
+    progress.abort();
+    services.streams.stop_all().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        println!("demo {}: {} ({})", run.status, server::demo::summary(&run), run.message);
+    }
+    if run.status != "passed" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `up` / `down` / `status` without the UI: the same supervisor, progress on stderr.
+async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
+    let services = cli_services(config).await?;
     let sup = services.stack.clone().map_err(|e| anyhow::anyhow!(e))?;
     let mut rx = sup.subscribe();
     let printer = tokio::spawn(async move {

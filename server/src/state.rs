@@ -40,6 +40,11 @@ pub struct Services {
     pub streams: Arc<crate::streams::Streams>,
     pub alerts: crate::alerts::Alerts,
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// The verification run in progress or last finished in this process.
+    verify_run: Arc<std::sync::Mutex<Option<app::api::VerifyRun>>>,
+    /// The demo in progress or last finished, and how to cancel the running one.
+    demo_run: std::sync::Mutex<Option<(Arc<std::sync::Mutex<app::api::DemoRun>>, tokio_util::sync::CancellationToken)>>,
+    me: std::sync::Weak<Services>,
     recent: std::sync::Mutex<VecDeque<StackEvent>>,
 }
 
@@ -65,7 +70,10 @@ impl Services {
         }
         let window_ms = humantime::parse_duration(&config.streams.window).map(|d| d.as_millis() as u64).unwrap_or(60_000);
         let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms);
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            verify_run: Default::default(),
+            demo_run: Default::default(),
             config,
             runtime,
             store,
@@ -84,6 +92,7 @@ impl Services {
     /// Starts the background work: the healer and the recent-events recorder.
     pub fn spawn_background(self: &Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         tokio::spawn(self.db.clone().run(cancel.clone()));
+        tokio::spawn(self.clone().downsample_lag(cancel.clone()));
         tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
         tokio::spawn(self.gateway.clone().run_sampler(cancel.clone()));
         if self.config.streams.autostart {
@@ -114,6 +123,38 @@ impl Services {
                 }
             }
         });
+    }
+
+    /// Every minute, stores each replica's maximum lag of the past minute in SQLite.
+    async fn downsample_lag(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = crate::streams::events::now_ms();
+            let minute = now - now % 60_000 - 60_000;
+            let recent: Vec<_> = self.db.history().into_iter().filter(|p| p.at_ms >= minute && p.at_ms < minute + 60_000).collect();
+            if recent.is_empty() {
+                continue;
+            }
+            let rows: Vec<(String, u64, f64)> = self
+                .db
+                .replica_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let bytes = recent.iter().filter_map(|p| p.lag_bytes.get(i)).copied().max().unwrap_or(0);
+                    let secs = recent.iter().filter_map(|p| p.lag_secs.get(i)).copied().fold(0.0, f64::max);
+                    (name, bytes, secs)
+                })
+                .collect();
+            if let Err(e) = self.store.save_lag_minute(minute, &rows).await {
+                tracing::warn!(error = %e, "could not store downsampled lag");
+            }
+        }
     }
 
     /// Follows every service's logs into one channel, re-attaching after restarts; the
@@ -221,7 +262,26 @@ impl Backend for Services {
     async fn db_view(&self, who: &Principal) -> Result<app::api::DbView, String> {
         require(who, Role::Viewer, "reading the database router")?;
         let t = self.db.thresholds();
+        let (haproxy, haproxy_error) = match self.gateway.haproxy().await {
+            Ok(rows) => (rows.into_iter().filter(|r| r.proxy == "pg_replicas").collect(), None),
+            Err(e) => (vec![], Some(e)),
+        };
+        let names = self.db.replica_names();
+        let rows = self.store.lag_minutes(crate::streams::events::now_ms().saturating_sub(86_400_000)).await.map_err(|e| e.to_string())?;
+        let mut long_history: Vec<app::api::LagPoint> = vec![];
+        for (at, replica, bytes, secs) in rows {
+            if long_history.last().is_none_or(|p| p.at_ms != at as u64) {
+                long_history.push(app::api::LagPoint { at_ms: at as u64, lag_bytes: vec![0; names.len()], lag_secs: vec![0.0; names.len()] });
+            }
+            if let (Some(i), Some(p)) = (names.iter().position(|n| *n == replica), long_history.last_mut()) {
+                p.lag_bytes[i] = bytes.max(0) as u64;
+                p.lag_secs[i] = secs;
+            }
+        }
         Ok(app::api::DbView {
+            long_history,
+            haproxy,
+            haproxy_error,
             status: self.db.status(),
             history: self.db.history(),
             claim_max_lag_secs: 1.0,
@@ -345,13 +405,174 @@ impl Backend for Services {
         r
     }
 
+    async fn verify_view(&self, who: &Principal) -> Result<app::api::VerifyView, String> {
+        require(who, Role::Viewer, "reading verification runs")?;
+        let stored = self.store.runs("verify", 20).await.map_err(|e| e.to_string())?;
+        let parse = |json: &str| serde_json::from_str::<app::api::VerifyRun>(json).ok();
+        let current = self.verify_run.lock().unwrap().clone().or_else(|| stored.first().and_then(|r| parse(&r.5)));
+        let previous = stored.iter().find(|r| Some(r.0) != current.as_ref().and_then(|c| c.id)).and_then(|r| parse(&r.5));
+        Ok(app::api::VerifyView { current, previous, history: summaries(&stored) })
+    }
+
+    async fn start_verify(&self, who: &Principal) -> Result<String, String> {
+        let r = self.start_verify_inner(who);
+        self.audit(&who.user, "verify.start", "verify", &r).await;
+        r
+    }
+
+    async fn demo_view(&self, who: &Principal) -> Result<app::api::DemoView, String> {
+        require(who, Role::Viewer, "reading demo runs")?;
+        let stored = self.store.runs("demo", 20).await.map_err(|e| e.to_string())?;
+        let current = match &*self.demo_run.lock().unwrap() {
+            Some((s, _)) => Some(s.lock().unwrap().clone()),
+            None => stored.first().and_then(|r| serde_json::from_str(&r.5).ok()),
+        };
+        Ok(app::api::DemoView { current, history: summaries(&stored), max_events: crate::demo::MAX_EVENTS, max_rate: crate::demo::MAX_RATE })
+    }
+
+    async fn start_demo(&self, who: &Principal, events: u64, rate: u64, malformed_every: u64) -> Result<String, String> {
+        let r = self.start_demo_inner(who, events, rate, malformed_every);
+        self.audit(&who.user, "demo.start", &format!("{events} events at {rate}/s"), &r).await;
+        r
+    }
+
+    async fn cancel_demo(&self, who: &Principal) -> Result<String, String> {
+        let r = async {
+            require(who, Role::Operator, "cancelling the demo")?;
+            match &*self.demo_run.lock().unwrap() {
+                Some((s, cancel)) if s.lock().unwrap().status == "running" => {
+                    cancel.cancel();
+                    Ok("demo cancelled".to_string())
+                }
+                _ => Err("no demo is running".to_string()),
+            }
+        }
+        .await;
+        self.audit(&who.user, "demo.cancel", "demo", &r).await;
+        r
+    }
+
     async fn audit_log(&self, who: &Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<AuditEntry>, String> {
         require(who, Role::Viewer, "reading the audit log")?;
         self.store.audit_filtered(actor.as_deref(), action.as_deref(), limit.clamp(1, 10_000)).await.map_err(|e| e.to_string())
     }
 }
 
+fn summaries(stored: &[(i64, String, String, String, String, String)]) -> Vec<app::api::RunSummary> {
+    stored
+        .iter()
+        .map(|r| app::api::RunSummary { id: r.0, started_at: r.1.clone(), actor: r.2.clone(), status: r.3.clone(), summary: r.4.clone() })
+        .collect()
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 impl Services {
+    /// Emits on the live feed (browsers refetch), when there is a stack supervisor.
+    fn emit(&self, target: &str, kind: &str, msg: String) {
+        if let Ok(sup) = &self.stack {
+            sup.emit(target, kind, msg);
+        }
+    }
+
+    /// Runs the verification suite to the end and stores it; `actor` for the record. Also
+    /// what `bss-control verify` calls.
+    pub async fn run_verify(self: &Arc<Self>, actor: &str) -> app::api::VerifyRun {
+        let total = crate::verify::suite(self).len();
+        let started_at = now_rfc3339();
+        *self.verify_run.lock().unwrap() =
+            Some(app::api::VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: "running".into(), total, checks: vec![] });
+        let (slot, me) = (self.verify_run.clone(), Arc::downgrade(self));
+        let on_step: Arc<dyn Fn(app::api::CheckResult) + Send + Sync> = Arc::new(move |c: app::api::CheckResult| {
+            if let Some(me) = me.upgrade() {
+                me.emit("verify", if c.status == "fail" { "failed" } else { "action" }, format!("verify: {} — {}: {}", c.name, c.status, c.measured));
+            }
+            if let Some(r) = slot.lock().unwrap().as_mut() {
+                r.checks.push(c);
+            }
+        });
+        let checks = crate::verify::run(self, on_step).await;
+        let status = if checks.iter().any(|c| c.status == "fail") { "failed" } else { "passed" };
+        let summary = crate::verify::summary(&checks);
+        let mut run = app::api::VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: status.into(), total, checks };
+        match self.store.save_run("verify", &started_at, actor, status, &summary, &serde_json::to_value(&run).unwrap_or_default()).await {
+            Ok(id) => run.id = Some(id),
+            Err(e) => tracing::error!(error = %e, "could not store the verification run"),
+        }
+        *self.verify_run.lock().unwrap() = Some(run.clone());
+        self.emit("verify", if status == "passed" { "action" } else { "failed" }, format!("verify {status}: {summary}"));
+        run
+    }
+
+    fn start_verify_inner(&self, who: &Principal) -> Result<String, String> {
+        require(who, Role::Operator, "running the verification suite")?;
+        if let Some(r) = self.verify_run.lock().unwrap().as_ref().filter(|r| r.status == "running") {
+            return Ok(format!("a run started by {} at {} is in progress: showing it", r.actor, r.started_at));
+        }
+        let me = self.me.upgrade().ok_or("shutting down")?;
+        let guard = self.locks.acquire("verify", "verify", &who.user)?;
+        let actor = who.user.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let run = me.run_verify(&actor).await;
+            let r = Ok(crate::verify::summary(&run.checks));
+            me.audit(&actor, "verify.finished", run.status.as_str(), &r).await;
+        });
+        Ok("verification started".into())
+    }
+
+    /// Runs the Kafka demo to the end and stores it. Also what `bss-control demo` calls.
+    pub async fn run_demo(&self, state: Arc<std::sync::Mutex<app::api::DemoRun>>, cancel: tokio_util::sync::CancellationToken) -> app::api::DemoRun {
+        let mut r = crate::demo::run(&self.streams, &self.config.streams.brokers, state.clone(), cancel).await;
+        let summary = crate::demo::summary(&r);
+        match self.store.save_run("demo", &r.started_at, &r.actor, &r.status, &summary, &serde_json::to_value(&r).unwrap_or_default()).await {
+            Ok(id) => r.id = Some(id),
+            Err(e) => tracing::error!(error = %e, "could not store the demo run"),
+        }
+        state.lock().unwrap().id = r.id;
+        self.emit("demo", if r.status == "passed" { "action" } else { "failed" }, format!("demo {}: {summary}", r.status));
+        r
+    }
+
+    pub fn new_demo(actor: &str, events: u64, rate: u64, malformed_every: u64) -> app::api::DemoRun {
+        app::api::DemoRun {
+            run: format!("demo{}", crate::streams::events::now_ms()),
+            started_at: now_rfc3339(),
+            actor: actor.into(),
+            status: "running".into(),
+            events,
+            rate,
+            malformed_every,
+            ..Default::default()
+        }
+    }
+
+    fn start_demo_inner(&self, who: &Principal, events: u64, rate: u64, malformed_every: u64) -> Result<String, String> {
+        require(who, Role::Operator, "running the Kafka demo")?;
+        crate::demo::validate(events, rate, malformed_every)?;
+        let mut slot = self.demo_run.lock().unwrap();
+        if let Some((s, _)) = slot.as_ref() {
+            let s = s.lock().unwrap();
+            if s.status == "running" {
+                return Ok(format!("a demo started by {} at {} is in progress: showing it", s.actor, s.started_at));
+            }
+        }
+        let me = self.me.upgrade().ok_or("shutting down")?;
+        let guard = self.locks.acquire("demo", "demo", &who.user)?;
+        let state = Arc::new(std::sync::Mutex::new(Self::new_demo(&who.user, events, rate, malformed_every)));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        *slot = Some((state.clone(), cancel.clone()));
+        self.emit("demo", "action", format!("{}: demo started ({events} events at {rate}/s)", who.user));
+        tokio::spawn(async move {
+            let _guard = guard;
+            let r = me.run_demo(state, cancel).await;
+            me.audit(&r.actor, "demo.finished", &r.status, &Ok(crate::demo::summary(&r))).await;
+        });
+        Ok("demo started".into())
+    }
+
     async fn stack_action_inner(&self, who: &Principal, verb: StackVerb, service: Option<String>) -> Result<String, String> {
         require(who, Role::Operator, &format!("{} on the stack", verb.as_str()))?;
         let actor = who.user.as_str();

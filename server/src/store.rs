@@ -92,6 +92,56 @@ impl Store {
         Ok(id)
     }
 
+    /// Stores one minute of downsampled lag per replica; drops minutes older than 7 days.
+    pub async fn save_lag_minute(&self, at_ms: u64, rows: &[(String, u64, f64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (replica, bytes, secs) in rows {
+            sqlx::query("INSERT OR REPLACE INTO lag_minutes (at_ms, replica, lag_bytes, lag_secs) VALUES (?, ?, ?, ?)")
+                .bind(at_ms as i64)
+                .bind(replica)
+                .bind(*bytes as i64)
+                .bind(*secs)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM lag_minutes WHERE at_ms < ?").bind(at_ms as i64 - 7 * 86_400_000).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Downsampled lag since `since_ms`: (minute, replica, bytes, secs), oldest first.
+    pub async fn lag_minutes(&self, since_ms: u64) -> Result<Vec<(i64, String, i64, f64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT at_ms, replica, lag_bytes, lag_secs FROM lag_minutes WHERE at_ms >= ? ORDER BY at_ms, replica")
+            .bind(since_ms as i64)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Stores a finished verify or demo run; returns its id.
+    pub async fn save_run(&self, kind: &str, started_at: &str, actor: &str, status: &str, summary: &str, result: &serde_json::Value) -> Result<i64, StoreError> {
+        let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        Ok(sqlx::query("INSERT INTO runs (kind, started_at, finished_at, actor, status, summary, result) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(kind)
+            .bind(started_at)
+            .bind(finished)
+            .bind(actor)
+            .bind(status)
+            .bind(summary)
+            .bind(result.to_string())
+            .execute(&self.pool)
+            .await?
+            .last_insert_rowid())
+    }
+
+    /// The last `limit` runs of a kind, newest first: (id, started_at, actor, status, summary, result JSON).
+    pub async fn runs(&self, kind: &str, limit: i64) -> Result<Vec<(i64, String, String, String, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, started_at, actor, status, summary, result FROM runs WHERE kind = ? ORDER BY id DESC LIMIT ?")
+            .bind(kind)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Audit entries, newest first, optionally filtered by actor and action prefix.
     pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
@@ -137,6 +187,25 @@ mod tests {
         let del = sqlx::query("DELETE FROM audit_log").execute(store.pool()).await;
         assert!(del.is_err());
         assert_eq!(store.recent_audit(10).await.unwrap()[0].actor, "alice");
+    }
+
+    #[tokio::test]
+    async fn runs_and_lag_minutes_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let a = store.save_run("verify", "t0", "olga", "passed", "16 passed", &serde_json::json!({"x": 1})).await.unwrap();
+        let b = store.save_run("verify", "t1", "olga", "failed", "1 failed", &serde_json::json!({"x": 2})).await.unwrap();
+        store.save_run("demo", "t2", "olga", "passed", "demo", &serde_json::json!({})).await.unwrap();
+        let runs = store.runs("verify", 10).await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [b, a], "newest first, one kind");
+        assert_eq!(runs[0].5, r#"{"x":2}"#);
+
+        let day = 86_400_000;
+        store.save_lag_minute(10 * day, &[("r1".into(), 100, 0.5), ("r2".into(), 0, 0.0)]).await.unwrap();
+        store.save_lag_minute(10 * day, &[("r1".into(), 200, 0.7)]).await.unwrap(); // same minute: replaced
+        store.save_lag_minute(18 * day, &[("r1".into(), 1, 0.1)]).await.unwrap(); // drops minutes > 7 days older
+        let rows = store.lag_minutes(0).await.unwrap();
+        assert_eq!(rows, vec![(18 * day as i64, "r1".to_string(), 1, 0.1)]);
     }
 
     #[tokio::test]

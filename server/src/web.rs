@@ -51,6 +51,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/auth/login", axum::routing::post(login))
         .route("/auth/logout", axum::routing::post(logout))
         .route("/audit.jsonl", get(audit_export))
+        .merge(crate::bss::routes())
         .route("/api/{*fn_name}", get(server_fn).post(server_fn))
         .leptos_routes_with_context(&state, routes, context, {
             let o = leptos_options.clone();

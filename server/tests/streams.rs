@@ -37,7 +37,7 @@ async fn produce(cust: &str, ord: &str, run: &str, from: u64, n: u64) -> (Vec<St
     for seq in from..from + n {
         let (topic, key, mut bytes) = sample_event(run, seq, server::streams::events::now_ms());
         if seq % 25 == 24 {
-            bytes = malformed_event(seq);
+            bytes = malformed_event(run, seq);
             bad += 1;
         } else {
             ids.push(CloudEvent::parse(&bytes).unwrap().id);

@@ -81,6 +81,16 @@ pub fn Database() -> impl IntoView {
                         <LineChart title="Replication lag (bytes)".to_string() unit="B" names=names
                             points=v.history.iter().map(|p| (p.at_ms, p.lag_bytes.iter().map(|b| *b as f64).collect())).collect()
                             testid="lag-bytes".to_string()/>
+                        <LineChart title="Replication lag, last 24 h (per-minute maximum, stored)".to_string() unit="s" names=v.status.replicas.iter().map(|r| r.name.clone()).collect()
+                            points=v.long_history.iter().map(|p| (p.at_ms, p.lag_secs.clone())).collect()
+                            refs=vec![(v.claim_max_lag_secs, "seed claim: < 1 s")]
+                            testid="lag-long".to_string()/>
+                        <section class="card">
+                            <h2>"HAProxy read pool (5435)"</h2>
+                            <p class="muted">"The second read path: round-robin over the standbys, health-checked every 5 s."</p>
+                            {v.haproxy_error.clone().map(|e| view! { <p class="error">{e}</p> })}
+                            <super::gateway::HaproxyTable rows=v.haproxy.clone() testid="haproxy-pool"/>
+                        </section>
                     }.into_any()
                 }
             })}

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::chart::{poll_every, LineChart};
-use crate::api::{BurstResult, GatewayView, Role};
+use crate::api::{BurstResult, GatewayView, HaproxyRow, Role};
 
 #[server]
 pub async fn get_gateway_view() -> Result<GatewayView, ServerFnError> {
@@ -27,6 +27,21 @@ fn rates(v: &GatewayView) -> Vec<(u64, Vec<f64>)> {
             (w[1].at_ms, vec![d(|p| p.requests), d(|p| p.rate_limited), d(|p| p.retries), d(|p| p.overflows)])
         })
         .collect()
+}
+
+/// HAProxy servers with state and sessions (also on the Database page).
+#[component]
+pub fn HaproxyTable(rows: Vec<HaproxyRow>, testid: &'static str) -> impl IntoView {
+    view! {
+        <table class="services" data-testid=testid>
+            <thead><tr><th>"Proxy"</th><th>"Server"</th><th>"Status"</th><th>"Sessions"</th><th>"Total"</th><th>"Check"</th></tr></thead>
+            <tbody>{rows.into_iter().map(|h| view! {
+                <tr data-server=h.server.clone()><td>{h.proxy}</td><td>{h.server.clone()}</td>
+                    <td><span class=match h.status.as_str() { "UP" | "OPEN" => "badge ok", "DOWN" => "badge bad", _ => "badge" }>{h.status.clone()}</span></td>
+                    <td>{h.sessions}</td><td>{h.total}</td><td>{h.check}</td></tr>
+            }).collect_view()}</tbody>
+        </table>
+    }
 }
 
 #[component]
@@ -83,14 +98,7 @@ pub fn Gateway() -> impl IntoView {
                     </section>
                     <section class="card">
                         <h2>"HAProxy read pool"</h2>
-                        <table class="services" data-testid="haproxy">
-                            <thead><tr><th>"Proxy"</th><th>"Server"</th><th>"Status"</th><th>"Sessions"</th><th>"Total"</th><th>"Check"</th></tr></thead>
-                            <tbody>{v.haproxy.iter().map(|h| view! {
-                                <tr data-server=h.server.clone()><td>{h.proxy.clone()}</td><td>{h.server.clone()}</td>
-                                    <td><span class=match h.status.as_str() { "UP" | "OPEN" => "badge ok", "DOWN" => "badge bad", _ => "badge" }>{h.status.clone()}</span></td>
-                                    <td>{h.sessions}</td><td>{h.total}</td><td>{h.check.clone()}</td></tr>
-                            }).collect_view()}</tbody>
-                        </table>
+                        <HaproxyTable rows=v.haproxy.clone() testid="haproxy"/>
                     </section>
                 }.into_any(),
             })}

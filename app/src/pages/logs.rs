@@ -12,6 +12,7 @@ pub async fn get_merged_logs() -> Result<Vec<LogLine>, ServerFnError> {
     backend.merged_logs(&who, 100).await.map_err(ServerFnError::new)
 }
 
+/// Lines shown (the initial 100 per service all fit, so a chatty service cannot hide a quiet one).
 const KEEP: usize = 2000;
 
 #[component]
@@ -45,7 +46,7 @@ pub fn Logs() -> impl IntoView {
                         let mut out: Vec<LogLine> = first.with_value(|f| f.iter().filter(|l| keep(l)).cloned().collect());
                         out.extend(live.get().into_iter().filter(|l| keep(l)));
                         let n = out.len();
-                        out.into_iter().skip(n.saturating_sub(500)).collect::<Vec<_>>()
+                        out.into_iter().skip(n.saturating_sub(KEEP)).collect::<Vec<_>>()
                     };
                     view! {
                         <div class="filters">

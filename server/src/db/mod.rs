@@ -74,8 +74,6 @@ struct Replica {
     pool: PgPool,
     state: Mutex<(Admission, Option<Sample>, bool)>, // admission, last sample, replay paused
     reads: AtomicU64,
-    /// When the replica was first seen behind with no replayed transaction to date it by.
-    behind_since: Mutex<Option<u64>>,
 }
 
 pub struct DbRouter {
@@ -89,12 +87,14 @@ pub struct DbRouter {
     retried_reads: AtomicU64,
     primary_state: Mutex<(bool, Option<Lsn>)>,
     history: Mutex<VecDeque<LagPoint>>,
+    /// The primary's WAL position at each check (ms, LSN), 15 min: dates a replica's lag.
+    primary_positions: Mutex<VecDeque<(u64, Lsn)>>,
 }
 
 /// 15 minutes at one sample a second.
 const HISTORY: usize = 900;
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
 
 fn pool(url: &str, timeout: Duration) -> PgPool {
     PgPoolOptions::new()
@@ -114,7 +114,6 @@ impl DbRouter {
                 pool: pool(url, cfg.check_timeout),
                 // Out until the first check says otherwise.
                 state: Mutex::new((Admission::Out { reason: "not checked yet".into(), since_ms: now_ms() }, None, false)),
-                behind_since: Mutex::new(None),
                 reads: AtomicU64::new(0),
             })
             .collect();
@@ -129,6 +128,7 @@ impl DbRouter {
             retried_reads: AtomicU64::new(0),
             primary_state: Mutex::new((false, None)),
             history: Mutex::new(VecDeque::new()),
+            primary_positions: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -169,6 +169,18 @@ impl DbRouter {
         F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
     {
         self.read_inner(None, f).await
+    }
+
+    /// A read that wants the freshest data: on the primary (counted as a primary read).
+    pub async fn read_prefer_primary<T, F>(&self, f: F) -> Result<(String, T), DbError>
+    where
+        F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
+    {
+        self.primary_reads.fetch_add(1, Ordering::Relaxed);
+        f(&self.primary)
+            .await
+            .map(|v| ("postgres-primary".to_string(), v))
+            .map_err(|e| DbError::Query { backend: "postgres-primary".into(), source: e })
     }
 
     /// Read-your-writes: like [`Self::read`], but only on a replica that replayed `lsn`,
@@ -238,11 +250,17 @@ impl DbRouter {
             _ => None,
         };
         *self.primary_state.lock().unwrap() = (primary_lsn.is_some(), primary_lsn);
+        if let Some(l) = primary_lsn {
+            let mut pos = self.primary_positions.lock().unwrap();
+            if pos.len() == HISTORY {
+                pos.pop_front();
+            }
+            pos.push_back((now_ms(), l));
+        }
         let mut point = LagPoint { at_ms: now_ms(), lag_bytes: vec![], lag_secs: vec![] };
         for r in &self.replicas {
             let q = sqlx::query(
-                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused(), \
-                 EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8",
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused()",
             )
             .fetch_one(&r.pool);
             let sample = match tokio::time::timeout(t, q).await {
@@ -254,23 +272,11 @@ impl DbRouter {
                         (Some(p), Some(rp)) => p.0.saturating_sub(rp.0),
                         _ => 0,
                     };
-                    // Time since the last replayed transaction only means lag while there
-                    // is WAL left to replay; an idle, caught-up replica has none. A replica
-                    // that has replayed no transaction since it started has no timestamp:
-                    // then it is behind since we first saw it behind.
-                    let mut since = r.behind_since.lock().unwrap();
-                    let secs: f64 = match (lag_bytes, row.get::<Option<f64>, _>(3)) {
-                        (0, _) => {
-                            *since = None;
-                            0.0
-                        }
-                        (_, Some(s)) => {
-                            *since = None;
-                            s.max(0.0)
-                        }
-                        (_, None) => now_ms().saturating_sub(*since.get_or_insert(now_ms())) as f64 / 1000.0,
-                    };
-                    drop(since);
+                    // Seconds behind: how long ago the primary first passed the replayed position,
+                    // from the positions recorded at each check (so 1 s resolution). Unlike
+                    // `now() - pg_last_xact_replay_timestamp()`, an idle replica that is a few
+                    // bytes behind is not "minutes behind".
+                    let secs = replay.map(|rp| lag_secs(&self.primary_positions.lock().unwrap(), rp, now_ms())).unwrap_or(0.0);
                     r.state.lock().unwrap().2 = paused;
                     Sample { reachable: Ok(()), in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
                 }
@@ -354,6 +360,15 @@ impl DbRouter {
     }
 }
 
+/// Seconds since the primary's recorded position first exceeded `replayed` (0 when it never
+/// has: caught up). `positions` are (ms, LSN), oldest first.
+pub fn lag_secs(positions: &VecDeque<(u64, Lsn)>, replayed: Lsn, now: u64) -> f64 {
+    match positions.iter().find(|(_, l)| *l > replayed) {
+        Some((t, _)) => now.saturating_sub(*t) as f64 / 1000.0,
+        None => 0.0,
+    }
+}
+
 fn is_connection_error(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
         || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
@@ -365,4 +380,18 @@ where
     Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'p,
 {
     Box::pin(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_dated_by_the_primary_positions() {
+        let pos: VecDeque<(u64, Lsn)> = [(1_000, Lsn(10)), (2_000, Lsn(10)), (3_000, Lsn(50)), (4_000, Lsn(90))].into();
+        assert_eq!(lag_secs(&pos, Lsn(90), 5_000), 0.0, "caught up");
+        assert_eq!(lag_secs(&pos, Lsn(10), 5_000), 2.0, "behind since the primary passed 10 at 3 s");
+        assert_eq!(lag_secs(&pos, Lsn(60), 5_000), 1.0);
+        assert_eq!(lag_secs(&VecDeque::new(), Lsn(1), 5_000), 0.0);
+    }
 }

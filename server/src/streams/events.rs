@@ -300,12 +300,15 @@ pub fn sample_event(run: &str, seq: u64, now_ms: u64) -> (&'static str, String, 
     }
 }
 
-/// A deliberately malformed record for `topic` (alternating: not JSON, missing `id`).
-pub fn malformed_event(seq: u64) -> Vec<u8> {
+/// A deliberately malformed record (alternating: not JSON, missing `id`); it contains
+/// `run-seq` so an observer can recognise it in the DLQ.
+pub fn malformed_event(run: &str, seq: u64) -> Vec<u8> {
     if seq % 2 == 0 {
-        b"{not json".to_vec()
+        format!("{{not json {run}-{seq}").into_bytes()
     } else {
-        br#"{"specversion":"1.0","source":"/bss/crm","type":"bss.customer.created","data":{}}"#.to_vec()
+        json!({"specversion": "1.0", "source": "/bss/crm", "type": "bss.customer.created", "subject": format!("{run}-{seq}"), "data": {}})
+            .to_string()
+            .into_bytes()
     }
 }
 
@@ -408,7 +411,7 @@ mod tests {
             let e = CloudEvent::parse(&bytes).unwrap();
             let out = if topic == CUSTOMER_TOPIC { c.process(&e, 0) } else { o.process(&e, 0) };
             assert!(matches!(out, Outcome::Emit(_)), "{seq}: {out:?}");
-            assert!(CloudEvent::parse(&malformed_event(seq)).is_err());
+            assert!(CloudEvent::parse(&malformed_event("r", seq)).is_err());
         }
     }
 }

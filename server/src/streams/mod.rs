@@ -260,6 +260,18 @@ impl Streams {
         self.producer.get_or_try_init(|| async { processor::producer(&self.brokers).map_err(|e| e.to_string()) }).await
     }
 
+    /// Publishes one CloudEvent and waits for the brokers' acknowledgement.
+    pub async fn publish(&self, topic: &str, key: &str, ev: &events::CloudEvent) -> Result<(), String> {
+        let producer = self.producer().await?;
+        let d = processor::enqueue(producer, topic, key.as_bytes(), &ev.to_bytes(), processor::ce_headers()).await?;
+        match tokio::time::timeout(Duration::from_secs(15), d).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err((e, _)))) => Err(format!("{topic}: {e}")),
+            Ok(Err(_)) => Err(format!("{topic}: delivery dropped")),
+            Err(_) => Err(format!("{topic}: no acknowledgement within 15 s")),
+        }
+    }
+
     /// Produces `n` sample customer/order CloudEvents (every `malformed_every`-th one broken
     /// on purpose when non-zero) and waits for the brokers' acknowledgements.
     /// Returns (acknowledged, malformed).
@@ -273,7 +285,7 @@ impl Streams {
         for seq in 0..n {
             let (topic, key, mut bytes) = events::sample_event(run, seq, now_ms());
             if malformed_every > 0 && seq % malformed_every == malformed_every - 1 {
-                bytes = events::malformed_event(seq);
+                bytes = events::malformed_event(run, seq);
                 malformed += 1;
             }
             pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await?);

@@ -43,6 +43,9 @@ pub struct ProcessorSpec {
 pub enum Kind {
     CustomerAnalytics,
     OrderProcessor,
+    /// No parsing, no transform: records copied to the output with the same at-least-once
+    /// bookkeeping. The bench's "raw pipe" baseline: the most any processor could do here.
+    Passthrough,
 }
 
 enum Transform {
@@ -115,8 +118,9 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     let mut transform = match spec.kind {
-        Kind::CustomerAnalytics => Transform::Customer(CustomerAnalytics::new(spec.window_ms)),
-        Kind::OrderProcessor => Transform::Order(OrderProcessor::default()),
+        Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
+        Kind::OrderProcessor => Some(Transform::Order(OrderProcessor::default())),
+        Kind::Passthrough => None,
     };
     let mut in_flight = FuturesOrdered::new();
     let result = loop {
@@ -139,12 +143,15 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                     }
                 };
                 stats.consumed.fetch_add(1, Ordering::Relaxed);
+                stats.last_error.lock().unwrap().take();
                 let now = now_ms();
                 let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
                 let key = m.key().unwrap_or_default().to_vec();
-                let (dest, bytes, headers, event_ms) = match CloudEvent::parse(m.payload().unwrap_or_default()) {
-                    Err(reason) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), kafka_ms),
-                    Ok(ev) => {
+                let parsed = transform.as_mut().map(|t| (t, CloudEvent::parse(m.payload().unwrap_or_default())));
+                let (dest, bytes, headers, event_ms) = match parsed {
+                    None => (&spec.output, m.payload().unwrap_or_default().to_vec(), OwnedHeaders::new(), kafka_ms),
+                    Some((_, Err(reason))) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), kafka_ms),
+                    Some((transform, Ok(ev))) => {
                         let event_ms = ev.time_ms().unwrap_or(kafka_ms);
                         match transform.process(&ev, now) {
                             Outcome::Emit(out) => (&spec.output, out.to_bytes(), ce_headers(), event_ms),

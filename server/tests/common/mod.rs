@@ -28,3 +28,9 @@ macro_rules! wait_until {
         }
     }};
 }
+
+/// A connection to the stack's primary (dev credentials of dev/compose.yml).
+pub async fn pg_primary() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect("postgres://postgres:bss-dev-postgres@127.0.0.1:5432/bss").await.expect("primary")
+}

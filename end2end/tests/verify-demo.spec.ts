@@ -1,0 +1,50 @@
+import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './helpers';
+
+// Verify and Demo from the browser, against the stack services.spec provisioned (file order:
+// runs after it). Steps appear live; the summary and the counts must add up.
+
+test('Verify: a run streams its checks live and ends with claim vs measured for each', async ({ page }) => {
+  test.setTimeout(180_000);
+  await page.goto('/verify');
+  await hydrated(page);
+  await page.getByRole('button', { name: 'Run verification' }).click();
+  await expect(page.getByTestId('verify-result')).toContainText(/verification started|in progress/);
+  // Live: the status is "running" while checks arrive one by one.
+  await expect(page.getByTestId('run-status')).toHaveText('running', { timeout: 15_000 });
+  await expect(page.locator('tr[data-check]').first()).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByTestId('run-status')).toHaveText(/passed|failed/, { timeout: 150_000 });
+  const rows = page.locator('tr[data-check]');
+  const n = await rows.count();
+  expect(n).toBeGreaterThanOrEqual(15);
+  await expect(page.getByTestId('run-progress')).toHaveText(`${n} of ${n} checks`);
+  // Every row has a measured value; the seed's claims sit beside them.
+  for (let i = 0; i < n; i++) {
+    await expect(rows.nth(i).getByTestId('measured')).not.toBeEmpty();
+  }
+  await expect(page.locator('tr[data-check="pg.replication_lag"]')).toContainText('replication lag < 1 s');
+  await expect(page.getByTestId('run-status')).toHaveText('passed');
+  await expect(page.getByTestId('history').locator('tbody tr').first()).toContainText('passed');
+});
+
+test('Demo: events flow through both processors; processed + DLQ = produced, none lost', async ({ page }) => {
+  test.setTimeout(120_000);
+  await page.goto('/demo');
+  await hydrated(page);
+  await page.getByLabel('Demo events').fill('3000');
+  await page.getByLabel('Demo rate').fill('1000');
+  await page.getByLabel('Demo malformed every').fill('30');
+  await page.getByRole('button', { name: 'Run demo' }).click();
+  await expect(page.getByTestId('demo-result')).toContainText('demo started');
+  // Live progress while it runs.
+  await expect.poll(async () => Number(await page.getByTestId('demo-produced').innerText()), { timeout: 30_000 }).toBeGreaterThan(0);
+  await expect(page.getByTestId('demo-status')).toHaveText('passed', { timeout: 90_000 });
+  const produced = Number(await page.getByTestId('demo-produced').innerText());
+  const processed = Number(await page.getByTestId('demo-processed').innerText());
+  const dlq = Number(await page.getByTestId('demo-dlq').innerText());
+  expect(produced).toBe(3000);
+  expect(dlq).toBe(100);
+  expect(processed + dlq).toBe(produced);
+  await expect(page.getByTestId('demo-lost')).toHaveText('0');
+  await expect(page.getByTestId('demo-history').locator('tbody tr').first()).toContainText('3000 produced');
+});

@@ -1,0 +1,128 @@
+//! `make bench` part 3: the read/write router's overhead, same run, same PostgreSQL:
+//!   reads  — `router.read` (round-robin over the two replicas) vs direct sqlx pools on the
+//!            same two replicas taken in turn, a simple indexed select by primary key;
+//!   writes — `router.write()` vs a direct pool on the primary, a one-row insert;
+//! and how the router spread its reads over the replicas (goal ±10 %). Rounds alternate
+//! (direct, router, direct, router…) so drift on this shared machine hits both alike; the
+//! ratio of medians is printed, nothing is asserted. Needs the stack up (bench.sh).
+use std::time::{Duration, Instant};
+
+use server::db::{boxed, DbConfig, DbRouter};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+const OPS: usize = 2000;
+const ROUNDS: usize = 5;
+const CONCURRENCY: usize = 8;
+
+async fn run_ops<F, Fut>(f: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let t0 = Instant::now();
+    let per = OPS / CONCURRENCY;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|w| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    f(w * per + i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    OPS as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new().max_connections(CONCURRENCY as u32).connect(url).await.expect("connect")
+}
+
+#[tokio::main]
+async fn main() {
+    let cfg = DbConfig::dev_stack();
+    let primary = pool(&cfg.primary_url).await;
+    let replicas = [pool(&cfg.replicas[0].1).await, pool(&cfg.replicas[1].1).await];
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_router (id bigserial PRIMARY KEY, v text NOT NULL)").execute(&primary).await.unwrap();
+    sqlx::query("INSERT INTO bench_router (v) SELECT md5(g::text) FROM generate_series(1, 10000) g WHERE NOT EXISTS (SELECT 1 FROM bench_router)")
+        .execute(&primary)
+        .await
+        .unwrap();
+    let router = std::sync::Arc::new(DbRouter::new(cfg));
+    for _ in 0..60 {
+        router.check_once().await;
+        if router.status().replicas.iter().all(|r| r.admission == app::api::Admission::In) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let the insert reach the replicas before reading.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (mut direct_r, mut router_r, mut direct_w, mut router_w) = (vec![], vec![], vec![], vec![]);
+    let reads_before: Vec<u64> = router.status().replicas.iter().map(|r| r.reads).collect();
+    for _ in 0..ROUNDS {
+        let rs = replicas.clone();
+        direct_r.push(
+            run_ops(move |i| {
+                let p = rs[i % 2].clone();
+                async move {
+                    sqlx::query_scalar::<_, String>("SELECT v FROM bench_router WHERE id = $1").bind((i % 10000 + 1) as i64).fetch_one(&p).await.unwrap();
+                }
+            })
+            .await,
+        );
+        let r = router.clone();
+        router_r.push(
+            run_ops(move |i| {
+                let r = r.clone();
+                async move {
+                    let id = (i % 10000 + 1) as i64;
+                    r.read(|p| boxed(sqlx::query_scalar::<_, String>("SELECT v FROM bench_router WHERE id = $1").bind(id).fetch_one(p))).await.unwrap();
+                }
+            })
+            .await,
+        );
+        let p = primary.clone();
+        direct_w.push(
+            run_ops(move |i| {
+                let p = p.clone();
+                async move {
+                    sqlx::query("INSERT INTO bench_router (v) VALUES ($1)").bind(i.to_string()).execute(&p).await.unwrap();
+                }
+            })
+            .await,
+        );
+        let r = router.clone();
+        router_w.push(
+            run_ops(move |i| {
+                let r = r.clone();
+                async move {
+                    sqlx::query("INSERT INTO bench_router (v) VALUES ($1)").bind(i.to_string()).execute(r.write()).await.unwrap();
+                }
+            })
+            .await,
+        );
+    }
+    let reads: Vec<u64> = router.status().replicas.iter().zip(&reads_before).map(|(r, b)| r.reads - b).collect();
+    let (dr, rr, dw, rw) = (median(direct_r), median(router_r), median(direct_w), median(router_w));
+    println!("router bench: PostgreSQL 16 primary + 2 streaming replicas (Docker on this host), {CONCURRENCY} concurrent clients, {OPS} ops × {ROUNDS} alternating rounds");
+    println!("  indexed select: direct pools, replicas in turn {dr:>8.0} ops/s, router.read {rr:>8.0} ops/s, overhead {:+.1} % (goal ≤ 5 %)", (dr / rr - 1.0) * 100.0);
+    println!("  one-row insert: direct pool on the primary     {dw:>8.0} ops/s, router.write {rw:>7.0} ops/s, overhead {:+.1} % (goal ≤ 5 %)", (dw / rw - 1.0) * 100.0);
+    let total: u64 = reads.iter().sum();
+    let even = total as f64 / reads.len() as f64;
+    println!(
+        "  read distribution over replicas: {} (max deviation from even {:.1} %, goal ±10 %)",
+        reads.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" / "),
+        reads.iter().map(|n| (*n as f64 - even).abs() / even * 100.0).fold(0.0, f64::max)
+    );
+    sqlx::query("DROP TABLE bench_router").execute(&primary).await.unwrap();
+}

@@ -1,0 +1,444 @@
+//! The Phase 3 verification suite: named checks against the running stack, each bounded in
+//! time, each with the seed report's claim beside what was measured. Checks run
+//! concurrently; each result is reported the moment it is known; one failing check never
+//! stops the others. Used by the Verify page and by `bss-control verify [--json]`.
+use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use app::api::CheckResult;
+use futures_util::future::join_all;
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    message::Message,
+};
+use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection};
+use tokio::time::Instant;
+
+use crate::{state::Services, streams::events};
+
+pub enum Outcome {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+use Outcome::*;
+
+type Fut<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+pub struct Check<'a> {
+    pub id: &'static str,
+    pub group: &'static str,
+    pub name: &'static str,
+    pub claim: &'static str,
+    pub method: &'static str,
+    pub timeout: Duration,
+    pub run: Fut<'a>,
+}
+
+const PG_PASSWORD: &str = "bss-dev-postgres";
+
+fn pg(port: u16) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres")
+        .password(PG_PASSWORD)
+        .database("bss")
+        .disable_statement_logging()
+}
+
+fn fail_on<T>(r: Result<T, impl std::fmt::Display>, what: &str) -> Result<T, Outcome> {
+    r.map_err(|e| Fail(format!("{what}: {e}")))
+}
+
+macro_rules! check {
+    ($body:expr) => {
+        Box::pin(async move {
+            let r: Result<Outcome, Outcome> = async { $body }.await;
+            r.unwrap_or_else(|e| e)
+        })
+    };
+}
+
+/// Seconds of replication-lag sampling (the seed claims < 1 s; the issue asks for 30 s).
+pub fn lag_window() -> Duration {
+    std::env::var("BSS_VERIFY_LAG_WINDOW").ok().and_then(|v| humantime::parse_duration(&v).ok()).unwrap_or(Duration::from_secs(30))
+}
+
+/// Every check of the suite, ready to run.
+pub fn suite(svc: &Services) -> Vec<Check<'_>> {
+    let brokers = svc.config.streams.brokers.clone();
+    let b2 = brokers.clone();
+    let b3 = brokers.clone();
+    let lag = lag_window();
+    vec![
+        Check {
+            id: "stack.healthy",
+            group: "Containers",
+            name: "Every container healthy",
+            claim: "all Phase 3 services up",
+            method: "Docker engine: state + health check of every service of the compose model",
+            timeout: Duration::from_secs(15),
+            run: check!({
+                let sup = svc.stack.clone().map_err(Fail)?;
+                let st = fail_on(sup.status().await, "docker")?;
+                let bad: Vec<String> = st.iter().filter(|s| s.level() != "ok").map(|s| format!("{} {}/{}", s.service, s.state, s.health)).collect();
+                let ok = st.len() - bad.len();
+                if bad.is_empty() {
+                    Ok(Pass(format!("{ok} of {} healthy", st.len())))
+                } else {
+                    Ok(Fail(format!("{ok} of {} healthy; not: {}", st.len(), bad.join(", "))))
+                }
+            }),
+        },
+        Check {
+            id: "envoy.ready",
+            group: "Envoy",
+            name: "Envoy admin ready",
+            claim: "gateway on 15006, admin on 15000",
+            method: "GET 127.0.0.1:15000/ready",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let v = svc.gateway.view().await;
+                match v.envoy_ready.as_deref() {
+                    Some("LIVE") => Ok(Pass("LIVE".into())),
+                    other => Ok(Fail(format!("{other:?} {}", v.errors.join("; ")))),
+                }
+            }),
+        },
+        Check {
+            id: "envoy.circuit_breakers",
+            group: "Envoy",
+            name: "Circuit-breaker thresholds",
+            claim: "max_connections 100, max_pending 100, max_retries 3",
+            method: "GET /clusters?format=json, DEFAULT priority thresholds of control_plane",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let v = svc.gateway.view().await;
+                let c = v.clusters.iter().find(|c| c.name == "control_plane").ok_or_else(|| Fail(format!("no control_plane cluster {}", v.errors.join("; "))))?;
+                let get = |k: &str| c.breakers.iter().find(|b| b.0 == k).map(|b| b.1);
+                let m = format!(
+                    "max_connections {:?}, max_pending {:?}, max_retries {:?}",
+                    get("max_connections"),
+                    get("max_pending_requests"),
+                    get("max_retries")
+                )
+                .replace("Some(", "")
+                .replace(')', "");
+                let ok = (get("max_connections"), get("max_pending_requests"), get("max_retries")) == (Some(100), Some(100), Some(3));
+                Ok(if ok { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "envoy.rate_limit",
+            group: "Envoy",
+            name: "Rate limit answers 429 after the burst",
+            claim: "100 req/min, burst 10",
+            method: "20 concurrent GETs to 127.0.0.1:15006/ratelimit-probe; Envoy's rate_limited counter",
+            timeout: Duration::from_secs(15),
+            run: check!({
+                let b = fail_on(svc.gateway.burst(20).await, "burst")?;
+                let m = format!("{} passed, {} limited (429), counter +{}", b.passed, b.limited, b.limited_counter_after - b.limited_counter_before);
+                Ok(if b.passed <= 11 && b.limited >= 9 && b.other == 0 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "envoy.retry_policy",
+            group: "Envoy",
+            name: "Retry policy configured",
+            claim: "retry on 5xx,reset,connect-failure, 3 retries",
+            method: "GET /config_dump (read-only): the route's retry_policy",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let dump = fail_on(svc.gateway.config_dump().await, "config_dump")?;
+                let on = dump.contains("\"retry_on\": \"5xx,reset,connect-failure\"");
+                let n = dump.contains("\"num_retries\": 3");
+                let m = format!("retry_on 5xx,reset,connect-failure: {on}, num_retries 3: {n}");
+                Ok(if on && n { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "kafka.brokers",
+            group: "Kafka",
+            name: "3 brokers reachable",
+            claim: "3 brokers (9092–9094)",
+            method: "metadata request to the bootstrap servers",
+            timeout: Duration::from_secs(15),
+            run: check!({
+                let brokers = brokers.clone();
+                let n = fail_on(
+                    tokio::task::spawn_blocking(move || {
+                        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+                        c.fetch_metadata(None, Duration::from_secs(8)).map(|m| m.brokers().len())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                    "metadata",
+                )?;
+                Ok(if n == 3 { Pass(format!("{n} brokers")) } else { Fail(format!("{n} brokers")) })
+            }),
+        },
+        Check {
+            id: "kafka.topics",
+            group: "Kafka",
+            name: "The 4 BSS topics exist",
+            claim: "customer, order, analytics, dlq topics",
+            method: "topic metadata: partitions and high watermarks",
+            timeout: Duration::from_secs(15),
+            run: check!({
+                let brokers = b2.clone();
+                let rows = fail_on(
+                    tokio::task::spawn_blocking(move || crate::streams::topics::read(&brokers, &[])).await.map_err(|e| e.to_string()).and_then(|r| r),
+                    "topics",
+                )?;
+                let have: BTreeSet<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
+                let want = [events::CUSTOMER_TOPIC, events::ORDER_TOPIC, events::ANALYTICS_TOPIC, events::DLQ_TOPIC];
+                let missing: Vec<&str> = want.iter().copied().filter(|t| !have.contains(t)).collect();
+                Ok(if missing.is_empty() {
+                    Pass(format!("4 of 4 ({} partitions)", rows.len()))
+                } else {
+                    Fail(format!("{} of 4; missing {}", 4 - missing.len(), missing.join(", ")))
+                })
+            }),
+        },
+        Check {
+            id: "kafka.processors",
+            group: "Kafka",
+            name: "An event comes out of each processor",
+            claim: "bss-customer-analytics and bss-order-processor process events",
+            method: "produce one customer and one order CloudEvent; wait for outputs caused by them on bss.analytics.events",
+            timeout: Duration::from_secs(45),
+            run: check!({
+                let states: Vec<String> = svc.streams.view().processors.iter().filter(|p| p.state != "running" && p.state != "starting").map(|p| format!("{} is {}", p.name, p.state)).collect();
+                if !states.is_empty() {
+                    return Ok(Fail(states.join(", ")));
+                }
+                let run = format!("verify-{}", events::now_ms());
+                let found = fail_on(follow_outputs(&b3, &svc.streams, &run).await, "kafka")?;
+                Ok(if found.len() == 2 { Pass(format!("outputs from {}", found.join(" and "))) } else { Fail(format!("outputs only from [{}]", found.join(", "))) })
+            }),
+        },
+        Check {
+            id: "pg.primary_writes",
+            group: "PostgreSQL",
+            name: "Primary accepts writes",
+            claim: "primary on 5432",
+            method: "INSERT on 127.0.0.1:5432, read back",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let mut c = fail_on(pg(5432).connect().await, "connect 5432")?;
+                fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut c).await, "create")?;
+                let id: i64 = fail_on(sqlx::query_scalar("INSERT INTO bss_verify DEFAULT VALUES RETURNING id").fetch_one(&mut c).await, "insert")?;
+                Ok(Pass(format!("row {id} written")))
+            }),
+        },
+        Check {
+            id: "pg.replicas_streaming",
+            group: "PostgreSQL",
+            name: "2 replicas streaming with active slots",
+            claim: "2 hot-standby streaming replicas with replication slots",
+            method: "pg_stat_replication (state = streaming) and pg_replication_slots (active) on the primary",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let mut c = fail_on(pg(5432).connect().await, "connect 5432")?;
+                let streaming: i64 = fail_on(sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetch_one(&mut c).await, "query")?;
+                let slots: i64 = fail_on(sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE active").fetch_one(&mut c).await, "query")?;
+                let m = format!("{streaming} streaming, {slots} active slots");
+                Ok(if streaming == 2 && slots == 2 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "pg.replication_lag",
+            group: "PostgreSQL",
+            name: "Replication lag under load",
+            claim: "replication lag < 1 s",
+            method: "max of pg_stat_replication.replay_lag sampled every 250 ms while writing a row every 50 ms",
+            timeout: lag + Duration::from_secs(15),
+            run: check!({
+                let mut w = fail_on(pg(5432).connect().await, "connect 5432")?;
+                let mut r = fail_on(pg(5432).connect().await, "connect 5432")?;
+                fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut w).await, "create")?;
+                let end = Instant::now() + lag;
+                let (mut max, mut samples) = (0.0_f64, 0);
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    tick.tick().await;
+                    fail_on(sqlx::query("INSERT INTO bss_verify DEFAULT VALUES").execute(&mut w).await, "insert")?;
+                    n += 1;
+                    if n % 5 == 0 {
+                        let v: Option<f64> = fail_on(
+                            sqlx::query_scalar("SELECT max(EXTRACT(EPOCH FROM replay_lag))::float8 FROM pg_stat_replication").fetch_one(&mut r).await,
+                            "query",
+                        )?;
+                        max = max.max(v.unwrap_or(0.0));
+                        samples += 1;
+                    }
+                }
+                let m = format!("max {:.3} s over {} s ({samples} samples, {n} writes)", max, lag.as_secs());
+                Ok(if samples > 0 && max < 1.0 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "haproxy.standby_reads",
+            group: "PostgreSQL",
+            name: "HAProxy serves reads only from standbys, round-robin",
+            claim: "read pool on 5435, round-robin, 5 s health checks",
+            method: "6 new connections to 127.0.0.1:5435: pg_is_in_recovery() and the server address",
+            timeout: Duration::from_secs(20),
+            run: check!({
+                let mut servers = BTreeSet::new();
+                for _ in 0..6 {
+                    let mut c = fail_on(pg(5435).connect().await, "connect 5435")?;
+                    let (standby, addr): (bool, String) = fail_on(sqlx::query_as("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetch_one(&mut c).await, "query")?;
+                    if !standby {
+                        return Ok(Fail(format!("a read went to the primary ({addr})")));
+                    }
+                    servers.insert(addr);
+                    let _ = c.close().await;
+                }
+                let m = format!("6 of 6 on standbys, {} distinct servers", servers.len());
+                Ok(if servers.len() == 2 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "alertmanager.routes",
+            group: "AlertManager",
+            name: "Routes and receivers",
+            claim: "4 routes, 5 receivers (email + Slack)",
+            method: "GET 127.0.0.1:9093/api/v2/status: the running config's route tree",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let c = fail_on(svc.alerts.config().await, "alertmanager")?;
+                let kinds: BTreeSet<String> = c.receivers.iter().flat_map(|r| r.kinds.clone()).collect();
+                let m = format!("{} routes, {} receivers ({})", c.root.routes.len(), c.receivers.len(), kinds.into_iter().collect::<Vec<_>>().join(" + "));
+                Ok(if c.root.routes.len() == 4 && c.receivers.len() == 5 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "alertmanager.test_alert",
+            group: "AlertManager",
+            name: "A test alert reaches the expected receivers",
+            claim: "alerts routed to email + Slack receivers",
+            method: "POST an alert team=database severity=critical; wait for the local sink to receive it for each receiver the route tester predicts",
+            timeout: Duration::from_secs(60),
+            run: check!({
+                let cfg = fail_on(svc.alerts.config().await, "alertmanager")?;
+                let labels = crate::alerts::route::parse_labels("team=database, severity=critical").expect("static labels");
+                let expected = cfg.test(&labels).receivers;
+                let name = fail_on(svc.alerts.fire_test_alert(labels).await, "post alert")?;
+                loop {
+                    let got = fail_on(svc.alerts.deliveries(&cfg, std::slice::from_ref(&name)).await, "sink")?;
+                    let reached: Vec<&String> = expected.iter().filter(|rx| got.iter().any(|d| &&d.receiver == rx && d.alerts.contains(&name))).collect();
+                    if reached.len() == expected.len() {
+                        return Ok(Pass(format!("{name} delivered to {}", expected.join(", "))));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }),
+        },
+        Check {
+            id: "prometheus.targets",
+            group: "Prometheus",
+            name: "Scrape targets up",
+            claim: "22 Prometheus targets",
+            method: "GET 127.0.0.1:9090/api/v1/targets",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                let up = t.iter().filter(|t| t.health == "up").count();
+                let down: Vec<String> = t.iter().filter(|t| t.health != "up").map(|t| t.job.clone()).collect();
+                let only_self = down.iter().all(|j| j == "bss-control");
+                let m = format!(
+                    "{up} of {} up; this stack configures {} targets, not the seed's 22 (one per service it runs){}",
+                    t.len(),
+                    t.len(),
+                    if down.is_empty() { String::new() } else { format!("; down: {} (unreachable from containers while bss-control serves on loopback)", down.join(", ")) }
+                );
+                Ok(if only_self && up > 0 { Pass(m) } else { Fail(m) })
+            }),
+        },
+        Check {
+            id: "exporters",
+            group: "Prometheus",
+            name: "Node and postgres exporters answer",
+            claim: "node exporter 9100, postgres exporter 9187",
+            method: "GET /metrics on both; pg_up must be 1",
+            timeout: Duration::from_secs(10),
+            run: check!({
+                let http = crate::alerts::http_client();
+                let node = fail_on(fail_on(http.get("http://127.0.0.1:9100/metrics").send().await, "node exporter")?.text().await, "node exporter")?;
+                let pgx = fail_on(fail_on(http.get("http://127.0.0.1:9187/metrics").send().await, "postgres exporter")?.text().await, "postgres exporter")?;
+                let pg_up = pgx.lines().any(|l| l.starts_with("pg_up ") && l.trim().ends_with(" 1"));
+                let m = format!("node exporter {} series, postgres exporter pg_up={}", node.lines().filter(|l| !l.starts_with('#')).count(), u8::from(pg_up));
+                Ok(if node.contains("node_cpu_seconds_total") && pg_up { Pass(m) } else { Fail(m) })
+            }),
+        },
+    ]
+}
+
+/// Produces one customer and one order event (`run` in their ids) and returns the names of
+/// the processors whose output, caused by them, appeared on the analytics topic.
+async fn follow_outputs(brokers: &str, streams: &crate::streams::Streams, run: &str) -> Result<Vec<String>, String> {
+    let c = crate::demo::observer(brokers, &[events::ANALYTICS_TOPIC], &format!("bss-verify-{run}")).await?;
+    streams.send_samples(run, 2, 0).await?;
+    let mut found = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while found.len() < 2 && Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), c.recv()).await {
+            if let Ok(ev) = events::CloudEvent::parse(m.payload().unwrap_or_default()) {
+                if ev.extensions.get("causationid").and_then(|v| v.as_str()).is_some_and(|id| id.starts_with(run)) {
+                    found.insert(ev.source.trim_start_matches("/bss/").to_string());
+                }
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Runs the suite; `on_step` gets each result as soon as it is known.
+pub async fn run(svc: &Services, on_step: Arc<dyn Fn(CheckResult) + Send + Sync>) -> Vec<CheckResult> {
+    let checks = suite(svc);
+    let futs = checks.into_iter().map(|c| {
+        let on_step = on_step.clone();
+        async move {
+            let t0 = Instant::now();
+            let (status, measured) = match tokio::time::timeout(c.timeout, c.run).await {
+                Ok(Pass(m)) => ("pass", m),
+                Ok(Fail(m)) => ("fail", m),
+                Ok(Skip(m)) => ("skip", m),
+                Err(_) => ("fail", format!("no result within {} s", c.timeout.as_secs())),
+            };
+            let r = CheckResult {
+                id: c.id.into(),
+                group: c.group.into(),
+                name: c.name.into(),
+                status: status.into(),
+                measured,
+                claim: c.claim.into(),
+                method: c.method.into(),
+                ms: t0.elapsed().as_millis() as u64,
+            };
+            on_step(r.clone());
+            r
+        }
+    });
+    join_all(futs).await
+}
+
+/// "12 passed, 1 failed, 0 skipped".
+pub fn summary(checks: &[CheckResult]) -> String {
+    let n = |s: &str| checks.iter().filter(|c| c.status == s).count();
+    format!("{} passed, {} failed, {} skipped", n("pass"), n("fail"), n("skip"))
+}
+
+/// A plain-text table for the CLI.
+pub fn table(checks: &[CheckResult]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!("{:4}  {:<48} {:<44} claim: {}\n", c.status.to_uppercase(), c.name, c.measured, c.claim));
+    }
+    out.push_str(&summary(checks));
+    out
+}
