@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::chart::poll_every;
-use crate::api::{AlertsView, Role, RouteNode, RouteTestResult};
+use crate::api::{AlertsView, RouteNode, RouteTestResult};
 
 #[server]
 pub async fn get_alerts_view() -> Result<AlertsView, ServerFnError> {
@@ -58,8 +58,7 @@ fn route_tree(node: RouteNode, hits: Signal<Vec<String>>) -> AnyView {
 pub fn Alerts() -> impl IntoView {
     let tick = poll_every(3);
     let data = Resource::new(move || tick.get(), |_| get_alerts_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let tester = ServerAction::<TestRoute>::new();
     let fire = ServerAction::<FireTestAlert>::new();
     let silence = ServerAction::<CreateSilence>::new();

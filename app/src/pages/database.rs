@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::chart::LineChart;
-use crate::api::{Admission, DbView, Role};
+use crate::api::{Admission, DbView};
 
 #[server]
 pub async fn get_db_view() -> Result<DbView, ServerFnError> {
@@ -23,8 +23,7 @@ pub fn Database() -> impl IntoView {
     // Lag is sampled every second on the server; refetch every 2 s while the page is open.
     let tick = super::chart::poll_every(2);
     let view_res = Resource::new(move || tick.get(), |_| get_db_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let replay = ServerAction::<SetReplayPaused>::new();
 
     view! {

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::chart::{poll_every, LineChart};
-use crate::api::{DemoView, Role};
+use crate::api::DemoView;
 
 #[server]
 pub async fn get_demo_view() -> Result<DemoView, ServerFnError> {
@@ -28,8 +28,7 @@ pub async fn cancel_demo() -> Result<String, ServerFnError> {
 pub fn Demo() -> impl IntoView {
     let tick = poll_every(1);
     let data = Resource::new(move || tick.get(), |_| get_demo_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let start = ServerAction::<StartDemo>::new();
     let cancel = ServerAction::<CancelDemo>::new();
     let events = RwSignal::new("5000".to_string());

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::chart::{poll_every, LineChart};
-use crate::api::{BurstResult, GatewayView, HaproxyRow, Role};
+use crate::api::{BurstResult, GatewayView, HaproxyRow};
 
 #[server]
 pub async fn get_gateway_view() -> Result<GatewayView, ServerFnError> {
@@ -48,8 +48,7 @@ pub fn HaproxyTable(rows: Vec<HaproxyRow>, testid: &'static str) -> impl IntoVie
 pub fn Gateway() -> impl IntoView {
     let tick = poll_every(2);
     let data = Resource::new(move || tick.get(), |_| get_gateway_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let burst = ServerAction::<BurstTest>::new();
     let n = RwSignal::new("30".to_string());
 

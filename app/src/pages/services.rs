@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::{
-    api::{Role, ServiceStatus, StackOverview, StackVerb},
+    api::{ServiceStatus, StackOverview, StackVerb},
     live::{clock, use_stack_feed},
 };
 
@@ -31,9 +31,7 @@ pub fn Services() -> impl IntoView {
     let tick = feed.tick;
     let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
     let action = ServerAction::<RunStackAction>::new();
-    // The UI hides what the role may not do; the server enforces it regardless.
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let logs_for = RwSignal::new(None::<String>);
     let logs = Resource::new(
         move || (logs_for.get(), tick.get()),

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::chart::{poll_every, LineChart};
-use crate::api::{Role, StreamsView};
+use crate::api::StreamsView;
 
 #[server]
 pub async fn get_streams_view() -> Result<StreamsView, ServerFnError> {
@@ -48,8 +48,7 @@ fn charts(v: &StreamsView) -> impl IntoView {
 pub fn Streams() -> impl IntoView {
     let tick = poll_every(2);
     let data = Resource::new(move || tick.get(), |_| get_streams_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let act = ServerAction::<ProcessorAction>::new();
     let send = ServerAction::<SendSampleEvents>::new();
     let events = RwSignal::new("2000".to_string());

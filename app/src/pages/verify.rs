@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::{
-    api::{CheckResult, Role, VerifyView},
+    api::{CheckResult, VerifyView},
     live::use_stack_feed,
 };
 
@@ -60,8 +60,7 @@ pub fn Verify() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
     let data = Resource::new(move || tick.get(), |_| get_verify_view());
-    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
-    let can = Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(Role::Operator)));
+    let can = crate::pages::auth::use_is_operator();
     let start = ServerAction::<StartVerify>::new();
 
     view! {
