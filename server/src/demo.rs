@@ -75,7 +75,7 @@ pub async fn run(streams: &Streams, brokers: &str, state: Arc<Mutex<DemoRun>>, c
         s.message = message;
         s.clone()
     };
-    let down: Vec<String> = streams.view().processors.iter().filter(|p| p.state != "running" && p.state != "starting").map(|p| format!("{} is {}", p.name, p.state)).collect();
+    let down = streams.not_running();
     if !down.is_empty() {
         return finish("failed", format!("processors not running: {}", down.join(", ")));
     }

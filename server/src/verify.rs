@@ -210,7 +210,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             method: "produce one customer and one order CloudEvent; wait for outputs caused by them on bss.analytics.events",
             timeout: Duration::from_secs(45),
             run: check!({
-                let states: Vec<String> = svc.streams.view().processors.iter().filter(|p| p.state != "running" && p.state != "starting").map(|p| format!("{} is {}", p.name, p.state)).collect();
+                let states = svc.streams.not_running();
                 if !states.is_empty() {
                     return Ok(Fail(states.join(", ")));
                 }
@@ -343,10 +343,16 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             group: "Prometheus",
             name: "Scrape targets up",
             claim: "22 Prometheus targets",
-            method: "GET 127.0.0.1:9090/api/v1/targets",
-            timeout: Duration::from_secs(10),
+            method: "GET 127.0.0.1:9090/api/v1/targets (waiting, within the timeout, for targets not scraped yet)",
+            timeout: Duration::from_secs(30),
             run: check!({
-                let t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                // A freshly provisioned stack has targets in health "unknown" until their
+                // first scrape (every 15 s): that is not "down" yet.
+                let mut t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                while t.iter().any(|t| t.health == "unknown") {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                }
                 let up = t.iter().filter(|t| t.health == "up").count();
                 let down: Vec<String> = t.iter().filter(|t| t.health != "up").map(|t| t.job.clone()).collect();
                 let only_self = down.iter().all(|j| j == "bss-control");

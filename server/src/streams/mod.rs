@@ -162,6 +162,18 @@ impl Streams {
         }
     }
 
+    /// "name is state" for every processor that is neither running nor starting (empty when
+    /// all are up): what the verify check and the demo refuse to go on without.
+    pub fn not_running(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter_map(|h| {
+                let state = h.ctl.lock().unwrap().state;
+                (state != "running" && state != "starting").then(|| format!("{} is {state}", h.spec.name))
+            })
+            .collect()
+    }
+
     pub fn view(&self) -> StreamsView {
         let (topics, topics_error) = self.topics.lock().unwrap().clone();
         let history: Vec<StreamPoint> = self.history.lock().unwrap().iter().cloned().collect();
@@ -374,6 +386,7 @@ mod tests {
     async fn control_errors_are_clear() {
         let s = Streams::new("127.0.0.1:1", 1000);
         assert!(s.start("nope").unwrap_err().contains("unknown processor"));
+        assert_eq!(s.not_running(), ["bss-customer-analytics is stopped", "bss-order-processor is stopped"]);
         assert!(s.stop("bss-order-processor").await.unwrap_err().contains("not running"));
         assert!(s.send_samples("r", 0, 0).await.unwrap_err().contains("between 1 and"));
         assert!(s.send_samples("r", MAX_SAMPLE_EVENTS + 1, 0).await.is_err());
