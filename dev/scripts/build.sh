@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Release build of both halves with cargo-leptos, then prove the wasm would hydrate.
+# Builds with cargo-leptos, then proves the wasm would hydrate.
+#   build.sh          release build of both halves (make build, make run)
+#   build.sh front    only the browser half, in release (wasm-opt, size profile): make test
+#                     serves it from the debug server its Rust tests already built, so a CI
+#                     run compiles the server's dependencies once, not twice.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . dev/scripts/env.sh
@@ -7,5 +11,9 @@ cd "$(dirname "$0")/../.."
 # std's own dependencies: fetch both (no-op when cached).
 cargo fetch -q
 cargo fetch -q -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown
-cargo leptos build --release "$@"
+case "${1:-all}" in
+  all) cargo leptos build --release ;;
+  front) cargo leptos build --release --frontend-only ;;
+  *) echo "usage: $0 [all|front]" >&2; exit 2 ;;
+esac
 node dev/scripts/check-wasm.mjs target/site/pkg/bss-control.wasm

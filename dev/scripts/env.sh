@@ -7,3 +7,6 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BSS_CACHE/target}
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export PATH=$BSS_BIN:$BSS_TOOLS/bin:$PATH
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+# Read by leptos at compile time (the name of the wasm/js/css the pages link): the same for
+# every build, so `cargo test`, `cargo build` and cargo-leptos share one set of artefacts.
+export LEPTOS_OUTPUT_NAME=bss-control

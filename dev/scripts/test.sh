@@ -1,27 +1,54 @@
 #!/usr/bin/env bash
 # Everything CI checks: Rust tests (unit + real-engine integration), the Phase 3 stack
-# provisioned from the offline images and checked service by service, the release build
-# with its wasm check, then Playwright in Debian chromium against the built server, the
-# real Docker engine and the real stack.
+# provisioned from the offline images and checked service by service, the browser bundle
+# with its wasm check, then Playwright in Debian chromium against the server the tests
+# built, the real Docker engine and the real stack.
+#
+# Pipelined for a fresh 2-core machine: the offline images (network and disk bound) and the
+# browser half (cargo-leptos install, then the release wasm build, at low CPU priority) run
+# in the background while the Rust tests build and run in the foreground. One build
+# profile serves the tests and the end-to-end server. Each step prints its wall time.
 set -euo pipefail
-. "$(dirname "$0")/prelude.sh"
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+T0=$(date +%s)
+step() { printf '\n\033[1;32m==> [%4ss] %s\033[0m\n' "$(($(date +%s) - T0))" "$*"; }
+
+step "toolchain (apt, Debian rustc, npm tools)"
+dev/scripts/toolchain.sh base
+. dev/scripts/env.sh
+eval "$(dev/scripts/docker.sh ensure)"
+export DOCKER_HOST
 export BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml BSS_PROJECT=bss
 
-step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+LOGS=$(mktemp -d)
 E2E_STATE=$(mktemp -d)
+BG=()
 cleanup() {
+  local p; for p in "${BG[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
   # Leave nothing running: the stack is torn down (volumes kept for a faster next run).
   [[ -x $CARGO_TARGET_DIR/debug/bss-control ]] && \
     BSS_STORE_PATH=$E2E_STATE/cli.db "$CARGO_TARGET_DIR/debug/bss-control" down >/dev/null 2>&1 || true
-  rm -rf "$E2E_STATE"
+  rm -rf "$E2E_STATE" "$LOGS"
 }
 trap cleanup EXIT
+# bg NAME CMD...: runs CMD in its own process group, output to $LOGS/NAME.log.
+bg() { local n=$1; shift; setsid "$@" >"$LOGS/$n.log" 2>&1 & BG+=($!); eval "PID_${n//-/_}=$!"; }
+# wait_bg NAME: waits for it; on failure prints its log and fails.
+wait_bg() {
+  local n=$1 pid; pid=$(eval "echo \$PID_${n//-/_}")
+  if ! wait "$pid"; then tail -60 "$LOGS/$n.log" >&2; echo "background step $n failed" >&2; exit 1; fi
+  tail -3 "$LOGS/$n.log"
+}
+
+bg images dev/images/build.sh
+bg front nice -n 19 bash -c 'dev/scripts/toolchain.sh front && dev/scripts/build.sh front'
 
 step "cargo test (unit + real Docker engine)"
 cargo test --workspace --features app/ssr
 
 step "offline images for the Phase 3 stack (cached by input hash)"
-dev/images/build.sh
+wait_bg images
 
 step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
 cargo test -p server --features app/ssr --test db -- --ignored --nocapture
@@ -41,11 +68,11 @@ cargo test -p server --features app/ssr --test verify -- --ignored --nocapture -
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
 
-step "release build (cargo-leptos) + wasm check"
-dev/scripts/build.sh
+step "browser bundle (cargo-leptos, release wasm) + wasm check"
+wait_bg front
 
 step "Playwright (end2end) in Debian chromium"
-BIN=$CARGO_TARGET_DIR/release/bss-control
+BIN=$CARGO_TARGET_DIR/debug/bss-control
 export E2E_SERVER="env BSS_STORE_PATH=$E2E_STATE/state.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
 export E2E_SHARED_SERVER="env BSS_STREAMS_AUTOSTART=off BSS_STORE_PATH=$E2E_STATE/shared.db BSS_SITE_ROOT=$ROOT/target/site $BIN serve"
 # Users of the sign-in server: a fresh random password per run, given on stdin.
@@ -55,3 +82,4 @@ for u in vera:viewer olga:operator oscar:operator; do
   printf '%s\n' "$E2E_PASSWORD" | BSS_STORE_PATH=$E2E_STATE/shared.db "$BIN" user add --name "${u%%:*}" --role "${u##*:}"
 done
 (cd end2end && npx playwright test)
+step "done"
