@@ -5,7 +5,13 @@
 //! futures sit in a `FuturesOrdered`, so an offset is never stored ahead of an earlier
 //! record that is still in flight. librdkafka commits stored offsets every second and the
 //! loop commits synchronously on shutdown, after draining what is in flight.
+//!
+//! A failed delivery blocks its partition: no offset of that partition is stored from then
+//! on (later records of it that did reach the brokers included), the loop stops, and the
+//! supervisor's restart consumes the partition again from the first unacknowledged record.
+//! Other partitions' acknowledged records still have their offsets stored while draining.
 use std::{
+    collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
         Mutex,
@@ -123,12 +129,13 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         Kind::Passthrough => None,
     };
     let mut in_flight = FuturesOrdered::new();
+    let mut blocked = Blocked::default();
     let result = loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
             Some(a) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = acknowledge(&consumer, stats, a) {
+                if let Err(e) = acknowledge(&consumer, stats, a, &mut blocked) {
                     break Err(e);
                 }
             }
@@ -167,11 +174,15 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         }
     };
     // Drain: everything consumed gets acknowledged (bounded), then offsets are committed.
+    // A failure here blocks its partition too; the others keep storing.
     let drain = async {
+        let mut first_error = Ok(());
         while let Some(a) = in_flight.next().await {
-            acknowledge(&consumer, stats, a)?;
+            if let Err(e) = acknowledge(&consumer, stats, a, &mut blocked) {
+                first_error = first_error.and(Err(e));
+            }
         }
-        Ok::<(), String>(())
+        first_error
     };
     let drained = tokio::time::timeout(Duration::from_secs(15), drain).await.unwrap_or_else(|_| Err("drain timed out".into()));
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -187,13 +198,38 @@ async fn acked(src: Source, delivery: DeliveryFuture) -> Acked {
     (src, delivery.await.map_err(|_| ()))
 }
 
-/// Stores the input's offset once its output is on the brokers; a failed delivery stops
-/// the loop without storing it, so the record is consumed again after the restart.
-fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked) -> Result<(), String> {
-    match r {
-        Ok(Ok(_)) => {}
-        Ok(Err((e, _))) => return Err(format!("delivery failed: {e}")),
-        Err(_) => return Err("producer dropped a delivery".into()),
+/// Partitions with a record whose delivery failed: nothing of theirs is stored after it.
+#[derive(Default)]
+struct Blocked(HashSet<(String, i32)>);
+
+impl Blocked {
+    /// Whether `src`'s offset may be stored; a failed delivery blocks its partition.
+    fn admit(&mut self, src: &Source, delivered: bool) -> bool {
+        let key = (src.topic.clone(), src.partition);
+        if !delivered {
+            self.0.insert(key);
+            return false;
+        }
+        !self.0.contains(&key)
+    }
+}
+
+/// Stores the input's offset once its output is on the brokers and nothing before it on
+/// its partition failed; a failed delivery is an `Err` (the loop stops) and blocks the
+/// partition, so the record is consumed again after the restart.
+fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked, blocked: &mut Blocked) -> Result<(), String> {
+    let failure = match r {
+        Ok(Ok(_)) => None,
+        Ok(Err((e, _))) => Some(format!("delivery to {} failed: {e}", if src.dlq { "the DLQ" } else { "the output" })),
+        Err(_) => Some("producer dropped a delivery".to_string()),
+    };
+    if !blocked.admit(&src, failure.is_none()) {
+        return match failure {
+            Some(e) => Err(format!("{e}; {}[{}] will be consumed again from offset {}", src.topic, src.partition, src.offset)),
+            // Delivered, but an earlier record of its partition was not: it will be
+            // produced again after the restart (at-least-once), so its offset stays unstored.
+            None => Ok(()),
+        };
     }
     if let Err(e) = consumer.store_offset(&src.topic, src.partition, src.offset) {
         // The partition was revoked meanwhile: its new owner consumes the record again.
@@ -230,4 +266,22 @@ fn dlq_headers(spec: &ProcessorSpec, m: &impl Message, reason: &str) -> OwnedHea
         .insert(Header { key: "source-topic", value: Some(m.topic()) })
         .insert(Header { key: "source-partition", value: Some(&m.partition().to_string()) })
         .insert(Header { key: "source-offset", value: Some(&m.offset().to_string()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(partition: i32, offset: i64) -> Source {
+        Source { topic: "in".into(), partition, offset, dlq: false, event_ms: 0 }
+    }
+
+    #[test]
+    fn a_failed_delivery_blocks_later_offsets_of_its_partition_only() {
+        let mut b = Blocked::default();
+        assert!(b.admit(&src(0, 1), true));
+        assert!(!b.admit(&src(0, 2), false), "the failed record itself is never stored");
+        assert!(!b.admit(&src(0, 3), true), "a later record of the same partition must not move its offset past 2");
+        assert!(b.admit(&src(1, 7), true), "other partitions carry on");
+    }
 }
