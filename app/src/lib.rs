@@ -4,6 +4,7 @@
 //! the backend through the [`backend::Backend`] trait the server implements), and with
 //! `hydrate` to wasm for the browser.
 pub mod api;
+pub mod error;
 pub mod live;
 #[cfg(feature = "ssr")]
 pub mod backend;

@@ -5,7 +5,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use app::api::RunningAction;
+use app::{api::RunningAction, error::AppError};
 
 use crate::runtime::supervisor::now_ms;
 
@@ -32,7 +32,7 @@ impl Drop for ActionGuard {
 
 impl ActionLocks {
     /// Takes the lock for `target` or says who holds a conflicting one.
-    pub fn acquire(self: &Arc<Self>, target: &str, action: &str, by: &str) -> Result<ActionGuard, String> {
+    pub fn acquire(self: &Arc<Self>, target: &str, action: &str, by: &str) -> Result<ActionGuard, AppError> {
         let mut running = self.running.lock().unwrap();
         let conflict = running.get(target).or_else(|| {
             if target == STACK {
@@ -43,7 +43,7 @@ impl ActionLocks {
         });
         if let Some(r) = conflict {
             let secs = now_ms().saturating_sub(r.since_ms) / 1000;
-            return Err(format!("{} {} is in progress by {} since {} s ago", r.target, r.action, r.by, secs));
+            return Err(AppError::Busy(format!("{} {} is in progress by {} since {} s ago", r.target, r.action, r.by, secs)));
         }
         running.insert(
             target.to_string(),
@@ -65,7 +65,7 @@ mod tests {
     fn same_target_conflicts_and_names_the_holder() {
         let l = Arc::new(ActionLocks::default());
         let _g = l.acquire("kafka-1", "restart", "alice").unwrap();
-        let e = l.acquire("kafka-1", "stop", "bob").unwrap_err();
+        let e = l.acquire("kafka-1", "stop", "bob").unwrap_err().to_string();
         assert!(e.contains("kafka-1 restart is in progress by alice"), "{e}");
     }
 
@@ -83,7 +83,7 @@ mod tests {
     fn stack_action_blocks_services_and_releases_on_drop() {
         let l = Arc::new(ActionLocks::default());
         let g = l.acquire(STACK, "up", "alice").unwrap();
-        assert!(l.acquire("envoy", "restart", "bob").unwrap_err().contains("stack up"));
+        assert!(l.acquire("envoy", "restart", "bob").unwrap_err().to_string().contains("stack up"));
         drop(g);
         assert!(l.acquire("envoy", "restart", "bob").is_ok());
     }

@@ -280,3 +280,18 @@ mod tests {
         assert!(!same_origin(Some("127.0.0.1:3000"), Some("null"), None));
     }
 }
+
+/// What the Audit page asks: the log, filtered.
+#[async_trait::async_trait]
+impl app::backend::AuditApi for crate::state::Services {
+    async fn audit_log(
+        &self,
+        who: &Principal,
+        actor: Option<String>,
+        action: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<app::api::AuditEntry>, app::error::AppError> {
+        crate::state::require(who, Role::Viewer, "reading the audit log")?;
+        Ok(self.store.audit_filtered(actor.as_deref(), action.as_deref(), limit.clamp(1, 10_000)).await?)
+    }
+}

@@ -174,7 +174,7 @@ pub async fn create_customer(svc: &Services, c: NewCustomer) -> Result<(Customer
         Some(row.id.to_string()),
         json!({"customer_id": row.id.to_string(), "name": row.name, "email": row.email, "plan": row.plan}),
     );
-    svc.streams.publish(events::CUSTOMER_TOPIC, &row.id.to_string(), &ev).await.map_err(ApiError::Bus)?;
+    svc.streams.publish(events::CUSTOMER_TOPIC, &row.id.to_string(), &ev).await.map_err(|e| ApiError::Bus(e.to_string()))?;
     tx.commit().await.map_err(db_err)?;
     Ok((row, svc.db.write_lsn().await.map_err(db_err)?))
 }
@@ -207,7 +207,7 @@ pub async fn create_order(svc: &Services, o: NewOrder) -> Result<(Order, Lsn), A
         Some(row.id.to_string()),
         json!({"order_id": row.id.to_string(), "customer_id": o.customer_id.to_string(), "currency": currency, "items": o.items}),
     );
-    svc.streams.publish(events::ORDER_TOPIC, &row.id.to_string(), &ev).await.map_err(ApiError::Bus)?;
+    svc.streams.publish(events::ORDER_TOPIC, &row.id.to_string(), &ev).await.map_err(|e| ApiError::Bus(e.to_string()))?;
     tx.commit().await.map_err(db_err)?;
     Ok((row, svc.db.write_lsn().await.map_err(db_err)?))
 }
@@ -298,12 +298,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/customers",
             get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Query(q): Query<ListQuery>| async move {
-                require(&who, Role::Viewer, "reading customers").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Viewer, "reading customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let (b, rows) = list_customers(&s.services.db, limit(&q)?, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, rows))
             })
             .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>| async move {
-                require(&who, Role::Operator, "creating customers").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Operator, "creating customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let Json(c) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
                 let r = create_customer(&s.services, c).await;
                 audit_write(&s.services, &who, "bss.customer.create", r.as_ref().map(|x| x.0.id).map_err(|e| e.to_string())).await;
@@ -314,7 +314,7 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/customers/{id}",
             get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Path(id): Path<i64>| async move {
-                require(&who, Role::Viewer, "reading customers").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Viewer, "reading customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let (b, row) = get_customer(&s.services.db, id, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, row))
             }),
@@ -322,12 +322,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/orders",
             get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Query(q): Query<ListQuery>| async move {
-                require(&who, Role::Viewer, "reading orders").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Viewer, "reading orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let (b, rows) = list_orders(&s.services.db, q.customer_id, limit(&q)?, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, rows))
             })
             .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>| async move {
-                require(&who, Role::Operator, "creating orders").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Operator, "creating orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let Json(o) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
                 let r = create_order(&s.services, o).await;
                 audit_write(&s.services, &who, "bss.order.create", r.as_ref().map(|x| x.0.id).map_err(|e| e.to_string())).await;
@@ -338,7 +338,7 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/orders/{id}",
             get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Path(id): Path<i64>| async move {
-                require(&who, Role::Viewer, "reading orders").map_err(ApiError::Forbidden)?;
+                require(&who, Role::Viewer, "reading orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let (b, row) = get_order(&s.services.db, id, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, row))
             }),

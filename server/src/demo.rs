@@ -8,7 +8,11 @@ use std::{
     time::Duration,
 };
 
-use app::api::DemoRun;
+use app::{
+    api::{DemoRun, DemoView, Principal, Role},
+    backend::DemoApi,
+    error::AppError,
+};
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, StreamConsumer},
@@ -17,9 +21,12 @@ use rdkafka::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::streams::{
-    events::{self, now_ms, CloudEvent},
-    percentile, processor, Streams,
+use crate::{
+    state::{require, Act, Services},
+    streams::{
+        events::{self, now_ms, CloudEvent},
+        percentile, processor, Streams,
+    },
 };
 
 pub const MAX_EVENTS: u64 = 100_000;
@@ -218,4 +225,89 @@ pub fn summary(r: &DemoRun) -> String {
         "{} produced → {} processed + {} DLQ, {} lost; {:.0} ev/s; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
         r.produced, r.processed, r.dlq, r.lost, r.throughput, r.p50_ms, r.p95_ms, r.p99_ms
     )
+}
+
+/// The demo in progress or last finished in this process, and how to cancel the running one.
+#[derive(Default)]
+pub struct Runner {
+    current: Mutex<Option<(Arc<Mutex<DemoRun>>, CancellationToken)>>,
+}
+
+/// A new run's state, before it starts.
+pub fn new_run(actor: &str, events: u64, rate: u64, malformed_every: u64) -> DemoRun {
+    DemoRun {
+        run: format!("demo{}", now_ms()),
+        started_at: crate::clock::now_rfc3339(),
+        actor: actor.into(),
+        status: "running".into(),
+        events,
+        rate,
+        malformed_every,
+        ..Default::default()
+    }
+}
+
+impl Services {
+    /// Runs the Kafka demo to the end and stores it. Also what `bss-control demo` calls.
+    pub async fn run_demo(&self, state: Arc<Mutex<DemoRun>>, cancel: CancellationToken) -> DemoRun {
+        let mut r = run(&self.streams, &self.config.streams.brokers, state.clone(), cancel).await;
+        let summary = summary(&r);
+        match self.store.save_run("demo", &r.started_at, &r.actor, &r.status, &summary, &serde_json::to_value(&r).unwrap_or_default()).await {
+            Ok(id) => r.id = Some(id),
+            Err(e) => tracing::error!(error = %e, "could not store the demo run"),
+        }
+        state.lock().unwrap().id = r.id;
+        self.emit("demo", if r.status == "passed" { "action" } else { "failed" }, format!("demo {}: {summary}", r.status));
+        r
+    }
+}
+
+/// What the Demo page asks: the runs, starting and cancelling one.
+#[async_trait::async_trait]
+impl DemoApi for Services {
+    async fn demo_view(&self, who: &Principal) -> Result<DemoView, AppError> {
+        require(who, Role::Viewer, "reading demo runs")?;
+        let stored = self.store.runs("demo", 20).await?;
+        let current = match &*self.demo.current.lock().unwrap() {
+            Some((s, _)) => Some(s.lock().unwrap().clone()),
+            None => stored.first().and_then(|r| serde_json::from_str(&r.5).ok()),
+        };
+        Ok(DemoView { current, history: crate::store::summaries(&stored), max_events: MAX_EVENTS, max_rate: MAX_RATE })
+    }
+
+    async fn start_demo(&self, who: &Principal, events: u64, rate: u64, malformed_every: u64) -> Result<String, AppError> {
+        let target = format!("{events} events at {rate}/s");
+        let act = Act { role: Role::Operator, what: "running the Kafka demo", lock: "demo", verb: "demo", audit: "demo.start", target: &target };
+        self.guarded(who, act, |guard| async move {
+            validate(events, rate, malformed_every).map_err(AppError::Invalid)?;
+            let me = self.me()?;
+            let state = Arc::new(Mutex::new(new_run(&who.user, events, rate, malformed_every)));
+            let cancel = CancellationToken::new();
+            *self.demo.current.lock().unwrap() = Some((state.clone(), cancel.clone()));
+            self.emit("demo", "action", format!("{}: demo started ({events} events at {rate}/s)", who.user));
+            tokio::spawn(async move {
+                let _guard = guard;
+                let r = me.run_demo(state, cancel).await;
+                let done: Result<String, AppError> = Ok(summary(&r));
+                me.audit(&r.actor, "demo.finished", &r.status, &done).await;
+            });
+            Ok("demo started".into())
+        })
+        .await
+    }
+
+    async fn cancel_demo(&self, who: &Principal) -> Result<String, AppError> {
+        // Not behind the demo's lock: the running demo holds it.
+        let act = Act { role: Role::Operator, what: "cancelling the demo", lock: "demo-cancel", verb: "cancel", audit: "demo.cancel", target: "demo" };
+        self.guarded(who, act, |_guard| async move {
+            match &*self.demo.current.lock().unwrap() {
+                Some((s, cancel)) if s.lock().unwrap().status == "running" => {
+                    cancel.cancel();
+                    Ok("demo cancelled".to_string())
+                }
+                _ => Err(AppError::Invalid("no demo is running".into())),
+            }
+        })
+        .await
+    }
 }

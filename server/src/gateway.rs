@@ -5,11 +5,18 @@
 //! proxies anything to the admin endpoints.
 use std::{collections::VecDeque, sync::Mutex, time::Duration};
 
-use app::api::{BurstResult, EnvoyCluster, GatewayPoint, GatewayView, HaproxyRow};
+use app::{
+    api::{BurstResult, EnvoyCluster, GatewayPoint, GatewayView, HaproxyRow, Principal, Role},
+    backend::GatewayApi,
+    error::AppError,
+};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::http_client;
+use crate::{
+    alerts::http_client,
+    state::{require, Act, Services},
+};
 
 #[derive(Clone, Debug)]
 pub struct Endpoints {
@@ -126,36 +133,51 @@ fn clusters(v: &Value, stats: &[(String, u64)]) -> Vec<EnvoyCluster> {
         .collect()
 }
 
+/// Why a gateway call failed: the request was wrong, or Envoy/HAProxy did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 impl Gateway {
     pub fn new(ep: Endpoints) -> Self {
         Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()) }
     }
 
-    async fn text(&self, url: &str) -> Result<String, String> {
-        let r = self.http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    async fn text(&self, url: &str) -> Result<String, GatewayError> {
+        let fail = |e: String| GatewayError::Unavailable(format!("GET {url}: {e}"));
+        let r = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
         let status = r.status();
-        let body = r.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let body = r.text().await.map_err(|e| fail(e.to_string()))?;
         if !status.is_success() {
-            return Err(format!("GET {url}: HTTP {status}: {}", body.trim()));
+            return Err(fail(format!("HTTP {status}: {}", body.trim())));
         }
         Ok(body)
     }
 
-    pub async fn stats(&self) -> Result<Vec<(String, u64)>, String> {
+    pub async fn stats(&self) -> Result<Vec<(String, u64)>, GatewayError> {
         Ok(parse_stats(&self.text(&format!("{}/stats", self.ep.envoy_admin)).await?))
     }
 
-    pub async fn counter(&self, name: &str) -> Result<u64, String> {
-        self.stats().await?.into_iter().find(|(n, _)| n == name).map(|x| x.1).ok_or_else(|| format!("Envoy has no stat {name}"))
+    pub async fn counter(&self, name: &str) -> Result<u64, GatewayError> {
+        self.stats()
+            .await?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|x| x.1)
+            .ok_or_else(|| GatewayError::Unavailable(format!("Envoy has no stat {name}")))
     }
 
     /// Envoy's running configuration (read-only admin endpoint).
-    pub async fn config_dump(&self) -> Result<String, String> {
+    pub async fn config_dump(&self) -> Result<String, GatewayError> {
         self.text(&format!("{}/config_dump", self.ep.envoy_admin)).await
     }
 
-    pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, String> {
-        parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?)
+    pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, GatewayError> {
+        parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?).map_err(|e| GatewayError::Unavailable(format!("HAProxy stats: {e}")))
     }
 
     pub async fn view(&self) -> GatewayView {
@@ -164,7 +186,7 @@ impl Gateway {
         let (ready, stats, cl, hap) = tokio::join!(self.text(&ready_url), self.stats(), self.text(&clusters_url), self.haproxy());
         let mut errors = vec![];
         let stats = stats.map_err(|e| errors.push(format!("Envoy stats: {e}"))).unwrap_or_default();
-        let clusters = match cl.and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string())) {
+        let clusters = match cl.map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string())) {
             Ok(v) => clusters(&v, &stats),
             Err(e) => {
                 errors.push(format!("Envoy clusters: {e}"));
@@ -217,9 +239,9 @@ impl Gateway {
 
     /// Sends `n` requests (≤ MAX_BURST) at once to Envoy's rate-limit probe route on
     /// loopback and counts 200 / 429 / other, with Envoy's own 429 counter before and after.
-    pub async fn burst(&self, n: u32) -> Result<BurstResult, String> {
+    pub async fn burst(&self, n: u32) -> Result<BurstResult, GatewayError> {
         if n == 0 || n > MAX_BURST {
-            return Err(format!("a burst is 1 to {MAX_BURST} requests, got {n}"));
+            return Err(GatewayError::Invalid(format!("a burst is 1 to {MAX_BURST} requests, got {n}")));
         }
         let before = self.counter(RATE_LIMITED).await?;
         let url = format!("{}/ratelimit-probe", self.ep.envoy_proxy);
@@ -238,6 +260,30 @@ impl Gateway {
         }
         r.limited_counter_after = self.counter(RATE_LIMITED).await?;
         Ok(r)
+    }
+}
+
+impl From<GatewayError> for AppError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Invalid(m) => AppError::Invalid(m),
+            GatewayError::Unavailable(m) => AppError::Unavailable(m),
+        }
+    }
+}
+
+/// What the Gateway page asks of Envoy and HAProxy.
+#[async_trait::async_trait]
+impl GatewayApi for Services {
+    async fn gateway_view(&self, who: &Principal) -> Result<GatewayView, AppError> {
+        require(who, Role::Viewer, "reading the gateway")?;
+        Ok(self.gateway.view().await)
+    }
+
+    async fn burst_test(&self, who: &Principal, requests: u32) -> Result<BurstResult, AppError> {
+        let target = format!("{requests} requests");
+        let act = Act { role: Role::Operator, what: "running a burst test", lock: "envoy", verb: "burst test", audit: "gateway.burst", target: &target };
+        self.guarded(who, act, |_guard| async move { Ok(self.gateway.burst(requests).await?) }).await
     }
 }
 

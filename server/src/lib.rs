@@ -7,6 +7,7 @@ pub mod actions;
 pub mod alerts;
 pub mod auth;
 pub mod bss;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;

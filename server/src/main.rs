@@ -163,7 +163,7 @@ async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, 
     for n in services.streams.names() {
         let _ = services.streams.start(&n);
     }
-    let state = std::sync::Arc::new(std::sync::Mutex::new(Services::new_demo("cli", events, rate, malformed_every)));
+    let state = std::sync::Arc::new(std::sync::Mutex::new(server::demo::new_run("cli", events, rate, malformed_every)));
     let cancel = tokio_util::sync::CancellationToken::new();
     let c2 = cancel.clone();
     tokio::spawn(async move {

@@ -19,6 +19,23 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
 }
 
+/// A failure of the product's own state is the control plane's fault, not the caller's:
+/// the page says so, the details go to the log.
+impl From<StoreError> for app::error::AppError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "state database");
+        app::error::AppError::Internal("the control plane's state database failed".into())
+    }
+}
+
+/// The history table of a run kind (verify, demo), newest first.
+pub fn summaries(stored: &[(i64, String, String, String, String, String)]) -> Vec<app::api::RunSummary> {
+    stored
+        .iter()
+        .map(|r| app::api::RunSummary { id: r.0, started_at: r.1.clone(), actor: r.2.clone(), status: r.3.clone(), summary: r.4.clone() })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,

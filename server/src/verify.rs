@@ -4,7 +4,11 @@
 //! stops the others. Used by the Verify page and by `bss-control verify [--json]`.
 use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use app::api::CheckResult;
+use app::{
+    api::{CheckResult, Principal, Role, VerifyRun, VerifyView},
+    backend::VerifyApi,
+    error::AppError,
+};
 use futures_util::future::join_all;
 use rdkafka::{
     config::ClientConfig,
@@ -14,7 +18,10 @@ use rdkafka::{
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection};
 use tokio::time::Instant;
 
-use crate::{state::Services, streams::events};
+use crate::{
+    state::{require, Act, Services},
+    streams::events,
+};
 
 pub enum Outcome {
     Pass(String),
@@ -388,7 +395,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
 /// the processors whose output, caused by them, appeared on the analytics topic.
 async fn follow_outputs(brokers: &str, streams: &crate::streams::Streams, run: &str) -> Result<Vec<String>, String> {
     let c = crate::demo::observer(brokers, &[events::ANALYTICS_TOPIC], &format!("bss-verify-{run}")).await?;
-    streams.send_samples(run, 2, 0).await?;
+    streams.send_samples(run, 2, 0).await.map_err(|e| e.to_string())?;
     let mut found = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(25);
     while found.len() < 2 && Instant::now() < deadline {
@@ -447,4 +454,71 @@ pub fn table(checks: &[CheckResult]) -> String {
     }
     out.push_str(&summary(checks));
     out
+}
+
+/// The verification run in progress or last finished in this process (the page shows it
+/// live; finished runs are also in the store).
+#[derive(Default)]
+pub struct Runner {
+    current: Arc<std::sync::Mutex<Option<VerifyRun>>>,
+}
+
+impl Services {
+    /// Runs the verification suite to the end and stores it; `actor` for the record. Also
+    /// what `bss-control verify` calls.
+    pub async fn run_verify(self: &Arc<Self>, actor: &str) -> VerifyRun {
+        let total = suite(self).len();
+        let started_at = crate::clock::now_rfc3339();
+        *self.verify.current.lock().unwrap() =
+            Some(VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: "running".into(), total, checks: vec![] });
+        let (slot, me) = (self.verify.current.clone(), Arc::downgrade(self));
+        let on_step: Arc<dyn Fn(CheckResult) + Send + Sync> = Arc::new(move |c: CheckResult| {
+            if let Some(me) = me.upgrade() {
+                me.emit("verify", if c.status == "fail" { "failed" } else { "action" }, format!("verify: {} — {}: {}", c.name, c.status, c.measured));
+            }
+            if let Some(r) = slot.lock().unwrap().as_mut() {
+                r.checks.push(c);
+            }
+        });
+        let checks = run(self, on_step).await;
+        let status = if checks.iter().any(|c| c.status == "fail") { "failed" } else { "passed" };
+        let summary = summary(&checks);
+        let mut run = VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: status.into(), total, checks };
+        match self.store.save_run("verify", &started_at, actor, status, &summary, &serde_json::to_value(&run).unwrap_or_default()).await {
+            Ok(id) => run.id = Some(id),
+            Err(e) => tracing::error!(error = %e, "could not store the verification run"),
+        }
+        *self.verify.current.lock().unwrap() = Some(run.clone());
+        self.emit("verify", if status == "passed" { "action" } else { "failed" }, format!("verify {status}: {summary}"));
+        run
+    }
+}
+
+/// What the Verify page asks: the runs, and starting one.
+#[async_trait::async_trait]
+impl VerifyApi for Services {
+    async fn verify_view(&self, who: &Principal) -> Result<VerifyView, AppError> {
+        require(who, Role::Viewer, "reading verification runs")?;
+        let stored = self.store.runs("verify", 20).await?;
+        let parse = |json: &str| serde_json::from_str::<VerifyRun>(json).ok();
+        let current = self.verify.current.lock().unwrap().clone().or_else(|| stored.first().and_then(|r| parse(&r.5)));
+        let previous = stored.iter().find(|r| Some(r.0) != current.as_ref().and_then(|c| c.id)).and_then(|r| parse(&r.5));
+        Ok(VerifyView { current, previous, history: crate::store::summaries(&stored) })
+    }
+
+    async fn start_verify(&self, who: &Principal) -> Result<String, AppError> {
+        let act = Act { role: Role::Operator, what: "running the verification suite", lock: "verify", verb: "verify", audit: "verify.start", target: "verify" };
+        self.guarded(who, act, |guard| async move {
+            let me = self.me()?;
+            let actor = who.user.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                let run = me.run_verify(&actor).await;
+                let r: Result<String, AppError> = Ok(summary(&run.checks));
+                me.audit(&actor, "verify.finished", run.status.as_str(), &r).await;
+            });
+            Ok("verification started".into())
+        })
+        .await
+    }
 }

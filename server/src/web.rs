@@ -138,7 +138,7 @@ async fn log_events(State(state): State<AppState>, req: Request) -> Response {
         return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
     };
     match state.services.follow_all_logs(&who) {
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(e) => error_response(e),
         Ok(rx) => {
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
                 .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) });
@@ -249,14 +249,14 @@ async fn login(
     let secure = wants_secure(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
     match s.auth.login(form.name.trim(), &form.password, Some(addr.ip())).await {
         Ok((token, p)) => {
-            s.audit(&p.user, "auth.login", &p.user, &Ok("ok".into())).await;
+            s.audit(&p.user, "auth.login", &p.user, &Ok::<&str, String>("ok")).await;
             let mut res = axum::response::Redirect::to("/").into_response();
             let c = session_cookie(&token, s.auth.session_ttl.as_secs(), secure);
             res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).unwrap());
             res
         }
         Err(e) => {
-            s.audit(form.name.trim(), "auth.login", form.name.trim(), &Err(e.to_string())).await;
+            s.audit(form.name.trim(), "auth.login", form.name.trim(), &Err::<(), _>(e.to_string())).await;
             let msg: String = url_escape(&e.to_string());
             axum::response::Redirect::to(&format!("/login?error={msg}")).into_response()
         }
@@ -274,7 +274,7 @@ async fn logout(State(state): State<AppState>, req: Request) -> Response {
     if let Some(token) = cookie(&req, SESSION_COOKIE) {
         let who = req.extensions().get::<app::api::Principal>().map(|p| p.user.clone()).unwrap_or_default();
         let _ = s.auth.logout(token).await;
-        s.audit(&who, "auth.logout", &who, &Ok("ok".into())).await;
+        s.audit(&who, "auth.logout", &who, &Ok::<&str, String>("ok")).await;
     }
     let mut res = axum::response::Redirect::to("/login").into_response();
     res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&session_cookie("", 0, false)).unwrap());
@@ -293,7 +293,7 @@ async fn audit_export(
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
     req: Request,
 ) -> Response {
-    use app::backend::Backend;
+    use app::backend::AuditApi;
     let Some(who) = req.extensions().get::<app::api::Principal>().cloned() else {
         return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
     };
@@ -302,6 +302,12 @@ async fn audit_export(
             let body: String = rows.iter().rev().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect();
             ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
         }
-        Err(e) => (axum::http::StatusCode::FORBIDDEN, e).into_response(),
+        Err(e) => error_response(e),
     }
+}
+
+/// An [`AppError`](app::error::AppError) as an HTTP answer: its status, its message.
+pub fn error_response(e: app::error::AppError) -> Response {
+    let status = axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    (status, e.to_string()).into_response()
 }

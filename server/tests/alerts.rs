@@ -77,7 +77,7 @@ async fn alerts_and_gateway_on_the_real_services() {
     assert!(got.iter().all(|d| !d.alerts.contains(&silenced)), "a silenced alert was delivered: {got:?}");
     alerts.expire_silence(&id).await.unwrap();
     assert!(alerts.silences().await.unwrap().iter().any(|s| s.id == id && s.state == "expired"));
-    assert!(alerts.create_silence(&[], Duration::from_secs(60), "t", "").await.unwrap_err().contains("matcher"));
+    assert!(alerts.create_silence(&[], Duration::from_secs(60), "t", "").await.unwrap_err().to_string().contains("matcher"));
 
     // Prometheus: targets listed with their health.
     let targets = alerts.targets().await.unwrap();

@@ -174,7 +174,9 @@ async fn a_failed_dlq_delivery_is_retried_not_skipped() {
     let (input, out, dlq) = (format!("{run}.customer"), format!("{run}.analytics"), format!("{run}.dlq"));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     // One partition: the malformed record and the valid ones after it share it.
-    let one = |n: &str| NewTopic::new(n, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    fn one(n: &str) -> NewTopic<'_> {
+        NewTopic::new(n, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2")
+    }
     for r in admin.create_topics(&[one(&input), one(&out)], &AdminOptions::new()).await.unwrap() {
         r.expect("topic created");
     }

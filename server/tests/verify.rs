@@ -71,7 +71,7 @@ async fn demo_counts_add_up_with_malformed_events() {
     let dir = tempfile::tempdir().unwrap();
     let svc = services(dir.path()).await;
     assert!(server::demo::validate(0, 10, 0).is_err() && server::demo::validate(10, 0, 0).is_err() && server::demo::validate(10, 10, 1).is_err());
-    let state = Arc::new(std::sync::Mutex::new(Services::new_demo("test", 1200, 2000, 20)));
+    let state = Arc::new(std::sync::Mutex::new(server::demo::new_run("test", 1200, 2000, 20)));
     let r = svc.run_demo(state, Default::default()).await;
     println!("demo: {} — {}", server::demo::summary(&r), r.message);
     assert_eq!(r.status, "passed", "{r:?}");

@@ -4,37 +4,55 @@
 //! and Prometheus targets and alerting rules.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use super::chart::poll_every;
 use crate::api::{AlertsView, RouteNode, RouteTestResult};
 
-#[server]
-pub async fn get_alerts_view() -> Result<AlertsView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.alerts_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/alerts/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait AlertsApi: Send + Sync {
+    /// AlertManager's route tree, alerts, silences, deliveries; Prometheus targets and rules.
+    async fn alerts_view(&self, who: &crate::api::Principal) -> Result<crate::api::AlertsView, AppError>;
+    /// Which receivers get an alert with these labels (`a=b, c=d`), per the running config.
+    async fn test_route(&self, who: &crate::api::Principal, labels: &str) -> Result<crate::api::RouteTestResult, AppError>;
+    /// Posts a test alert with these labels (operator). Returns its name.
+    async fn fire_test_alert(&self, who: &crate::api::Principal, labels: &str) -> Result<String, AppError>;
+    /// Creates a silence (operator): matchers `a="b", c=~"d"`, a duration like `1h`.
+    async fn create_silence(&self, who: &crate::api::Principal, matchers: &str, duration: &str, comment: &str) -> Result<String, AppError>;
+    async fn expire_silence(&self, who: &crate::api::Principal, id: &str) -> Result<String, AppError>;
 }
 
 #[server]
-pub async fn test_route(labels: String) -> Result<RouteTestResult, ServerFnError> {
+pub async fn get_alerts_view() -> Result<AlertsView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.test_route(&who, &labels).await.map_err(ServerFnError::new)
+    backend.alerts_view(&who).await
 }
 
 #[server]
-pub async fn fire_test_alert(labels: String) -> Result<String, ServerFnError> {
+pub async fn test_route(labels: String) -> Result<RouteTestResult, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.fire_test_alert(&who, &labels).await.map_err(ServerFnError::new)
+    backend.test_route(&who, &labels).await
 }
 
 #[server]
-pub async fn create_silence(matchers: String, duration: String, comment: String) -> Result<String, ServerFnError> {
+pub async fn fire_test_alert(labels: String) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.create_silence(&who, &matchers, &duration, &comment).await.map_err(ServerFnError::new)
+    backend.fire_test_alert(&who, &labels).await
 }
 
 #[server]
-pub async fn expire_silence(id: String) -> Result<String, ServerFnError> {
+pub async fn create_silence(matchers: String, duration: String, comment: String) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.expire_silence(&who, &id).await.map_err(ServerFnError::new)
+    backend.create_silence(&who, &matchers, &duration, &comment).await
+}
+
+#[server]
+pub async fn expire_silence(id: String) -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.expire_silence(&who, &id).await
 }
 
 fn route_tree(node: RouteNode, hits: Signal<Vec<String>>) -> AnyView {

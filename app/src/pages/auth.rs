@@ -1,18 +1,28 @@
 //! Sign-in page, the caller's identity, and the Audit page.
 use leptos::prelude::*;
+
+use crate::error::AppError;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{AuditEntry, Principal};
 
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/auth.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait AuditApi: Send + Sync {
+    async fn audit_log(&self, who: &crate::api::Principal, actor: Option<String>, action: Option<String>, limit: i64) -> Result<Vec<crate::api::AuditEntry>, AppError>;
+}
+
 #[server]
-pub async fn whoami() -> Result<Principal, ServerFnError> {
+pub async fn whoami() -> Result<Principal, AppError> {
     crate::backend::principal()
 }
 
 #[server]
-pub async fn get_audit(actor: Option<String>, action: Option<String>) -> Result<Vec<AuditEntry>, ServerFnError> {
+pub async fn get_audit(actor: Option<String>, action: Option<String>) -> Result<Vec<AuditEntry>, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.audit_log(&who, actor, action, 500).await.map_err(ServerFnError::new)
+    backend.audit_log(&who, actor, action, 500).await
 }
 
 /// A plain HTML form posting to `/auth/login`: works without JavaScript.

@@ -3,19 +3,32 @@
 //! pause/resume to demonstrate lag-based ejection.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use super::chart::LineChart;
 use crate::api::{Admission, DbView};
 
-#[server]
-pub async fn get_db_view() -> Result<DbView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.db_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/db/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait DbApi: Send + Sync {
+    /// The read/write router: replica admission, routing counters, lag history.
+    async fn db_view(&self, who: &crate::api::Principal) -> Result<crate::api::DbView, AppError>;
+    /// Pauses or resumes WAL replay on a replica (operator).
+    async fn set_replay_paused(&self, who: &crate::api::Principal, replica: &str, paused: bool) -> Result<String, AppError>;
 }
 
 #[server]
-pub async fn set_replay_paused(replica: String, paused: bool) -> Result<String, ServerFnError> {
+pub async fn get_db_view() -> Result<DbView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.set_replay_paused(&who, &replica, paused).await.map_err(ServerFnError::new)
+    backend.db_view(&who).await
+}
+
+#[server]
+pub async fn set_replay_paused(replica: String, paused: bool) -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.set_replay_paused(&who, &replica, paused).await
 }
 
 #[component]

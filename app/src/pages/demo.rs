@@ -3,25 +3,38 @@
 //! latency percentiles, live while it runs (refreshed every second), cancellable; history.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use super::chart::{poll_every, LineChart};
 use crate::api::DemoView;
 
-#[server]
-pub async fn get_demo_view() -> Result<DemoView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.demo_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/demo.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait DemoApi: Send + Sync {
+    async fn demo_view(&self, who: &crate::api::Principal) -> Result<crate::api::DemoView, AppError>;
+    /// Starts the Kafka demo (operator): `events` at `rate`/s, one malformed every `malformed_every`.
+    async fn start_demo(&self, who: &crate::api::Principal, events: u64, rate: u64, malformed_every: u64) -> Result<String, AppError>;
+    async fn cancel_demo(&self, who: &crate::api::Principal) -> Result<String, AppError>;
 }
 
 #[server]
-pub async fn start_demo(events: u64, rate: u64, malformed_every: u64) -> Result<String, ServerFnError> {
+pub async fn get_demo_view() -> Result<DemoView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.start_demo(&who, events, rate, malformed_every).await.map_err(ServerFnError::new)
+    backend.demo_view(&who).await
 }
 
 #[server]
-pub async fn cancel_demo() -> Result<String, ServerFnError> {
+pub async fn start_demo(events: u64, rate: u64, malformed_every: u64) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.cancel_demo(&who).await.map_err(ServerFnError::new)
+    backend.start_demo(&who, events, rate, malformed_every).await
+}
+
+#[server]
+pub async fn cancel_demo() -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.cancel_demo(&who).await
 }
 
 #[component]

@@ -3,19 +3,32 @@
 //! burst test through the proxy port, and HAProxy's read-pool backends.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use super::chart::{poll_every, LineChart};
 use crate::api::{BurstResult, GatewayView, HaproxyRow};
 
-#[server]
-pub async fn get_gateway_view() -> Result<GatewayView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.gateway_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/gateway.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait GatewayApi: Send + Sync {
+    /// Envoy clusters, breakers, counters and rates; HAProxy backends.
+    async fn gateway_view(&self, who: &crate::api::Principal) -> Result<crate::api::GatewayView, AppError>;
+    /// Sends a bounded burst through Envoy and counts passed vs rate-limited (operator).
+    async fn burst_test(&self, who: &crate::api::Principal, requests: u32) -> Result<crate::api::BurstResult, AppError>;
 }
 
 #[server]
-pub async fn burst_test(requests: u32) -> Result<BurstResult, ServerFnError> {
+pub async fn get_gateway_view() -> Result<GatewayView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.burst_test(&who, requests).await.map_err(ServerFnError::new)
+    backend.gateway_view(&who).await
+}
+
+#[server]
+pub async fn burst_test(requests: u32) -> Result<BurstResult, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.burst_test(&who, requests).await
 }
 
 /// Per-second deltas of cumulative counters.

@@ -4,12 +4,14 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use crate::{api::LogLine, live::use_event_source};
 
 #[server]
-pub async fn get_merged_logs() -> Result<Vec<LogLine>, ServerFnError> {
+pub async fn get_merged_logs() -> Result<Vec<LogLine>, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.merged_logs(&who, 100).await.map_err(ServerFnError::new)
+    backend.merged_logs(&who, 100).await
 }
 
 /// Lines shown (the initial 100 per service all fit, so a chatty service cannot hide a quiet one).

@@ -1,12 +1,22 @@
 //! Home page: the Docker engine the control plane drives, read live through bollard.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use crate::api::EngineStatus;
 
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/runtime/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait EngineApi: Send + Sync {
+    async fn engine_status(&self, who: &crate::api::Principal) -> Result<crate::api::EngineStatus, AppError>;
+}
+
 #[server]
-pub async fn fetch_engine_status() -> Result<EngineStatus, ServerFnError> {
+pub async fn fetch_engine_status() -> Result<EngineStatus, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.engine_status(&who).await.map_err(ServerFnError::new)
+    backend.engine_status(&who).await
 }
 
 #[component]

@@ -2,27 +2,42 @@
 //! operator actions, logs, and the live event feed.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use crate::{
     api::{ServiceStatus, StackOverview, StackVerb},
     live::{clock, use_stack_feed},
 };
 
-#[server]
-pub async fn get_stack_overview() -> Result<StackOverview, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.stack_overview(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/runtime/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait StackApi: Send + Sync {
+    async fn stack_overview(&self, who: &crate::api::Principal) -> Result<crate::api::StackOverview, AppError>;
+    /// Runs (or, for `up`/`down`, starts) an action.
+    async fn stack_action(&self, who: &crate::api::Principal, verb: crate::api::StackVerb, service: Option<String>) -> Result<String, AppError>;
+    async fn service_logs(&self, who: &crate::api::Principal, service: &str, tail: usize) -> Result<Vec<String>, AppError>;
+    /// The last lines of every service, merged in time order.
+    async fn merged_logs(&self, who: &crate::api::Principal, tail: usize) -> Result<Vec<crate::api::LogLine>, AppError>;
 }
 
 #[server]
-pub async fn run_stack_action(verb: StackVerb, service: Option<String>) -> Result<String, ServerFnError> {
+pub async fn get_stack_overview() -> Result<StackOverview, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.stack_action(&who, verb, service).await.map_err(ServerFnError::new)
+    backend.stack_overview(&who).await
 }
 
 #[server]
-pub async fn get_service_logs(service: String) -> Result<Vec<String>, ServerFnError> {
+pub async fn run_stack_action(verb: StackVerb, service: Option<String>) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.service_logs(&who, &service, 200).await.map_err(ServerFnError::new)
+    backend.stack_action(&who, verb, service).await
+}
+
+#[server]
+pub async fn get_service_logs(service: String) -> Result<Vec<String>, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.service_logs(&who, &service, 200).await
 }
 
 #[component]

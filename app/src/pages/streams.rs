@@ -3,25 +3,40 @@
 //! (15 min), the topic table, and a button that produces sample CloudEvents.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use super::chart::{poll_every, LineChart};
 use crate::api::StreamsView;
 
-#[server]
-pub async fn get_streams_view() -> Result<StreamsView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.streams_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/streams/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait StreamsApi: Send + Sync {
+    /// The stream processors: state, counters, 15 min of rates and latencies, topic table.
+    async fn streams_view(&self, who: &crate::api::Principal) -> Result<crate::api::StreamsView, AppError>;
+    /// `start`, `stop` or `restart` a processor (operator).
+    async fn processor_action(&self, who: &crate::api::Principal, processor: &str, verb: &str) -> Result<String, AppError>;
+    /// Produces sample customer/order CloudEvents, some malformed on purpose (operator).
+    async fn send_sample_events(&self, who: &crate::api::Principal, events: u64, malformed_every: u64) -> Result<String, AppError>;
 }
 
 #[server]
-pub async fn processor_action(processor: String, verb: String) -> Result<String, ServerFnError> {
+pub async fn get_streams_view() -> Result<StreamsView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.processor_action(&who, &processor, &verb).await.map_err(ServerFnError::new)
+    backend.streams_view(&who).await
 }
 
 #[server]
-pub async fn send_sample_events(events: u64, malformed_every: u64) -> Result<String, ServerFnError> {
+pub async fn processor_action(processor: String, verb: String) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.send_sample_events(&who, events, malformed_every).await.map_err(ServerFnError::new)
+    backend.processor_action(&who, &processor, &verb).await
+}
+
+#[server]
+pub async fn send_sample_events(events: u64, malformed_every: u64) -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.send_sample_events(&who, events, malformed_every).await
 }
 
 fn charts(v: &StreamsView) -> impl IntoView {

@@ -3,21 +3,35 @@
 //! beside what was measured, a diff against the previous run, and the run history.
 use leptos::prelude::*;
 
+use crate::error::AppError;
+
 use crate::{
     api::{CheckResult, VerifyView},
     live::use_stack_feed,
 };
 
-#[server]
-pub async fn get_verify_view() -> Result<VerifyView, ServerFnError> {
-    let (backend, who) = crate::backend::caller()?;
-    backend.verify_view(&who).await.map_err(ServerFnError::new)
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/verify/api.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait VerifyApi: Send + Sync {
+    /// The current (or last) verification run, the one before it, and the history.
+    async fn verify_view(&self, who: &crate::api::Principal) -> Result<crate::api::VerifyView, AppError>;
+    /// Starts the verification suite in the background (operator); a second start while
+    /// one runs says so and leaves it running.
+    async fn start_verify(&self, who: &crate::api::Principal) -> Result<String, AppError>;
 }
 
 #[server]
-pub async fn start_verify() -> Result<String, ServerFnError> {
+pub async fn get_verify_view() -> Result<VerifyView, AppError> {
     let (backend, who) = crate::backend::caller()?;
-    backend.start_verify(&who).await.map_err(ServerFnError::new)
+    backend.verify_view(&who).await
+}
+
+#[server]
+pub async fn start_verify() -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.start_verify(&who).await
 }
 
 /// Past runs, newest first (also on the Demo page).

@@ -2,6 +2,7 @@
 //! talks to them): the route tree and a route tester (`route`), active alert groups,
 //! silences (create / expire), a test alert and where it was delivered (the local sink),
 //! Prometheus targets and alerting rules.
+pub mod api;
 pub mod route;
 
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
@@ -25,6 +26,15 @@ impl Default for Endpoints {
             sink: "http://127.0.0.1:8025".into(),
         }
     }
+}
+
+/// Why an AlertManager action failed: the request was wrong, or AlertManager did not take it.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub struct Alerts {
@@ -66,10 +76,13 @@ impl Alerts {
     }
 
     /// The running configuration, as AlertManager reports it.
-    pub async fn config(&self) -> Result<route::Config, String> {
-        let v = get_json(&self.http, &format!("{}/api/v2/status", self.ep.alertmanager)).await?;
-        let yaml = v.pointer("/config/original").and_then(Value::as_str).ok_or("AlertManager status has no config.original")?;
-        route::Config::parse(yaml)
+    pub async fn config(&self) -> Result<route::Config, AlertsError> {
+        let v = get_json(&self.http, &format!("{}/api/v2/status", self.ep.alertmanager)).await.map_err(AlertsError::Unavailable)?;
+        let yaml = v
+            .pointer("/config/original")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AlertsError::Unavailable("AlertManager status has no config.original".into()))?;
+        route::Config::parse(yaml).map_err(|e| AlertsError::Unavailable(format!("AlertManager's running config: {e}")))
     }
 
     pub async fn groups(&self) -> Result<Vec<AlertGroupView>, String> {
@@ -137,12 +150,12 @@ impl Alerts {
     }
 
     /// Creates a silence; `matchers` in the `name="value"` / `name=~"re"` forms. Returns its id.
-    pub async fn create_silence(&self, matchers: &[String], duration: Duration, by: &str, comment: &str) -> Result<String, String> {
+    pub async fn create_silence(&self, matchers: &[String], duration: Duration, by: &str, comment: &str) -> Result<String, AlertsError> {
         if matchers.is_empty() {
-            return Err("a silence needs at least one matcher".into());
+            return Err(AlertsError::Invalid("a silence needs at least one matcher".into()));
         }
         if duration.is_zero() || duration > Duration::from_secs(30 * 86_400) {
-            return Err("a silence lasts between 1 s and 30 days".into());
+            return Err(AlertsError::Invalid("a silence lasts between 1 s and 30 days".into()));
         }
         let ms = matchers
             .iter()
@@ -156,7 +169,8 @@ impl Alerts {
                 };
                 Ok(json!({"name": m.name, "value": m.value, "isRegex": is_regex, "isEqual": is_equal}))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(AlertsError::Invalid)?;
         let now = std::time::SystemTime::now();
         let body = json!({
             "matchers": ms,
@@ -166,33 +180,38 @@ impl Alerts {
             "comment": if comment.trim().is_empty() { "created from bss-control" } else { comment },
         });
         let url = format!("{}/api/v2/silences", self.ep.alertmanager);
-        let r = self.http.post(&url).json(&body).send().await.map_err(|e| format!("POST {url}: {e}"))?;
+        let r = self.http.post(&url).json(&body).send().await.map_err(|e| AlertsError::Unavailable(format!("POST {url}: {e}")))?;
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_client_error() {
+            return Err(AlertsError::Invalid(format!("AlertManager refused the silence: HTTP {status} {v}")));
+        }
         if !status.is_success() {
-            return Err(format!("AlertManager refused the silence: HTTP {status} {v}"));
+            return Err(AlertsError::Unavailable(format!("AlertManager refused the silence: HTTP {status} {v}")));
         }
         Ok(s(&v, "silenceID"))
     }
 
-    pub async fn expire_silence(&self, id: &str) -> Result<(), String> {
+    pub async fn expire_silence(&self, id: &str) -> Result<(), AlertsError> {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(format!("{id:?} is not a silence id"));
+            return Err(AlertsError::Invalid(format!("{id:?} is not a silence id")));
         }
         let url = format!("{}/api/v2/silence/{id}", self.ep.alertmanager);
-        let r = self.http.delete(&url).send().await.map_err(|e| format!("DELETE {url}: {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!("AlertManager refused: HTTP {} {}", r.status(), r.text().await.unwrap_or_default().trim()));
+        let r = self.http.delete(&url).send().await.map_err(|e| AlertsError::Unavailable(format!("DELETE {url}: {e}")))?;
+        let status = r.status();
+        if !status.is_success() {
+            let msg = format!("AlertManager refused: HTTP {status} {}", r.text().await.unwrap_or_default().trim());
+            return Err(if status.is_client_error() { AlertsError::Invalid(msg) } else { AlertsError::Unavailable(msg) });
         }
         Ok(())
     }
 
     /// Posts a test alert with `labels` (plus a unique `alertname` unless given) that resolves
     /// by itself after 5 minutes. Returns the alert name.
-    pub async fn fire_test_alert(&self, mut labels: BTreeMap<String, String>) -> Result<String, String> {
+    pub async fn fire_test_alert(&self, mut labels: BTreeMap<String, String>) -> Result<String, AlertsError> {
         let name = labels
             .entry("alertname".into())
-            .or_insert_with(|| format!("BssControlTestAlert{}", crate::streams::events::now_ms()))
+            .or_insert_with(|| format!("BssControlTestAlert{}", crate::clock::now_ms()))
             .clone();
         labels.entry("source".into()).or_insert_with(|| "bss-control".into());
         let now = std::time::SystemTime::now();
@@ -203,9 +222,11 @@ impl Alerts {
             "endsAt": humantime::format_rfc3339_millis(now + Duration::from_secs(300)).to_string(),
         }]);
         let url = format!("{}/api/v2/alerts", self.ep.alertmanager);
-        let r = self.http.post(&url).json(&body).send().await.map_err(|e| format!("POST {url}: {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!("AlertManager refused the alert: HTTP {} {}", r.status(), r.text().await.unwrap_or_default().trim()));
+        let r = self.http.post(&url).json(&body).send().await.map_err(|e| AlertsError::Unavailable(format!("POST {url}: {e}")))?;
+        let status = r.status();
+        if !status.is_success() {
+            let msg = format!("AlertManager refused the alert: HTTP {status} {}", r.text().await.unwrap_or_default().trim());
+            return Err(if status.is_client_error() { AlertsError::Invalid(msg) } else { AlertsError::Unavailable(msg) });
         }
         let mut f = self.fired.lock().unwrap();
         f.push(name.clone());
@@ -288,7 +309,7 @@ impl Alerts {
     pub async fn view(&self) -> AlertsView {
         let (cfg, groups, silences, targets, rules) = tokio::join!(self.config(), self.groups(), self.silences(), self.targets(), self.rules());
         let mut errors = vec![];
-        fn ok<T>(r: Result<T, String>, what: &str, errors: &mut Vec<String>) -> Option<T> {
+        fn ok<T>(r: Result<T, impl std::fmt::Display>, what: &str, errors: &mut Vec<String>) -> Option<T> {
             r.map_err(|e| errors.push(format!("{what}: {e}"))).ok()
         }
         let cfg = ok(cfg, "AlertManager config", &mut errors);

@@ -7,6 +7,7 @@
 //!   backend if the chosen one fails, the primary when none is usable (counted);
 //! - read-your-writes: [`DbRouter::write_lsn`] after a write, then
 //!   [`DbRouter::read_after`] waits (bounded) for a replica that replayed it, else primary.
+pub mod api;
 pub mod routing;
 
 use std::{

@@ -1,6 +1,7 @@
 //! `runtime` owns the one connection to the Docker engine (bollard). Nothing else in the
 //! product talks to Docker; later stages (compose model, reconcile loop, events, logs) live
 //! here too.
+pub mod api;
 pub mod compose;
 pub mod spec;
 pub mod supervisor;

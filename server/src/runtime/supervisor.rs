@@ -73,9 +73,7 @@ fn stop_options() -> bollard::query_parameters::StopContainerOptions {
     StopContainerOptionsBuilder::default().t(10).build()
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 impl Supervisor {
     pub fn new(docker: Docker, project: &str, file: ComposeFile, base_dir: PathBuf) -> Arc<Self> {

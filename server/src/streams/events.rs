@@ -92,9 +92,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// An output event: source and type of the processor, `causationid` / `causationtime` = the
 /// input event's id and time, processing time as extensions. The id is derived from the input id, so a redelivered

@@ -6,6 +6,7 @@
 //! - `events`: schemas and transforms, pure.
 //! - `processor`: the at-least-once Kafka loop of one processor.
 //! - `topics`: metadata, watermarks and committed offsets (blocking librdkafka calls).
+pub mod api;
 pub mod events;
 pub mod processor;
 pub mod topics;
@@ -28,6 +29,23 @@ use processor::{Kind, ProcessorSpec, Stats};
 const HISTORY: usize = 900;
 /// The most events one "send sample events" call may produce.
 pub const MAX_SAMPLE_EVENTS: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    #[error("unknown processor {name:?} (known: {known})")]
+    UnknownProcessor { name: String, known: String },
+    #[error("{name} is already {state}")]
+    AlreadyRunning { name: String, state: &'static str },
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error("{0} did not stop within 30 s")]
+    StopTimeout(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The brokers refused or did not acknowledge (down, unreachable, topic missing).
+    #[error("{0}")]
+    Kafka(String),
+}
 
 struct Ctl {
     state: &'static str,
@@ -108,18 +126,18 @@ impl Streams {
         self.procs.iter().map(|h| h.spec.name.clone()).collect()
     }
 
-    fn handle(&self, name: &str) -> Result<&Arc<Handle>, String> {
+    fn handle(&self, name: &str) -> Result<&Arc<Handle>, StreamsError> {
         self.procs
             .iter()
             .find(|h| h.spec.name == name)
-            .ok_or_else(|| format!("unknown processor {name:?} (known: {})", self.names().join(", ")))
+            .ok_or_else(|| StreamsError::UnknownProcessor { name: name.into(), known: self.names().join(", ") })
     }
 
-    pub fn start(&self, name: &str) -> Result<(), String> {
+    pub fn start(&self, name: &str) -> Result<(), StreamsError> {
         let h = self.handle(name)?.clone();
         let mut c = h.ctl.lock().unwrap();
         if c.task.as_ref().is_some_and(|t| !t.is_finished()) {
-            return Err(format!("{name} is already {}", c.state));
+            return Err(StreamsError::AlreadyRunning { name: name.into(), state: c.state });
         }
         let cancel = CancellationToken::new();
         c.cancel = Some(cancel.clone());
@@ -131,26 +149,25 @@ impl Streams {
     }
 
     /// Stops after draining in-flight records and committing offsets.
-    pub async fn stop(&self, name: &str) -> Result<(), String> {
+    pub async fn stop(&self, name: &str) -> Result<(), StreamsError> {
         let h = self.handle(name)?;
         let (cancel, task) = {
             let mut c = h.ctl.lock().unwrap();
             (c.cancel.take(), c.task.take())
         };
         let (Some(cancel), Some(task)) = (cancel, task) else {
-            return Err(format!("{name} is not running"));
+            return Err(StreamsError::NotRunning(name.into()));
         };
         cancel.cancel();
         match tokio::time::timeout(Duration::from_secs(30), task).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(format!("{name} did not stop within 30 s")),
+            Err(_) => Err(StreamsError::StopTimeout(name.into())),
         }
     }
 
-    pub async fn restart(&self, name: &str) -> Result<(), String> {
+    pub async fn restart(&self, name: &str) -> Result<(), StreamsError> {
         match self.stop(name).await {
-            Ok(()) => {}
-            Err(e) if e.ends_with("is not running") => {}
+            Ok(()) | Err(StreamsError::NotRunning(_)) => {}
             Err(e) => return Err(e),
         }
         self.start(name)
@@ -268,28 +285,28 @@ impl Streams {
         self.procs.iter().map(|h| (h.spec.group.clone(), h.spec.input.clone())).collect()
     }
 
-    async fn producer(&self) -> Result<&FutureProducer, String> {
-        self.producer.get_or_try_init(|| async { processor::producer(&self.brokers).map_err(|e| e.to_string()) }).await
+    async fn producer(&self) -> Result<&FutureProducer, StreamsError> {
+        self.producer.get_or_try_init(|| async { processor::producer(&self.brokers).map_err(|e| StreamsError::Kafka(format!("producer: {e}"))) }).await
     }
 
     /// Publishes one CloudEvent and waits for the brokers' acknowledgement.
-    pub async fn publish(&self, topic: &str, key: &str, ev: &events::CloudEvent) -> Result<(), String> {
+    pub async fn publish(&self, topic: &str, key: &str, ev: &events::CloudEvent) -> Result<(), StreamsError> {
         let producer = self.producer().await?;
-        let d = processor::enqueue(producer, topic, key.as_bytes(), &ev.to_bytes(), processor::ce_headers()).await?;
+        let d = processor::enqueue(producer, topic, key.as_bytes(), &ev.to_bytes(), processor::ce_headers()).await.map_err(StreamsError::Kafka)?;
         match tokio::time::timeout(Duration::from_secs(15), d).await {
             Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err((e, _)))) => Err(format!("{topic}: {e}")),
-            Ok(Err(_)) => Err(format!("{topic}: delivery dropped")),
-            Err(_) => Err(format!("{topic}: no acknowledgement within 15 s")),
+            Ok(Ok(Err((e, _)))) => Err(StreamsError::Kafka(format!("{topic}: {e}"))),
+            Ok(Err(_)) => Err(StreamsError::Kafka(format!("{topic}: delivery dropped"))),
+            Err(_) => Err(StreamsError::Kafka(format!("{topic}: no acknowledgement within 15 s"))),
         }
     }
 
     /// Produces `n` sample customer/order CloudEvents (every `malformed_every`-th one broken
     /// on purpose when non-zero) and waits for the brokers' acknowledgements.
     /// Returns (acknowledged, malformed).
-    pub async fn send_samples(&self, run: &str, n: u64, malformed_every: u64) -> Result<(u64, u64), String> {
+    pub async fn send_samples(&self, run: &str, n: u64, malformed_every: u64) -> Result<(u64, u64), StreamsError> {
         if n == 0 || n > MAX_SAMPLE_EVENTS {
-            return Err(format!("events must be between 1 and {MAX_SAMPLE_EVENTS}, got {n}"));
+            return Err(StreamsError::Invalid(format!("events must be between 1 and {MAX_SAMPLE_EVENTS}, got {n}")));
         }
         let producer = self.producer().await?;
         let mut pending = futures_util::stream::FuturesUnordered::new();
@@ -300,15 +317,15 @@ impl Streams {
                 bytes = events::malformed_event(run, seq);
                 malformed += 1;
             }
-            pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await?);
+            pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await.map_err(StreamsError::Kafka)?);
         }
         use futures_util::StreamExt;
         let mut acked = 0;
         while let Some(r) = pending.next().await {
             match r {
                 Ok(Ok(_)) => acked += 1,
-                Ok(Err((e, _))) => return Err(format!("produce failed after {acked} acknowledged: {e}")),
-                Err(_) => return Err(format!("producer dropped a delivery after {acked} acknowledged")),
+                Ok(Err((e, _))) => return Err(StreamsError::Kafka(format!("produce failed after {acked} acknowledged: {e}"))),
+                Err(_) => return Err(StreamsError::Kafka(format!("producer dropped a delivery after {acked} acknowledged"))),
             }
         }
         Ok((acked, malformed))
@@ -385,10 +402,10 @@ mod tests {
     #[tokio::test]
     async fn control_errors_are_clear() {
         let s = Streams::new("127.0.0.1:1", 1000);
-        assert!(s.start("nope").unwrap_err().contains("unknown processor"));
+        assert!(s.start("nope").unwrap_err().to_string().contains("unknown processor"));
         assert_eq!(s.not_running(), ["bss-customer-analytics is stopped", "bss-order-processor is stopped"]);
-        assert!(s.stop("bss-order-processor").await.unwrap_err().contains("not running"));
-        assert!(s.send_samples("r", 0, 0).await.unwrap_err().contains("between 1 and"));
+        assert!(s.stop("bss-order-processor").await.unwrap_err().to_string().contains("not running"));
+        assert!(s.send_samples("r", 0, 0).await.unwrap_err().to_string().contains("between 1 and"));
         assert!(s.send_samples("r", MAX_SAMPLE_EVENTS + 1, 0).await.is_err());
     }
 }

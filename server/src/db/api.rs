@@ -1,0 +1,62 @@
+//! What the Database page asks of the read/write router.
+use app::{
+    api::{DbView, LagPoint, Principal, Role},
+    backend::DbApi,
+    error::AppError,
+};
+
+use super::DbError;
+use crate::state::{require, Act, Services};
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::UnknownReplica(_) => AppError::NotFound(e.to_string()),
+            DbError::PrimaryDown(_) | DbError::Query { .. } => AppError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DbApi for Services {
+    async fn db_view(&self, who: &Principal) -> Result<DbView, AppError> {
+        require(who, Role::Viewer, "reading the database router")?;
+        let t = self.db.thresholds();
+        let (haproxy, haproxy_error) = match self.gateway.haproxy().await {
+            Ok(rows) => (rows.into_iter().filter(|r| r.proxy == "pg_replicas").collect(), None),
+            Err(e) => (vec![], Some(e.to_string())),
+        };
+        let names = self.db.replica_names();
+        let rows = self.store.lag_minutes(crate::clock::now_ms().saturating_sub(86_400_000)).await?;
+        let mut long_history: Vec<LagPoint> = vec![];
+        for (at, replica, bytes, secs) in rows {
+            if long_history.last().is_none_or(|p| p.at_ms != at as u64) {
+                long_history.push(LagPoint { at_ms: at as u64, lag_bytes: vec![0; names.len()], lag_secs: vec![0.0; names.len()] });
+            }
+            if let (Some(i), Some(p)) = (names.iter().position(|n| *n == replica), long_history.last_mut()) {
+                p.lag_bytes[i] = bytes.max(0) as u64;
+                p.lag_secs[i] = secs;
+            }
+        }
+        Ok(DbView {
+            long_history,
+            haproxy,
+            haproxy_error,
+            status: self.db.status(),
+            history: self.db.history(),
+            claim_max_lag_secs: 1.0,
+            threshold_secs: t.max_lag.as_secs_f64(),
+            threshold_bytes: t.max_lag_bytes,
+        })
+    }
+
+    async fn set_replay_paused(&self, who: &Principal, replica: &str, paused: bool) -> Result<String, AppError> {
+        let action = if paused { "db.replay_pause" } else { "db.replay_resume" };
+        let act = Act { role: Role::Operator, what: "pausing or resuming replay", lock: replica, verb: action, audit: action, target: replica };
+        self.guarded(who, act, |_guard| async move {
+            self.db.set_replay_paused(replica, paused).await?;
+            Ok(format!("{replica}: replay {}", if paused { "paused" } else { "resumed" }))
+        })
+        .await
+    }
+}
