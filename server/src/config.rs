@@ -33,6 +33,102 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub streams: StreamsConfig,
+    pub postgres: PostgresConfig,
+    pub endpoints: EndpointsConfig,
+    pub verify: VerifyConfig,
+}
+
+/// The stack's PostgreSQL as the control plane reaches it (defaults: `dev/compose.yml` on
+/// loopback, with its dev-only password). URLs carry credentials: `bss-control config`
+/// prints them masked.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// The primary: writes and transactions.
+    pub primary: String,
+    /// The hot standbys, in order: reads.
+    pub replicas: Vec<NamedUrl>,
+    /// HAProxy's round-robin read pool over the standbys.
+    pub read_pool: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedUrl {
+    pub name: String,
+    pub url: String,
+}
+
+const DEV_PG: &str = "postgres://postgres:bss-dev-postgres@127.0.0.1";
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        let url = |port: u16| format!("{DEV_PG}:{port}/bss");
+        Self {
+            primary: url(5432),
+            replicas: (1..=2).map(|i| NamedUrl { name: format!("postgres-replica-{i}"), url: url(5432 + i) }).collect(),
+            read_pool: url(5435),
+        }
+    }
+}
+
+/// The HTTP endpoints of the stack's services (loopback; the browser never reaches them).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointsConfig {
+    pub alertmanager: String,
+    pub prometheus: String,
+    /// The local notification sink (SMTP + webhooks) AlertManager delivers to.
+    pub sink: String,
+    pub envoy_admin: String,
+    pub envoy_proxy: String,
+    /// HAProxy's stats page as CSV.
+    pub haproxy_stats: String,
+    pub node_exporter: String,
+    pub postgres_exporter: String,
+}
+
+impl Default for EndpointsConfig {
+    fn default() -> Self {
+        let at = |port: u16| format!("http://127.0.0.1:{port}");
+        Self {
+            alertmanager: at(9093),
+            prometheus: at(9090),
+            sink: at(8025),
+            envoy_admin: at(15000),
+            envoy_proxy: at(15006),
+            haproxy_stats: format!("{}/stats;csv", at(8084)),
+            node_exporter: at(9100),
+            postgres_exporter: at(9187),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// How long the replication-lag check samples, e.g. "30s".
+    pub lag_window: String,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self { lag_window: "30s".into() }
+    }
+}
+
+/// `scheme://user:secret@host…` → `scheme://user:***@host…`.
+pub fn mask_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -69,6 +165,17 @@ impl Default for AuthConfig {
 }
 
 impl Config {
+    /// The effective configuration as `bss-control config` prints it: passwords masked.
+    pub fn redacted(&self) -> String {
+        let mut c = self.clone();
+        c.postgres.primary = mask_url(&c.postgres.primary);
+        c.postgres.read_pool = mask_url(&c.postgres.read_pool);
+        for r in &mut c.postgres.replicas {
+            r.url = mask_url(&r.url);
+        }
+        format!("{c:#?}")
+    }
+
     /// Whether sign-in is required, or why this configuration may not start.
     pub fn auth_required(&self) -> Result<bool, ConfigError> {
         let loopback = self.server.listen.ip().is_loopback();
@@ -173,13 +280,38 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             streams: StreamsConfig::default(),
+            postgres: PostgresConfig::default(),
+            endpoints: EndpointsConfig::default(),
+            verify: VerifyConfig::default(),
         }
     }
 }
 
 /// Environment variables that override file settings.
-const ENV_KEYS: &[&str] =
-    &["BSS_LISTEN", "BSS_SITE_ROOT", "BSS_STORE_PATH", "BSS_COMPOSE", "BSS_PROJECT", "BSS_AUTH", "BSS_LOG_FORMAT", "BSS_LOG", "BSS_KAFKA_BROKERS", "BSS_STREAMS_AUTOSTART"];
+const ENV_KEYS: &[&str] = &[
+    "BSS_LISTEN",
+    "BSS_SITE_ROOT",
+    "BSS_STORE_PATH",
+    "BSS_COMPOSE",
+    "BSS_PROJECT",
+    "BSS_AUTH",
+    "BSS_LOG_FORMAT",
+    "BSS_LOG",
+    "BSS_KAFKA_BROKERS",
+    "BSS_STREAMS_AUTOSTART",
+    "BSS_PG_PRIMARY",
+    "BSS_PG_REPLICAS",
+    "BSS_PG_READ_POOL",
+    "BSS_ALERTMANAGER_URL",
+    "BSS_PROMETHEUS_URL",
+    "BSS_SINK_URL",
+    "BSS_ENVOY_ADMIN_URL",
+    "BSS_ENVOY_PROXY_URL",
+    "BSS_HAPROXY_STATS_URL",
+    "BSS_NODE_EXPORTER_URL",
+    "BSS_POSTGRES_EXPORTER_URL",
+    "BSS_VERIFY_LAG_WINDOW",
+];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
 
@@ -230,6 +362,30 @@ impl Config {
                 "BSS_COMPOSE" => self.stack.compose = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
                 "BSS_PROJECT" => self.stack.project = value,
                 "BSS_KAFKA_BROKERS" => self.streams.brokers = value,
+                "BSS_PG_PRIMARY" => self.postgres.primary = value,
+                "BSS_PG_READ_POOL" => self.postgres.read_pool = value,
+                // name=url,name=url
+                "BSS_PG_REPLICAS" => {
+                    self.postgres.replicas = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|p| {
+                            p.split_once('=')
+                                .map(|(n, u)| NamedUrl { name: n.trim().into(), url: u.trim().into() })
+                                .ok_or_else(|| bad(&key, &value, format!("{p:?} is not NAME=URL")))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "BSS_ALERTMANAGER_URL" => self.endpoints.alertmanager = value,
+                "BSS_PROMETHEUS_URL" => self.endpoints.prometheus = value,
+                "BSS_SINK_URL" => self.endpoints.sink = value,
+                "BSS_ENVOY_ADMIN_URL" => self.endpoints.envoy_admin = value,
+                "BSS_ENVOY_PROXY_URL" => self.endpoints.envoy_proxy = value,
+                "BSS_HAPROXY_STATS_URL" => self.endpoints.haproxy_stats = value,
+                "BSS_NODE_EXPORTER_URL" => self.endpoints.node_exporter = value,
+                "BSS_POSTGRES_EXPORTER_URL" => self.endpoints.postgres_exporter = value,
+                "BSS_VERIFY_LAG_WINDOW" => self.verify.lag_window = value,
                 "BSS_STREAMS_AUTOSTART" => {
                     self.streams.autostart = match value.as_str() {
                         "on" | "true" | "1" => true,
@@ -277,6 +433,33 @@ impl Config {
         }
         if self.streams.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return Err(ConfigError::Invalid(format!("streams.brokers {:?} must be HOST:PORT[,HOST:PORT…]", self.streams.brokers)));
+        }
+        humantime::parse_duration(&self.verify.lag_window)
+            .map_err(|e| ConfigError::Invalid(format!("verify.lag_window {:?}: {e}", self.verify.lag_window)))?;
+        let pg = std::iter::once(("postgres.primary", &self.postgres.primary))
+            .chain(std::iter::once(("postgres.read_pool", &self.postgres.read_pool)))
+            .chain(self.postgres.replicas.iter().map(|r| ("postgres.replicas", &r.url)));
+        for (key, url) in pg {
+            url.parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| ConfigError::Invalid(format!("{key} {:?}: {e}", mask_url(url))))?;
+        }
+        if self.postgres.replicas.iter().any(|r| r.name.is_empty()) {
+            return Err(ConfigError::Invalid("postgres.replicas: every replica needs a name".into()));
+        }
+        let e = &self.endpoints;
+        for (key, url) in [
+            ("alertmanager", &e.alertmanager),
+            ("prometheus", &e.prometheus),
+            ("sink", &e.sink),
+            ("envoy_admin", &e.envoy_admin),
+            ("envoy_proxy", &e.envoy_proxy),
+            ("haproxy_stats", &e.haproxy_stats),
+            ("node_exporter", &e.node_exporter),
+            ("postgres_exporter", &e.postgres_exporter),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+                return Err(ConfigError::Invalid(format!("endpoints.{key} {url:?} must be an http:// or https:// URL")));
+            }
         }
         if let Some(h) = &self.docker.host {
             if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
@@ -370,6 +553,37 @@ mod tests {
         assert!(e.contains("refusing to serve on 0.0.0.0:3000"), "{e}");
         c.apply_env(env(&[("BSS_LISTEN", "127.0.0.1:3000"), ("BSS_AUTH", "on")])).unwrap();
         assert_eq!(c.auth_required().unwrap(), true);
+    }
+
+    #[test]
+    fn stack_addresses_from_file_and_env_with_secrets_masked_in_print() {
+        let mut c = Config::from_toml(
+            "[postgres]\nprimary = \"postgres://app:s3cret@db.internal:6432/bss\"\n[endpoints]\nprometheus = \"http://prom:9090\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        c.apply_env(env(&[("BSS_PG_REPLICAS", "r1=postgres://app:x@r1:5432/bss, r2=postgres://app:y@r2:5432/bss"), ("BSS_VERIFY_LAG_WINDOW", "5s")])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.postgres.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+        assert_eq!(c.endpoints.prometheus, "http://prom:9090");
+        let shown = c.redacted();
+        assert!(!shown.contains("s3cret") && !shown.contains(":x@") && !shown.contains(":y@"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db.internal:6432/bss"), "{shown}");
+        assert!(!format!("{:?}", Config::default().redacted()).contains("bss-dev-postgres"));
+    }
+
+    #[test]
+    fn bad_stack_addresses_are_refused_by_name() {
+        let mut c = Config::default();
+        c.apply_env(env(&[("BSS_PG_PRIMARY", "mysql://nope")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("postgres.primary"));
+        let mut c = Config::default();
+        assert!(c.apply_env(env(&[("BSS_PG_REPLICAS", "just-a-url")])).unwrap_err().to_string().contains("NAME=URL"));
+        c.apply_env(env(&[("BSS_ENVOY_ADMIN_URL", "127.0.0.1:15000")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("endpoints.envoy_admin"));
+        let mut c = Config::default();
+        c.apply_env(env(&[("BSS_VERIFY_LAG_WINDOW", "soon")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("verify.lag_window"));
     }
 
     #[test]

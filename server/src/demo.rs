@@ -13,11 +13,7 @@ use app::{
     backend::DemoApi,
     error::AppError,
 };
-use rdkafka::{
-    config::ClientConfig,
-    consumer::{Consumer, StreamConsumer},
-    message::Message,
-};
+use rdkafka::message::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,31 +43,9 @@ pub fn validate(events: u64, rate: u64, malformed_every: u64) -> Result<(), Stri
     Ok(())
 }
 
-/// A consumer of `topics` positioned at their end, returned once partitions are assigned
-/// (so nothing produced afterwards is missed).
-pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<StreamConsumer, String> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| e.to_string())?;
-    c.subscribe(topics).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
-        if Instant::now() > deadline {
-            return Err("the observer got no partitions within 20 s (brokers down?)".into());
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
-    }
-    // The assignment is in place; give the "latest" offset lookup a moment to resolve.
-    let _ = tokio::time::timeout(Duration::from_millis(800), c.recv()).await;
-    Ok(c)
-}
-
 /// Runs a demo, keeping `state` current (the page reads it every second).
-pub async fn run(streams: &Streams, brokers: &str, state: Arc<Mutex<DemoRun>>, cancel: CancellationToken) -> DemoRun {
+pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: CancellationToken) -> DemoRun {
+    let brokers = streams.brokers();
     let (run, n, rate, bad_every) = {
         let s = state.lock().unwrap();
         (s.run.clone(), s.events, s.rate, s.malformed_every)
@@ -86,9 +60,9 @@ pub async fn run(streams: &Streams, brokers: &str, state: Arc<Mutex<DemoRun>>, c
     if !down.is_empty() {
         return finish("failed", format!("processors not running: {}", down.join(", ")));
     }
-    let obs = match observer(brokers, &[events::ANALYTICS_TOPIC, events::DLQ_TOPIC], &format!("bss-demo-{run}")).await {
+    let obs = match crate::streams::observer(brokers, &[events::ANALYTICS_TOPIC, events::DLQ_TOPIC], &format!("bss-demo-{run}")).await {
         Ok(c) => c,
-        Err(e) => return finish("failed", e),
+        Err(e) => return finish("failed", e.to_string()),
     };
     let producer = match processor::producer(brokers) {
         Ok(p) => p,
@@ -250,7 +224,7 @@ pub fn new_run(actor: &str, events: u64, rate: u64, malformed_every: u64) -> Dem
 impl Services {
     /// Runs the Kafka demo to the end and stores it. Also what `bss-control demo` calls.
     pub async fn run_demo(&self, state: Arc<Mutex<DemoRun>>, cancel: CancellationToken) -> DemoRun {
-        let mut r = run(&self.streams, &self.config.streams.brokers, state.clone(), cancel).await;
+        let mut r = run(&self.streams, state.clone(), cancel).await;
         let summary = summary(&r);
         match self.store.save_run("demo", &r.started_at, &r.actor, &r.status, &summary, &serde_json::to_value(&r).unwrap_or_default()).await {
             Ok(id) => r.id = Some(id),

@@ -25,13 +25,17 @@ pub struct Endpoints {
     pub haproxy_stats: String,
 }
 
+impl Endpoints {
+    pub fn new(e: &crate::config::EndpointsConfig) -> Self {
+        let trim = |u: &str| u.trim_end_matches('/').to_string();
+        Self { envoy_admin: trim(&e.envoy_admin), envoy_proxy: trim(&e.envoy_proxy), haproxy_stats: e.haproxy_stats.clone() }
+    }
+}
+
 impl Default for Endpoints {
+    /// The dev stack's, from the config's defaults.
     fn default() -> Self {
-        Self {
-            envoy_admin: "http://127.0.0.1:15000".into(),
-            envoy_proxy: "http://127.0.0.1:15006".into(),
-            haproxy_stats: "http://127.0.0.1:8084/stats;csv".into(),
-        }
+        Self::new(&Default::default())
     }
 }
 

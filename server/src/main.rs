@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config => {
-            println!("{config:#?}");
+            println!("{}", config.redacted());
             Ok(())
         }
         cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => stack_cli(config, cmd).await,

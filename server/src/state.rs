@@ -88,6 +88,9 @@ impl Services {
         }
         let window_ms = humantime::parse_duration(&config.streams.window).map(|d| d.as_millis() as u64).unwrap_or(60_000);
         let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms);
+        let db = Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::new(&config.postgres)));
+        let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints));
+        let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)));
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             verify: Default::default(),
@@ -99,10 +102,10 @@ impl Services {
             stack,
             locks: Arc::new(ActionLocks::default()),
             auth,
-            db: Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::dev_stack())),
+            db,
             streams,
-            alerts: crate::alerts::Alerts::new(Default::default()),
-            gateway: Arc::new(crate::gateway::Gateway::new(Default::default())),
+            alerts,
+            gateway,
             recent: std::sync::Mutex::new(VecDeque::new()),
         })
     }

@@ -57,7 +57,7 @@ async fn bss_api_through_the_router() {
         svc.db.check_once().await;
         svc.db.status().replicas.iter().all(|r| r.admission == app::api::Admission::In)
     });
-    let obs = server::demo::observer(&svc.config.streams.brokers, &[server::streams::events::CUSTOMER_TOPIC, server::streams::events::ORDER_TOPIC], "bss-api-test")
+    let obs = server::streams::observer(&svc.config.streams.brokers, &[server::streams::events::CUSTOMER_TOPIC, server::streams::events::ORDER_TOPIC], "bss-api-test")
         .await
         .unwrap();
 

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 use app::api::{AlertGroupView, AlertRow, AlertsView, Delivery, RuleView, ScrapeTarget, SilenceView};
 use serde_json::{json, Value};
 
-/// Where the stack publishes them (dev/compose.yml, loopback only).
+/// Where the stack publishes them (`[endpoints]` in the config).
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub alertmanager: String,
@@ -18,13 +18,17 @@ pub struct Endpoints {
     pub sink: String,
 }
 
+impl Endpoints {
+    pub fn new(e: &crate::config::EndpointsConfig) -> Self {
+        let trim = |u: &str| u.trim_end_matches('/').to_string();
+        Self { alertmanager: trim(&e.alertmanager), prometheus: trim(&e.prometheus), sink: trim(&e.sink) }
+    }
+}
+
 impl Default for Endpoints {
+    /// The dev stack's, from the config's defaults.
     fn default() -> Self {
-        Self {
-            alertmanager: "http://127.0.0.1:9093".into(),
-            prometheus: "http://127.0.0.1:9090".into(),
-            sink: "http://127.0.0.1:8025".into(),
-        }
+        Self::new(&Default::default())
     }
 }
 

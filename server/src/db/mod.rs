@@ -44,17 +44,21 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
-    /// The dev stack of `dev/compose.yml` (dev-only credentials).
-    pub fn dev_stack() -> Self {
-        let url = |port: u16| format!("postgres://postgres:bss-dev-postgres@127.0.0.1:{port}/bss");
+    /// The servers of the `[postgres]` config section, with the router's default timings.
+    pub fn new(pg: &crate::config::PostgresConfig) -> Self {
         Self {
-            primary_url: url(5432),
-            replicas: vec![("postgres-replica-1".into(), url(5433)), ("postgres-replica-2".into(), url(5434))],
+            primary_url: pg.primary.clone(),
+            replicas: pg.replicas.iter().map(|r| (r.name.clone(), r.url.clone())).collect(),
             check_interval: Duration::from_secs(1),
             check_timeout: Duration::from_millis(800),
             thresholds: Thresholds::default(),
             ryw_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// The dev stack of `dev/compose.yml`: the config's defaults.
+    pub fn dev_stack() -> Self {
+        Self::new(&crate::config::PostgresConfig::default())
     }
 }
 

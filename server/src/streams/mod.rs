@@ -18,7 +18,11 @@ use std::{
 };
 
 use app::api::{ProcPoint, ProcessorView, StreamPoint, StreamsView, TopicPartitionRow};
-use rdkafka::producer::FutureProducer;
+use rdkafka::{
+    config::ClientConfig,
+    consumer::{Consumer, StreamConsumer},
+    producer::FutureProducer,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -120,6 +124,11 @@ impl Streams {
             topics: Mutex::new((vec![], None)),
             producer: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The bootstrap servers every Kafka client of the product uses.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -330,6 +339,41 @@ impl Streams {
         }
         Ok((acked, malformed))
     }
+}
+
+/// A consumer of `topics` positioned at their end, returned once partitions are assigned
+/// (so nothing produced afterwards is missed): how the demo and verify watch the outputs.
+pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<StreamConsumer, StreamsError> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
+    c.subscribe(topics).map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while c.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
+        if tokio::time::Instant::now() > deadline {
+            return Err(StreamsError::Kafka("the observer got no partitions within 20 s (brokers down?)".into()));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
+    }
+    // The assignment is in place; give the "latest" offset lookup a moment to resolve.
+    let _ = tokio::time::timeout(Duration::from_millis(800), c.recv()).await;
+    Ok(c)
+}
+
+/// How many brokers the cluster's metadata lists (a blocking call, run off the runtime).
+pub async fn broker_count(brokers: &str) -> Result<usize, StreamsError> {
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        c.fetch_metadata(None, Duration::from_secs(8)).map(|m| m.brokers().len())
+    })
+    .await
+    .map_err(|e| StreamsError::Kafka(e.to_string()))?
+    .map_err(|e| StreamsError::Kafka(format!("metadata: {e}")))
 }
 
 fn lag_of(topics: &[TopicPartitionRow], topic: &str, group: &str) -> Option<i64> {
