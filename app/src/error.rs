@@ -106,3 +106,23 @@ mod tests {
         assert!(matches!(AppError::de("<html>".into()), AppError::Request(_)));
     }
 }
+
+impl AppError {
+    /// How an action's result line shows a refusal ("Refused: kafka-1 restart is in
+    /// progress by olga since 3 s ago").
+    pub fn refusal(&self) -> String {
+        format!("Refused: {self}")
+    }
+}
+
+/// An action's result line: its message, or why it was refused.
+pub fn outcome(r: Result<String, AppError>) -> String {
+    r.unwrap_or_else(|e| e.refusal())
+}
+
+/// A read that failed, as every page shows it: an alert with the error's kind for styling
+/// and tests.
+pub fn error_view(e: &AppError) -> leptos::prelude::AnyView {
+    use leptos::prelude::*;
+    view! { <p class="error" role="alert" data-kind=e.kind()>{e.to_string()}</p> }.into_any()
+}

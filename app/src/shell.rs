@@ -85,6 +85,14 @@ pub fn App() -> impl IntoView {
                     </ul>
                 </nav>
                 <main id="content">
+                    // A page that fails in a way it did not handle itself shows what failed
+                    // here instead of a blank area; the navigation keeps working.
+                    <ErrorBoundary fallback=|errors| view! {
+                        <section class="card" role="alert" data-testid="page-error">
+                            <h2>"This page could not be shown"</h2>
+                            <ul>{move || errors.get().into_iter().map(|(_, e)| view! { <li>{e.to_string()}</li> }).collect_view()}</ul>
+                        </section>
+                    }>
                     // Async SSR: resource data is in the HTML, so pages read without JS.
                     <Routes fallback=|| view! { <h1>"Not found"</h1> }>
                         <Route path=StaticSegment("") view=pages::overview::Overview ssr=SsrMode::Async/>
@@ -100,6 +108,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("verify") view=pages::verify::Verify ssr=SsrMode::Async/>
                         <Route path=StaticSegment("demo") view=pages::demo::Demo ssr=SsrMode::Async/>
                     </Routes>
+                    </ErrorBoundary>
                 </main>
             </div>
         </Router>

@@ -248,8 +248,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::warn!("LOCAL MODE: sign-in disabled because the server is bound to loopback ({listen})");
     }
-    let cancel = tokio_util::sync::CancellationToken::new();
-    services.spawn_background(cancel.clone());
+    services.spawn_background();
 
     let engine = services.runtime.engine_status().await;
     match &engine.error {
@@ -264,11 +263,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = web::router(services.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!("serving on http://{listen}");
-    let stop = cancel.clone();
+    let stop = services.shutdown.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             web::shutdown_signal().await;
-            // SSE streams end when background work is cancelled, so connections can drain.
+            // Background work stops and SSE streams end, so connections can drain.
             stop.cancel();
         })
         .await?;

@@ -47,6 +47,9 @@ pub struct Services {
     pub verify: crate::verify::Runner,
     pub demo: crate::demo::Runner,
     me: std::sync::Weak<Services>,
+    /// Cancelled when the server shuts down: background work stops, SSE streams end (so
+    /// graceful shutdown is not held open by browsers), log followers return.
+    pub shutdown: tokio_util::sync::CancellationToken,
     recent: std::sync::Mutex<VecDeque<StackEvent>>,
 }
 
@@ -93,6 +96,7 @@ impl Services {
         let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)));
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             verify: Default::default(),
             demo: Default::default(),
             config,
@@ -111,7 +115,8 @@ impl Services {
     }
 
     /// Starts the background work: the healer and the recent-events recorder.
-    pub fn spawn_background(self: &Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+    pub fn spawn_background(self: &Arc<Self>) {
+        let cancel = self.shutdown.clone();
         tokio::spawn(self.db.clone().run(cancel.clone()));
         tokio::spawn(self.clone().downsample_lag(cancel.clone()));
         tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
@@ -179,23 +184,31 @@ impl Services {
     }
 
     /// Follows every service's logs into one channel, re-attaching after restarts; the
-    /// followers stop when the receiver is dropped (the browser went away).
+    /// followers stop as soon as the receiver is dropped (the browser went away), even on a
+    /// quiet container, and at shutdown.
     pub fn follow_all_logs(&self, who: &Principal) -> Result<tokio::sync::mpsc::Receiver<app::api::LogLine>, AppError> {
         use futures_util::StreamExt;
         require(who, Role::Viewer, "reading logs")?;
         let sup = self.supervisor()?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         for service in sup.compose().services.keys().cloned() {
-            let (sup, tx) = (sup.clone(), tx.clone());
+            let (sup, tx, shutdown) = (sup.clone(), tx.clone(), self.shutdown.clone());
             tokio::spawn(async move {
-                while !tx.is_closed() {
-                    let mut s = std::pin::pin!(sup.follow_logs(&service));
-                    while let Some(line) = s.next().await {
-                        if tx.send(line).await.is_err() {
-                            return;
+                let follow = async {
+                    loop {
+                        let mut s = std::pin::pin!(sup.follow_logs(&service));
+                        while let Some(line) = s.next().await {
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
                         }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
                     }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                };
+                tokio::select! {
+                    _ = follow => {}
+                    _ = tx.closed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             });
         }

@@ -115,18 +115,20 @@ async fn count_responses(State(state): State<AppState>, req: Request, next: Next
 }
 
 /// The stack's live feed as server-sent events (`event: stack`, JSON data). Ends when the
-/// server shuts down.
+/// server shuts down (the stream is cut at the shutdown token, not left to the broadcast).
 async fn stack_events(State(state): State<AppState>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
     let Some(rx) = state.services.subscribe() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no stack supervisor").into_response();
     };
-    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|ev| async move {
-        // A slow client that lagged just misses events; the page refetches state anyway.
-        let ev = ev.ok()?;
-        Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
-    });
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .filter_map(|ev| async move {
+            // A slow client that lagged just misses events; the page refetches state anyway.
+            let ev = ev.ok()?;
+            Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
+        })
+        .take_until(state.services.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
@@ -141,7 +143,8 @@ async fn log_events(State(state): State<AppState>, req: Request) -> Response {
         Err(e) => error_response(e),
         Ok(rx) => {
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-                .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) });
+                .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) })
+                .take_until(state.services.shutdown.clone().cancelled_owned());
             Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
         }
     }

@@ -88,7 +88,7 @@ pub fn Alerts() -> impl IntoView {
             .into_iter()
             .flatten()
             .last()
-            .map(|r| r.unwrap_or_else(|e| format!("Refused: {e}")))
+            .map(crate::error::outcome)
     };
 
     view! {
@@ -103,13 +103,13 @@ pub fn Alerts() -> impl IntoView {
                     on:click=move |_| { fire.dispatch(FireTestAlert { labels: labels.get() }); }>"Fire test alert"</button>
             </form>
             <p data-testid="route-result">{move || tester.value().get().map(|r| match r {
-                Err(e) => format!("Refused: {e}"),
+                Err(e) => e.refusal(),
                 Ok(r) => format!("→ {}", r.receivers.iter().zip(&r.paths).map(|(rx, p)| format!("{rx} (via {p})")).collect::<Vec<_>>().join(", then ")),
             })}</p>
         </section>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading AlertManager and Prometheus…"</p> }>
             {move || data.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => {
                     let routes = v.tree.as_ref().map(|t| t.children.len()).unwrap_or(0);
                     let up = v.targets.iter().filter(|t| t.health == "up").count();

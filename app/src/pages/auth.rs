@@ -93,7 +93,7 @@ pub fn Audit() -> impl IntoView {
         </form>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || rows.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(rows) => view! {
                     <table class="services" data-testid="audit">
                         <thead><tr><th>"When"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"Result"</th></tr></thead>

@@ -42,10 +42,10 @@ pub fn Database() -> impl IntoView {
     view! {
         <h1>"Database"</h1>
         <p class="muted">"Writes and transactions go to the primary; reads round-robin over admitted replicas, fall back to the primary when none is usable; a replica lagging past the threshold is taken out until it is back under half of it."</p>
-        <p role="status" class="action-result">{move || replay.value().get().map(|r| r.unwrap_or_else(|e| format!("Refused: {e}")))}</p>
+        <p role="status" class="action-result">{move || replay.value().get().map(crate::error::outcome)}</p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading the router…"</p> }>
             {move || view_res.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => {
                     let names: Vec<String> = v.status.replicas.iter().map(|r| r.name.clone()).collect();
                     let s = v.status.clone();

@@ -49,7 +49,7 @@ pub fn Demo() -> impl IntoView {
     let bad = RwSignal::new("50".to_string());
     let num = |s: RwSignal<String>| s.get().trim().parse::<u64>().unwrap_or(0);
     let result = move || {
-        [start.value().get(), cancel.value().get()].into_iter().flatten().last().map(|r| r.unwrap_or_else(|e| format!("Refused: {e}")))
+        [start.value().get(), cancel.value().get()].into_iter().flatten().last().map(crate::error::outcome)
     };
 
     view! {
@@ -68,7 +68,7 @@ pub fn Demo() -> impl IntoView {
         <p role="status" data-testid="demo-result">{result}</p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading the demo…"</p> }>
             {move || data.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => view! {
                     {v.current.clone().map(|d| {
                         let points: Vec<(u64, Vec<f64>)> = d.progress.iter().map(|(t, p, s)| (*t + 1, vec![*p as f64, *s as f64])).collect();

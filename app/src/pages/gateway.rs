@@ -75,14 +75,14 @@ pub fn Gateway() -> impl IntoView {
                 <button type="submit" disabled=move || !can.get() || burst.pending().get()>{move || if burst.pending().get() { "Sending…" } else { "Run burst test" }}</button>
             </form>
             <p data-testid="burst-result" role="status">{move || burst.value().get().map(|r| match r {
-                Err(e) => format!("Refused: {e}"),
+                Err(e) => e.refusal(),
                 Ok(b) => format!("{} sent: {} passed, {} limited (429), {} other · Envoy's rate_limited counter {} → {}",
                     b.sent, b.passed, b.limited, b.other, b.limited_counter_before, b.limited_counter_after),
             })}</p>
         </section>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading Envoy and HAProxy…"</p> }>
             {move || data.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => view! {
                     {(!v.errors.is_empty()).then(|| view! { <ul class="error">{v.errors.iter().map(|e| view! { <li>{e.clone()}</li> }).collect_view()}</ul> })}
                     <section class="card">

@@ -37,7 +37,7 @@ pub fn Logs() -> impl IntoView {
         <h1>"Logs"</h1>
         <Suspense fallback=|| view! { <p aria-busy="true">"Reading logs…"</p> }>
             {move || initial.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(first) => {
                     let services: BTreeSet<String> = first.iter().map(|l| l.service.clone()).collect();
                     let first = StoredValue::new(first);

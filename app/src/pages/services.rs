@@ -62,14 +62,14 @@ pub fn Services() -> impl IntoView {
         <h1>"Services"</h1>
         <Suspense fallback=|| view! { <p aria-busy="true">"Reading the stack…"</p> }>
             {move || overview.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(o) => view! { <StackCard o action can/> }.into_any(),
             })}
         </Suspense>
         <p role="status" class="action-result" data-testid="action-result">
             {move || action.value().get().map(|r| match r {
                 Ok(m) => m,
-                Err(e) => format!("Refused: {e}"),
+                Err(e) => e.refusal(),
             })}
         </p>
         <Suspense fallback=|| ()>

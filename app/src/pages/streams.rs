@@ -70,7 +70,7 @@ pub fn Streams() -> impl IntoView {
     let malformed = RwSignal::new("50".to_string());
     let result = move || {
         let r = send.value().get().or_else(|| act.value().get());
-        r.map(|r| r.unwrap_or_else(|e| format!("Refused: {e}")))
+        r.map(crate::error::outcome)
     };
 
     view! {
@@ -91,7 +91,7 @@ pub fn Streams() -> impl IntoView {
         </form>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading the processors…"</p> }>
             {move || data.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => view! {
                     <section class="card">
                         <h2>"Processors"</h2>

@@ -62,7 +62,7 @@ pub fn Topology() -> impl IntoView {
             ". Click a node for its page."</p>
         <Suspense fallback=|| view! { <p aria-busy="true">"Reading the stack…"</p> }>
             {move || overview.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(o) if o.error.is_some() => view! { <p class="error" role="alert">{o.error.clone()}</p> }.into_any(),
                 Ok(o) => {
                     // (name, state line, level) for every node; the two outside nodes first.

@@ -82,11 +82,11 @@ pub fn Verify() -> impl IntoView {
         <p class="muted">"The Phase 3 report's checks, run against this stack. Every claim of the report sits beside what was measured here; each check is bounded in time and a failing one does not stop the others."</p>
         <p>
             <button disabled=move || !can.get() || start.pending().get() on:click=move |_| { start.dispatch(StartVerify {}); }>"Run verification"</button>
-            " " <span role="status" data-testid="verify-result">{move || start.value().get().map(|r| r.unwrap_or_else(|e| format!("Refused: {e}")))}</span>
+            " " <span role="status" data-testid="verify-result">{move || start.value().get().map(crate::error::outcome)}</span>
         </p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading runs…"</p> }>
             {move || data.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => crate::error::error_view(&e),
                 Ok(v) => {
                     let prev = v.previous.clone();
                     view! {
