@@ -1,9 +1,12 @@
 //! The BSS workload: customers and orders as JSON endpoints (`/api/customers`,
 //! `/api/orders`), every statement through the read/write router — writes in a transaction
 //! on the primary, reads on replicas, read-your-writes with the `X-BSS-Read-After` header
-//! (the LSN a write returned in `X-BSS-LSN`). Each write also publishes the CloudEvent the
-//! stream processors consume; the transaction commits only once the brokers acknowledged
-//! it, so a failed publish writes nothing.
+//! (the LSN a write returned in `X-BSS-LSN`). Each write's CloudEvent (the one the stream
+//! processors consume) goes into the transactional outbox in the same transaction
+//! ([`crate::outbox`]): row and event commit together or not at all, and the relay delivers
+//! the event once the bus takes it, so a bus outage neither loses events nor refuses
+//! writes. A create with an `Idempotency-Key` header returns the first request's row on a
+//! retry instead of writing a second one.
 use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -79,8 +82,6 @@ pub enum ApiError {
     Forbidden(String),
     #[error("database: {0}")]
     Db(String),
-    #[error("event bus unavailable, nothing was written: {0}")]
-    Bus(String),
 }
 
 impl IntoResponse for ApiError {
@@ -89,7 +90,7 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Db(_) | ApiError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         (code, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -155,9 +156,87 @@ macro_rules! order_cols {
 const CUSTOMER_COLS: &str = customer_cols!();
 const ORDER_COLS: &str = order_cols!();
 
-pub async fn create_customer(svc: &Services, c: NewCustomer) -> Result<(Customer, Lsn), ApiError> {
+/// What a create returns: the row, the LSN to read it back after (`None` when it could not
+/// be read after the commit: the write stands, only read-your-writes is lost), and whether
+/// it was created by an earlier request with the same Idempotency-Key.
+pub struct Created<T> {
+    pub row: T,
+    pub lsn: Option<Lsn>,
+    pub replayed: bool,
+}
+
+/// An Idempotency-Key as clients send it: 1 to 200 visible ASCII characters.
+pub fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 200 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::Invalid("Idempotency-Key: 1 to 200 visible ASCII characters".into()));
+    }
+    Ok(())
+}
+
+/// The resource an Idempotency-Key already created, if any; refused when the key was used
+/// for another kind of resource.
+async fn remembered(db: &DbRouter, kind: &str, key: &str) -> Result<Option<i64>, ApiError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT kind, resource_id FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(db.write()).await.map_err(db_err)?;
+    match row {
+        Some((k, _)) if k != kind => Err(ApiError::Invalid(format!("Idempotency-Key {key:?} was used for a {k}, not a {kind}"))),
+        r => Ok(r.map(|r| r.1)),
+    }
+}
+
+/// The shared tail of every create inside its transaction: the CloudEvent into the outbox,
+/// the Idempotency-Key remembered, commit, the relay woken. `Ok(Some(id))` when a concurrent
+/// request with the same key won the race: this transaction is rolled back and `id` is
+/// what the winner created.
+async fn commit_with_event(
+    svc: &Services,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    (topic, id, ev): (&str, i64, CloudEvent),
+    kind: &str,
+    key: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    crate::outbox::enqueue(&mut tx, topic, &id.to_string(), &ev.to_bytes()).await.map_err(db_err)?;
+    if let Some(k) = key {
+        let stored = sqlx::query("INSERT INTO idempotency_keys (key, kind, resource_id) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+            .bind(k)
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if stored.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return remembered(&svc.db, kind, k).await?.map(Some).ok_or_else(|| ApiError::Db(format!("Idempotency-Key {k:?} vanished")));
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    svc.outbox.wake();
+    Ok(None)
+}
+
+/// After a commit: the LSN for read-your-writes, or `None` if it cannot be read (the write
+/// stands; a 503 here would make a client retry and create the row twice).
+async fn lsn_after_commit(db: &DbRouter) -> Option<Lsn> {
+    db.write_lsn().await.map_err(|e| tracing::warn!(error = %e, "LSN after a committed write")).ok()
+}
+
+async fn customer_on_primary(db: &DbRouter, id: i64) -> Result<Customer, ApiError> {
+    sqlx::query_as(concat!("SELECT ", customer_cols!(), " FROM customers WHERE id = $1")).bind(id).fetch_one(db.write()).await.map_err(db_err)
+}
+
+async fn order_on_primary(db: &DbRouter, id: i64) -> Result<Order, ApiError> {
+    sqlx::query_as(concat!("SELECT ", order_cols!(), " FROM orders WHERE id = $1")).bind(id).fetch_one(db.write()).await.map_err(db_err)
+}
+
+pub async fn create_customer(svc: &Services, c: NewCustomer, key: Option<&str>) -> Result<Created<Customer>, ApiError> {
     c.validate()?;
     ensure_schema(&svc.db).await?;
+    if let Some(k) = key {
+        check_key(k)?;
+        if let Some(id) = remembered(&svc.db, "customer", k).await? {
+            return Ok(Created { row: customer_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
+        }
+    }
     let mut tx = svc.db.write().begin().await.map_err(db_err)?;
     let row: Customer = sqlx::query_as(&format!("INSERT INTO customers (name, email, plan) VALUES ($1, $2, $3) RETURNING {CUSTOMER_COLS}"))
         .bind(c.name.trim())
@@ -174,17 +253,24 @@ pub async fn create_customer(svc: &Services, c: NewCustomer) -> Result<(Customer
         Some(row.id.to_string()),
         json!({"customer_id": row.id.to_string(), "name": row.name, "email": row.email, "plan": row.plan}),
     );
-    svc.streams.publish(events::CUSTOMER_TOPIC, &row.id.to_string(), &ev).await.map_err(|e| ApiError::Bus(e.to_string()))?;
-    tx.commit().await.map_err(db_err)?;
-    Ok((row, svc.db.write_lsn().await.map_err(db_err)?))
+    if let Some(id) = commit_with_event(svc, tx, (events::CUSTOMER_TOPIC, row.id, ev), "customer", key).await? {
+        return Ok(Created { row: customer_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
+    }
+    Ok(Created { row, lsn: lsn_after_commit(&svc.db).await, replayed: false })
 }
 
-pub async fn create_order(svc: &Services, o: NewOrder) -> Result<(Order, Lsn), ApiError> {
+pub async fn create_order(svc: &Services, o: NewOrder, key: Option<&str>) -> Result<Created<Order>, ApiError> {
     let total = o.total()?;
     ensure_schema(&svc.db).await?;
     let currency = o.currency.clone().unwrap_or_else(|| "EUR".into());
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(ApiError::Invalid(format!("currency {currency:?}: three capital letters, e.g. EUR")));
+    }
+    if let Some(k) = key {
+        check_key(k)?;
+        if let Some(id) = remembered(&svc.db, "order", k).await? {
+            return Ok(Created { row: order_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
+        }
     }
     let mut tx = svc.db.write().begin().await.map_err(db_err)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)").bind(o.customer_id).fetch_one(&mut *tx).await.map_err(db_err)?;
@@ -207,9 +293,10 @@ pub async fn create_order(svc: &Services, o: NewOrder) -> Result<(Order, Lsn), A
         Some(row.id.to_string()),
         json!({"order_id": row.id.to_string(), "customer_id": o.customer_id.to_string(), "currency": currency, "items": o.items}),
     );
-    svc.streams.publish(events::ORDER_TOPIC, &row.id.to_string(), &ev).await.map_err(|e| ApiError::Bus(e.to_string()))?;
-    tx.commit().await.map_err(db_err)?;
-    Ok((row, svc.db.write_lsn().await.map_err(db_err)?))
+    if let Some(id) = commit_with_event(svc, tx, (events::ORDER_TOPIC, row.id, ev), "order", key).await? {
+        return Ok(Created { row: order_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
+    }
+    Ok(Created { row, lsn: lsn_after_commit(&svc.db).await, replayed: false })
 }
 
 /// A read through the router, after `lsn` when given (read-your-writes). Returns the
@@ -272,12 +359,22 @@ fn served<T: Serialize>(backend: &str, body: T) -> Response {
     r
 }
 
-fn written<T: Serialize>(lsn: Lsn, body: T) -> Response {
-    let mut r = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&lsn.to_string()) {
+/// 201 with the row and `X-BSS-LSN` (when known); a replay of an Idempotency-Key is 200
+/// with `Idempotent-Replayed: true` and the first request's row.
+fn written<T: Serialize>(c: Created<T>) -> Response {
+    let status = if c.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let mut r = (status, Json(c.row)).into_response();
+    if let Some(v) = c.lsn.and_then(|l| HeaderValue::from_str(&l.to_string()).ok()) {
         r.headers_mut().insert("x-bss-lsn", v);
     }
+    if c.replayed {
+        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     r
+}
+
+fn idempotency_key(h: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    h.get("idempotency-key").map(|v| v.to_str().map_err(|_| ApiError::Invalid("Idempotency-Key: visible ASCII only".into()))).transpose()
 }
 
 fn limit(q: &ListQuery) -> Result<i64, ApiError> {
@@ -287,10 +384,10 @@ fn limit(q: &ListQuery) -> Result<i64, ApiError> {
     }
 }
 
-/// Audits a create: the new row's id, or the error.
-async fn audit_write(svc: &Services, who: &Principal, action: &str, r: Result<i64, String>) {
-    let target = r.as_ref().map(|id| id.to_string()).unwrap_or_default();
-    svc.audit(&who.user, action, &target, &r.map(|id| format!("created {id}"))).await;
+/// Audits a create: the new row's id (or the one an Idempotency-Key replayed), or the error.
+async fn audit_write(svc: &Services, who: &Principal, action: &str, r: Result<(i64, bool), String>) {
+    let target = r.as_ref().map(|(id, _)| id.to_string()).unwrap_or_default();
+    svc.audit(&who.user, action, &target, &r.map(|(id, replayed)| if replayed { format!("replayed {id}") } else { format!("created {id}") })).await;
 }
 
 pub fn routes() -> Router<AppState> {
@@ -302,13 +399,12 @@ pub fn routes() -> Router<AppState> {
                 let (b, rows) = list_customers(&s.services.db, limit(&q)?, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, rows))
             })
-            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>| async move {
+            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>| async move {
                 require(&who, Role::Operator, "creating customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let Json(c) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
-                let r = create_customer(&s.services, c).await;
-                audit_write(&s.services, &who, "bss.customer.create", r.as_ref().map(|x| x.0.id).map_err(|e| e.to_string())).await;
-                let (row, lsn) = r?;
-                Ok::<_, ApiError>(written(lsn, row))
+                let r = create_customer(&s.services, c, idempotency_key(&h)?).await;
+                audit_write(&s.services, &who, "bss.customer.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
+                Ok::<_, ApiError>(written(r?))
             }),
         )
         .route(
@@ -326,13 +422,12 @@ pub fn routes() -> Router<AppState> {
                 let (b, rows) = list_orders(&s.services.db, q.customer_id, limit(&q)?, after(&h)?).await?;
                 Ok::<_, ApiError>(served(&b, rows))
             })
-            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>| async move {
+            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>| async move {
                 require(&who, Role::Operator, "creating orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
                 let Json(o) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
-                let r = create_order(&s.services, o).await;
-                audit_write(&s.services, &who, "bss.order.create", r.as_ref().map(|x| x.0.id).map_err(|e| e.to_string())).await;
-                let (row, lsn) = r?;
-                Ok::<_, ApiError>(written(lsn, row))
+                let r = create_order(&s.services, o, idempotency_key(&h)?).await;
+                audit_write(&s.services, &who, "bss.order.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
+                Ok::<_, ApiError>(written(r?))
             }),
         )
         .route(

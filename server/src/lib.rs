@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod gateway;
 pub mod metrics;
+pub mod outbox;
 pub mod runtime;
 pub mod state;
 pub mod store;

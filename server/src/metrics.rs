@@ -59,6 +59,18 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: Vec<(Strin
     }
 }
 
+/// The BSS API's outbox: rows waiting for the bus, rows published, whether the relay fails.
+pub fn render_outbox(o: &crate::outbox::Outbox) -> String {
+    use std::sync::atomic::Ordering;
+    let mut out = String::new();
+    let one = |v: String| vec![(String::new(), v)];
+    family(&mut out, "bss_outbox_pending", "CloudEvents committed with their rows, not yet acknowledged by Kafka", "gauge", one(o.pending.load(Ordering::Relaxed).to_string()));
+    family(&mut out, "bss_outbox_published_total", "CloudEvents the relay published", "counter", one(o.published.load(Ordering::Relaxed).to_string()));
+    let failing = o.last_error.lock().unwrap().is_some() as u8;
+    family(&mut out, "bss_outbox_relay_failing", "1 while the relay's last pass failed", "gauge", one(failing.to_string()));
+    out
+}
+
 /// The stream processors: counters, state, last second's rates and latencies, lag.
 pub fn render_streams(v: &app::api::StreamsView) -> String {
     let mut out = String::new();

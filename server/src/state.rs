@@ -44,6 +44,8 @@ pub struct Services {
     pub streams: Arc<crate::streams::Streams>,
     pub alerts: crate::alerts::Alerts,
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// The BSS API's transactional outbox and its relay to Kafka.
+    pub outbox: Arc<crate::outbox::Outbox>,
     pub verify: crate::verify::Runner,
     pub demo: crate::demo::Runner,
     me: std::sync::Weak<Services>,
@@ -110,6 +112,7 @@ impl Services {
             streams,
             alerts,
             gateway,
+            outbox: Default::default(),
             recent: std::sync::Mutex::new(VecDeque::new()),
         })
     }
@@ -121,6 +124,7 @@ impl Services {
         tokio::spawn(self.clone().downsample_lag(cancel.clone()));
         tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
         tokio::spawn(self.gateway.clone().run_sampler(cancel.clone()));
+        tokio::spawn(self.outbox.clone().run(self.db.clone(), self.streams.clone(), cancel.clone()));
         if self.config.streams.autostart {
             for name in self.streams.names() {
                 if let Err(e) = self.streams.start(&name) {

@@ -105,6 +105,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.services.metrics.render();
     body.push_str(&crate::metrics::render_db(&state.services.db.status()));
     body.push_str(&crate::metrics::render_streams(&state.services.streams.view()));
+    body.push_str(&crate::metrics::render_outbox(&state.services.outbox));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

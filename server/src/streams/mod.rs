@@ -298,16 +298,30 @@ impl Streams {
         self.producer.get_or_try_init(|| async { processor::producer(&self.brokers).map_err(|e| StreamsError::Kafka(format!("producer: {e}"))) }).await
     }
 
-    /// Publishes one CloudEvent and waits for the brokers' acknowledgement.
-    pub async fn publish(&self, topic: &str, key: &str, ev: &events::CloudEvent) -> Result<(), StreamsError> {
-        let producer = self.producer().await?;
-        let d = processor::enqueue(producer, topic, key.as_bytes(), &ev.to_bytes(), processor::ce_headers()).await.map_err(StreamsError::Kafka)?;
-        match tokio::time::timeout(Duration::from_secs(15), d).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err((e, _)))) => Err(StreamsError::Kafka(format!("{topic}: {e}"))),
-            Ok(Err(_)) => Err(StreamsError::Kafka(format!("{topic}: delivery dropped"))),
-            Err(_) => Err(StreamsError::Kafka(format!("{topic}: no acknowledgement within 15 s"))),
+    /// Publishes already-encoded CloudEvents (topic, key, payload) and waits for each
+    /// acknowledgement: one result per record, in order (the outbox relay).
+    pub async fn publish_batch<'a>(&self, records: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>) -> Vec<Result<(), StreamsError>> {
+        let records: Vec<_> = records.into_iter().collect();
+        let producer = match self.producer().await {
+            Ok(p) => p,
+            Err(e) => return records.iter().map(|_| Err(StreamsError::Kafka(e.to_string()))).collect(),
+        };
+        let mut pending = Vec::with_capacity(records.len());
+        for (topic, key, payload) in &records {
+            pending.push(processor::enqueue(producer, topic, key.as_bytes(), payload, processor::ce_headers()).await);
         }
+        // librdkafka resolves every delivery within message.timeout.ms (30 s); the timeout
+        // only guards against a producer that never answers.
+        let acks = pending.into_iter().zip(&records).map(|(d, (topic, _, _))| async move {
+            let d = d.map_err(StreamsError::Kafka)?;
+            match tokio::time::timeout(Duration::from_secs(40), d).await {
+                Ok(Ok(Ok(_))) => Ok(()),
+                Ok(Ok(Err((e, _)))) => Err(StreamsError::Kafka(format!("{topic}: {e}"))),
+                Ok(Err(_)) => Err(StreamsError::Kafka(format!("{topic}: delivery dropped"))),
+                Err(_) => Err(StreamsError::Kafka(format!("{topic}: no acknowledgement within 40 s"))),
+            }
+        });
+        futures_util::future::join_all(acks).await
     }
 
     /// Produces `n` sample customer/order CloudEvents (every `malformed_every`-th one broken
