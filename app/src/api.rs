@@ -275,6 +275,10 @@ pub struct ProcessorView {
     pub dlq: u64,
     /// Sum over the input partitions of (high watermark − committed offset), if known.
     pub lag: Option<i64>,
+    /// The compacted topic holding the processor's state, if it keeps any.
+    pub changelog: Option<String>,
+    /// Changelog records replayed into the state at the last start.
+    pub restored: u64,
 }
 
 /// One second of one processor.

@@ -159,6 +159,8 @@ fn start(contender: &str, kind: &str, input: &str, output: &str, dlq: &str, run:
         dlq: dlq.into(),
         kind: k,
         window_ms: 60_000,
+        // As in production: the transform's state goes to a changelog (the raw pipe has none).
+        changelog: (k != Kind::Passthrough).then(|| format!("{output}-{contender}-changelog")),
     };
     let s = Streams::with_specs(BROKERS, vec![spec]);
     s.start(contender).unwrap();

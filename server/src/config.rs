@@ -440,6 +440,9 @@ impl Config {
             .chain(std::iter::once(("postgres.read_pool", &self.postgres.read_pool)))
             .chain(self.postgres.replicas.iter().map(|r| ("postgres.replicas", &r.url)));
         for (key, url) in pg {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(format!("{key} {:?} must be a postgres:// URL", mask_url(url))));
+            }
             url.parse::<sqlx::postgres::PgConnectOptions>()
                 .map_err(|e| ConfigError::Invalid(format!("{key} {:?}: {e}", mask_url(url))))?;
         }

@@ -193,6 +193,43 @@ impl CustomerAnalytics {
     }
 }
 
+/// The key of customer analytics' window record in its changelog (customer ids are keys
+/// of their own; this one cannot collide with an id, which the CRM never starts with `~`).
+const WINDOW_KEY: &str = "~window";
+
+impl CustomerAnalytics {
+    /// The state the last `process` of `input` changed, as changelog records (key, value):
+    /// the customer's count and the current window. Written to the compacted changelog
+    /// before the input's offset may be committed, so a restart restores exactly this.
+    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+        let Some(customer) = input.data.get("customer_id").and_then(Value::as_str) else { return vec![] };
+        let Some(count) = self.per_customer.get(customer) else { return vec![] };
+        let window = json!({"start": self.window_start, "tallies": self.tallies});
+        vec![(customer.to_string(), count.to_string().into_bytes()), (WINDOW_KEY.into(), window.to_string().into_bytes())]
+    }
+
+    /// Applies one changelog record (restore at start, in log order).
+    pub fn restore(&mut self, key: &str, value: &[u8]) {
+        let text = String::from_utf8_lossy(value);
+        if key == WINDOW_KEY {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                self.window_start = v["start"].as_u64().unwrap_or(0);
+                self.tallies = serde_json::from_value(v["tallies"].clone()).unwrap_or_default();
+            }
+        } else if let Ok(n) = text.parse::<u64>() {
+            if !self.per_customer.contains_key(key) {
+                if self.order.len() == self.max_customers {
+                    if let Some(old) = self.order.pop_front() {
+                        self.per_customer.remove(&old);
+                    }
+                }
+                self.order.push_back(key.to_string());
+            }
+            self.per_customer.insert(key.to_string(), n);
+        }
+    }
+}
+
 /// Order lifecycle: placed → paid → fulfilled; placed|paid → cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,6 +249,19 @@ impl OrderState {
             "bss.order.cancelled" => Self::Cancelled,
             _ => return None,
         })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Placed => "placed",
+            Self::Paid => "paid",
+            Self::Fulfilled => "fulfilled",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn named(s: &str) -> Option<Self> {
+        [Self::Placed, Self::Paid, Self::Fulfilled, Self::Cancelled].into_iter().find(|st| st.name() == s)
     }
 
     /// `from == to` is allowed: a redelivered event (at-least-once) must not be rejected.
@@ -288,6 +338,28 @@ impl OrderProcessor {
     }
 }
 
+impl OrderProcessor {
+    /// The order's state after the last `process` of `input`, as a changelog record.
+    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+        let Some(id) = input.data.get("order_id").and_then(Value::as_str) else { return vec![] };
+        self.states.get(id).map(|st| vec![(id.to_string(), st.name().as_bytes().to_vec())]).unwrap_or_default()
+    }
+
+    /// Applies one changelog record (restore at start, in log order).
+    pub fn restore(&mut self, key: &str, value: &[u8]) {
+        let Some(st) = OrderState::named(&String::from_utf8_lossy(value)) else { return };
+        if !self.states.contains_key(key) {
+            if self.order.len() == Self::MAX_ORDERS {
+                if let Some(old) = self.order.pop_front() {
+                    self.states.remove(&old);
+                }
+            }
+            self.order.push_back(key.to_string());
+        }
+        self.states.insert(key.to_string(), st);
+    }
+}
+
 /// Sample inputs, used by the demo, the Streams page's "send events" button, tests and bench.
 /// `seq` makes ids unique; every `malformed_every`-th event (if non-zero) is broken on purpose.
 pub fn sample_event(run: &str, seq: u64, now_ms: u64) -> (&'static str, String, Vec<u8>) {
@@ -345,6 +417,38 @@ mod tests {
         assert!(e.contains("specversion"), "{e}");
         let e = CloudEvent::parse(br#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#).unwrap_err();
         assert!(e.contains("\"id\""), "{e}");
+    }
+
+    #[test]
+    fn state_restored_from_the_changelog_continues_where_it_stopped() {
+        let mut a = CustomerAnalytics::new(60_000);
+        let mut log = vec![];
+        let t0 = 1_700_000_040_000;
+        for (i, c) in ["c1", "c2", "c1"].iter().enumerate() {
+            let e = CloudEvent::new("/t", "bss.customer.created", format!("e{i}"), t0 + i as u64, None, json!({"customer_id": c}));
+            assert!(matches!(a.process(&e, t0), Outcome::Emit(_)));
+            log.extend(a.changes(&e));
+        }
+        // A fresh instance (after a restart) replays the log, then counts on from it.
+        let mut b = CustomerAnalytics::new(60_000);
+        for (k, v) in &log {
+            b.restore(k, v);
+        }
+        let next = CloudEvent::new("/t", "bss.customer.updated", "e9".into(), t0 + 9, None, json!({"customer_id": "c1"}));
+        let Outcome::Emit(out) = b.process(&next, t0) else { panic!("rejected") };
+        assert_eq!(out.data["customer_event_count"], 3, "c1 was seen twice before the restart");
+        assert_eq!(out.data["window_tallies"]["bss.customer.created"], 3, "the window's tallies survive too");
+
+        let mut o = OrderProcessor::default();
+        let placed = CloudEvent::new("/t", "bss.order.placed", "o1".into(), t0, None, json!({"order_id": "o1", "items": [{"qty": 1, "unit_price": 2.0}]}));
+        assert!(matches!(o.process(&placed, t0), Outcome::Emit(_)));
+        let mut o2 = OrderProcessor::default();
+        for (k, v) in o.changes(&placed) {
+            o2.restore(&k, &v);
+        }
+        // Without the restored state, "fulfilled" before "paid" would not be caught.
+        let fulfilled = CloudEvent::new("/t", "bss.order.fulfilled", "o2".into(), t0, None, json!({"order_id": "o1"}));
+        assert!(matches!(o2.process(&fulfilled, t0), Outcome::Reject(r) if r.contains("invalid transition")));
     }
 
     #[test]

@@ -95,6 +95,8 @@ impl Streams {
             dlq: DLQ_TOPIC.into(),
             kind,
             window_ms,
+            // Kafka Streams' naming: <application id>-<store>-changelog.
+            changelog: Some(format!("{name}-state-changelog")),
         };
         Self::with_specs(
             brokers,
@@ -222,6 +224,8 @@ impl Streams {
                     produced: h.stats.produced.load(Ordering::Relaxed),
                     dlq: h.stats.dlq.load(Ordering::Relaxed),
                     lag: lag_of(&topics, &h.spec.input, &h.spec.group),
+                    changelog: h.spec.changelog.clone(),
+                    restored: h.stats.restored.load(Ordering::Relaxed),
                 }
             })
             .collect();

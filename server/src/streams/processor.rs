@@ -43,6 +43,10 @@ pub struct ProcessorSpec {
     pub kind: Kind,
     /// Customer analytics' tumbling window.
     pub window_ms: u64,
+    /// The compacted topic the processor's state is written to and restored from at start
+    /// (created by the processor when missing, like Kafka Streams' changelog topics);
+    /// `None`: state is not kept across restarts.
+    pub changelog: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +70,20 @@ impl Transform {
             Transform::Order(t) => t.process(ev, now),
         }
     }
+
+    fn changes(&self, ev: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Transform::Customer(t) => t.changes(ev),
+            Transform::Order(t) => t.changes(ev),
+        }
+    }
+
+    fn restore(&mut self, key: &str, value: &[u8]) {
+        match self {
+            Transform::Customer(t) => t.restore(key, value),
+            Transform::Order(t) => t.restore(key, value),
+        }
+    }
 }
 
 /// Counters the loop updates and the sampler reads.
@@ -78,6 +96,8 @@ pub struct Stats {
     pub latencies_us: Mutex<Vec<u64>>,
     /// The last transient error (brokers unreachable…), cleared by the next record.
     pub last_error: Mutex<Option<String>>,
+    /// Changelog records replayed into the state at the last start.
+    pub restored: AtomicU64,
 }
 
 /// At most this many records between consumed and acknowledged.
@@ -92,7 +112,8 @@ struct Source {
     event_ms: u64,
 }
 
-type Acked = (Source, Result<rdkafka::producer::future_producer::OwnedDeliveryResult, ()>);
+/// The input's source, and whether its output and state changes all reached the brokers.
+type Acked = (Source, Result<(), String>);
 
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
     ClientConfig::new()
@@ -122,12 +143,18 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         .create()
         .map_err(|e| format!("consumer config: {e}"))?;
     let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
-    consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     let mut transform = match spec.kind {
         Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
         Kind::OrderProcessor => Some(Transform::Order(OrderProcessor::default())),
         Kind::Passthrough => None,
     };
+    // State first: nothing is consumed before the changelog has been replayed.
+    if let (Some(topic), Some(t)) = (&spec.changelog, transform.take()) {
+        let (t, n) = restore(spec, topic, t).await?;
+        stats.restored.store(n, Ordering::Relaxed);
+        transform = Some(t);
+    }
+    consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     let mut in_flight = FuturesOrdered::new();
     let mut blocked = Blocked::default();
     let result = loop {
@@ -155,21 +182,34 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                 let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
                 let key = m.key().unwrap_or_default().to_vec();
                 let parsed = transform.as_mut().map(|t| (t, CloudEvent::parse(m.payload().unwrap_or_default())));
+                let mut changes = vec![];
                 let (dest, bytes, headers, event_ms) = match parsed {
                     None => (&spec.output, m.payload().unwrap_or_default().to_vec(), OwnedHeaders::new(), kafka_ms),
                     Some((_, Err(reason))) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), kafka_ms),
                     Some((transform, Ok(ev))) => {
                         let event_ms = ev.time_ms().unwrap_or(kafka_ms);
                         match transform.process(&ev, now) {
-                            Outcome::Emit(out) => (&spec.output, out.to_bytes(), ce_headers(), event_ms),
+                            Outcome::Emit(out) => {
+                                if spec.changelog.is_some() {
+                                    changes = transform.changes(&ev);
+                                }
+                                (&spec.output, out.to_bytes(), ce_headers(), event_ms)
+                            }
                             Outcome::Reject(reason) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), event_ms),
                         }
                     }
                 };
                 let dlq = dest == &spec.dlq;
-                let delivery = enqueue(&producer, dest, &key, &bytes, headers).await?;
+                // The state changes go first; the input's offset waits for all deliveries.
+                let mut deliveries = Vec::with_capacity(changes.len() + 1);
+                if let Some(topic) = &spec.changelog {
+                    for (k, v) in &changes {
+                        deliveries.push(enqueue(&producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await?);
+                    }
+                }
+                deliveries.push(enqueue(&producer, dest, &key, &bytes, headers).await?);
                 let src = Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq, event_ms };
-                in_flight.push_back(acked(src, delivery));
+                in_flight.push_back(acked(src, deliveries));
             }
         }
     };
@@ -194,8 +234,71 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     result.and(drained)
 }
 
-async fn acked(src: Source, delivery: DeliveryFuture) -> Acked {
-    (src, delivery.await.map_err(|_| ()))
+async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
+    let mut r = Ok(());
+    for d in deliveries {
+        let e = match d.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((e, m))) => format!("delivery to {} failed: {e}", m.topic()),
+            Err(_) => "producer dropped a delivery".to_string(),
+        };
+        r = r.and(Err(e));
+    }
+    (src, r)
+}
+
+/// Replays the changelog `topic` into `t` from the beginning to the current end of every
+/// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
+async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<(Transform, u64), String> {
+    super::topics::ensure_compacted(&spec.brokers, topic).await?;
+    let (brokers, group, topic) = (spec.brokers.clone(), format!("{}-restore", spec.group), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::{consumer::BaseConsumer, Offset, TopicPartitionList};
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| format!("changelog consumer: {e}"))?;
+        let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
+        let parts = md.topics().first().map(|t| t.partitions().len() as i32).unwrap_or(0);
+        let mut ends = std::collections::HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..parts {
+            let (lo, hi) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).map_err(|e| format!("changelog {topic}[{p}]: {e}"))?;
+            if hi > lo {
+                tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+                ends.insert(p, hi);
+            }
+        }
+        let mut n = 0;
+        if ends.is_empty() {
+            return Ok((t, 0));
+        }
+        c.assign(&tpl).map_err(|e| format!("changelog {topic}: {e}"))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !ends.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("restoring state from {topic} took over 120 s ({n} records so far)"));
+            }
+            match c.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if let (Some(k), Some(v)) = (m.key(), m.payload()) {
+                        t.restore(&String::from_utf8_lossy(k), v);
+                        n += 1;
+                    }
+                    if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                        ends.remove(&m.partition());
+                    }
+                }
+                Some(Err(e)) => return Err(format!("changelog {topic}: {e}")),
+                None => {}
+            }
+        }
+        Ok((t, n))
+    })
+    .await
+    .map_err(|e| format!("restore: {e}"))?
 }
 
 /// Partitions with a record whose delivery failed: nothing of theirs is stored after it.
@@ -218,11 +321,7 @@ impl Blocked {
 /// its partition failed; a failed delivery is an `Err` (the loop stops) and blocks the
 /// partition, so the record is consumed again after the restart.
 fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked, blocked: &mut Blocked) -> Result<(), String> {
-    let failure = match r {
-        Ok(Ok(_)) => None,
-        Ok(Err((e, _))) => Some(format!("delivery to {} failed: {e}", if src.dlq { "the DLQ" } else { "the output" })),
-        Err(_) => Some("producer dropped a delivery".to_string()),
-    };
+    let failure = r.err().map(|e| format!("{e} ({})", if src.dlq { "to the DLQ" } else { "to the output" }));
     if !blocked.admit(&src, failure.is_none()) {
         return match failure {
             Some(e) => Err(format!("{e}; {}[{}] will be consumed again from offset {}", src.topic, src.partition, src.offset)),

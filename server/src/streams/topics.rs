@@ -67,3 +67,26 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
     }
     Ok(rows)
 }
+
+/// Creates `topic` as a compacted topic (3 partitions, replication 3, min.insync 2 — the
+/// stack's settings; fewer replicas when the cluster has fewer brokers) unless it exists.
+pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        types::RDKafkaErrorCode,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("kafka admin client: {e}"))?;
+    let n = admin.inner().fetch_metadata(None, Duration::from_secs(10)).map_err(|e| format!("kafka metadata: {e}"))?.brokers().len().clamp(1, 3) as i32;
+    let min_isr = (n - 1).max(1).to_string();
+    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(n)).set("cleanup.policy", "compact").set("min.insync.replicas", &min_isr);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for r in admin.create_topics(&[t], &opts).await.map_err(|e| format!("create {topic}: {e}"))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, e)) => return Err(format!("create {topic}: {e}")),
+        }
+    }
+    Ok(())
+}
