@@ -1,5 +1,6 @@
-//! The browser's end of the live feeds: an `EventSource` on `/sse/stack` that bumps a
-//! signal on every event, so pages refetch their snapshot (rendered on the server first).
+//! The pages' hooks, in one place: the browser's end of the live feeds (an `EventSource`
+//! on `/sse/stack` that bumps a signal on every event, so pages refetch their snapshot,
+//! rendered on the server first), polling, and whether the caller may act.
 use leptos::prelude::*;
 
 use crate::api::StackEvent;
@@ -59,4 +60,25 @@ where
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+}
+
+/// Re-runs `tick` every `secs` while the component is mounted (for polling pages).
+pub fn poll_every(secs: u64) -> RwSignal<u32> {
+    let tick = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(secs));
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    });
+    tick
+}
+
+/// Whether the signed-in user may press operator buttons (the UI only hides what the role
+/// may not do; the server refuses it regardless).
+pub fn use_is_operator() -> Signal<bool> {
+    let who = Resource::new(|| (), |_| crate::pages::auth::whoami());
+    Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(crate::api::Role::Operator)))
 }

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::poll_every;
+use crate::live::poll_every;
 use crate::api::{AlertsView, RouteNode, RouteTestResult};
 
 /// What this page asks of the server (implemented beside the module that owns it,
@@ -76,7 +76,7 @@ fn route_tree(node: RouteNode, hits: Signal<Vec<String>>) -> AnyView {
 pub fn Alerts() -> impl IntoView {
     let tick = poll_every(3);
     let data = Resource::new(move || tick.get(), |_| get_alerts_view());
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let tester = ServerAction::<TestRoute>::new();
     let fire = ServerAction::<FireTestAlert>::new();
     let silence = ServerAction::<CreateSilence>::new();

@@ -41,12 +41,6 @@ pub fn Login() -> impl IntoView {
     }
 }
 
-/// Whether the signed-in user may press operator buttons (the UI only hides what the role
-/// may not do; the server refuses it regardless).
-pub fn use_is_operator() -> Signal<bool> {
-    let who = Resource::new(|| (), |_| whoami());
-    Signal::derive(move || who.get().and_then(|r| r.ok()).is_some_and(|p| p.may(crate::api::Role::Operator)))
-}
 
 /// Top-bar identity: user, role, sign-out; or the local-mode banner.
 #[component]

@@ -64,16 +64,3 @@ pub fn LineChart(
     }
 }
 
-/// Re-runs `tick` every `secs` while the component is mounted (for polling pages).
-pub fn poll_every(secs: u64) -> RwSignal<u32> {
-    let tick = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(secs));
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
-    });
-    tick
-}

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::{poll_every, LineChart};
+use super::chart::LineChart;
+use crate::live::poll_every;
 use crate::api::DemoView;
 
 /// What this page asks of the server (implemented beside the module that owns it,
@@ -41,7 +42,7 @@ pub async fn cancel_demo() -> Result<String, AppError> {
 pub fn Demo() -> impl IntoView {
     let tick = poll_every(1);
     let data = Resource::new(move || tick.get(), |_| get_demo_view());
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let start = ServerAction::<StartDemo>::new();
     let cancel = ServerAction::<CancelDemo>::new();
     let events = RwSignal::new("5000".to_string());

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::{poll_every, LineChart};
+use super::chart::LineChart;
+use crate::live::poll_every;
 use crate::api::{BurstResult, GatewayView, HaproxyRow};
 
 /// What this page asks of the server (implemented beside the module that owns it,
@@ -61,7 +62,7 @@ pub fn HaproxyTable(rows: Vec<HaproxyRow>, testid: &'static str) -> impl IntoVie
 pub fn Gateway() -> impl IntoView {
     let tick = poll_every(2);
     let data = Resource::new(move || tick.get(), |_| get_gateway_view());
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let burst = ServerAction::<BurstTest>::new();
     let n = RwSignal::new("30".to_string());
 

@@ -46,7 +46,7 @@ pub fn Services() -> impl IntoView {
     let tick = feed.tick;
     let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
     let action = ServerAction::<RunStackAction>::new();
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let logs_for = RwSignal::new(None::<String>);
     let logs = Resource::new(
         move || (logs_for.get(), tick.get()),

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::{poll_every, LineChart};
+use super::chart::LineChart;
+use crate::live::poll_every;
 use crate::api::StreamsView;
 
 /// What this page asks of the server (implemented beside the module that owns it,
@@ -63,7 +64,7 @@ fn charts(v: &StreamsView) -> impl IntoView {
 pub fn Streams() -> impl IntoView {
     let tick = poll_every(2);
     let data = Resource::new(move || tick.get(), |_| get_streams_view());
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let act = ServerAction::<ProcessorAction>::new();
     let send = ServerAction::<SendSampleEvents>::new();
     let events = RwSignal::new("2000".to_string());

@@ -74,7 +74,7 @@ pub fn Verify() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
     let data = Resource::new(move || tick.get(), |_| get_verify_view());
-    let can = crate::pages::auth::use_is_operator();
+    let can = crate::live::use_is_operator();
     let start = ServerAction::<StartVerify>::new();
 
     view! {

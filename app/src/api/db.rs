@@ -1,0 +1,58 @@
+//! The read/write router: replica admission, lag history, HAProxy's read pool.
+use serde::{Deserialize, Serialize};
+
+use super::HaproxyRow;
+
+/// Whether a replica takes reads, and if not, why and since when (unix ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Admission {
+    In,
+    Out { reason: String, since_ms: u64 },
+}
+
+/// One replica as the read/write router sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub admission: Admission,
+    pub reachable: bool,
+    pub replay_paused: bool,
+    pub replay_lsn: Option<String>,
+    pub lag_bytes: u64,
+    pub lag_secs: f64,
+    pub reads: u64,
+}
+
+/// One second of replication lag history, per replica in config order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LagPoint {
+    pub at_ms: u64,
+    pub lag_bytes: Vec<u64>,
+    pub lag_secs: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbStatus {
+    pub primary_lsn: Option<String>,
+    pub primary_up: bool,
+    pub writes: u64,
+    pub primary_reads: u64,
+    pub fallbacks: u64,
+    pub retried_reads: u64,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbView {
+    pub status: DbStatus,
+    pub history: Vec<LagPoint>,
+    /// The seed's claim, shown beside the measurement.
+    pub claim_max_lag_secs: f64,
+    pub threshold_secs: f64,
+    pub threshold_bytes: u64,
+    /// Per-minute maxima of the last 24 h, from the product's SQLite store.
+    pub long_history: Vec<LagPoint>,
+    /// HAProxy's read pool (5435) as its stats report it: the second read path.
+    pub haproxy: Vec<HaproxyRow>,
+    pub haproxy_error: Option<String>,
+}

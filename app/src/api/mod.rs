@@ -1,0 +1,17 @@
+//! Types that cross the wire between server functions and the browser, one file per
+//! module of the server (re-exported here, so `crate::api::X` names every one).
+mod alerts;
+mod auth;
+mod db;
+mod gateway;
+mod runs;
+mod stack;
+mod streams;
+
+pub use alerts::*;
+pub use auth::*;
+pub use db::*;
+pub use gateway::*;
+pub use runs::*;
+pub use stack::*;
+pub use streams::*;

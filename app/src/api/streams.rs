@@ -1,0 +1,71 @@
+//! The Kafka stream processors: state, counters, rates, the topic table.
+use serde::{Deserialize, Serialize};
+
+
+/// One Kafka stream processor hosted by the control plane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessorView {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub group: String,
+    /// `running`, `stopped`, `failed` or `starting`.
+    pub state: String,
+    /// Why it failed (or the last transient error while running).
+    pub reason: Option<String>,
+    pub since_ms: u64,
+    pub restarts: u32,
+    pub consumed: u64,
+    pub produced: u64,
+    pub dlq: u64,
+    /// Sum over the input partitions of (high watermark − committed offset), if known.
+    pub lag: Option<i64>,
+    /// The compacted topic holding the processor's state, if it keeps any.
+    pub changelog: Option<String>,
+    /// Changelog records replayed into the state at the last start.
+    pub restored: u64,
+}
+
+/// One second of one processor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcPoint {
+    pub in_rate: f64,
+    pub out_rate: f64,
+    pub dlq_rate: f64,
+    /// End-to-end latency (event time → output acknowledged) over that second, ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub lag: i64,
+}
+
+/// Per processor, in the order of [`StreamsView::processors`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamPoint {
+    pub at_ms: u64,
+    pub procs: Vec<ProcPoint>,
+}
+
+/// One partition of one topic, with the lag of each processor group reading it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicPartitionRow {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub low: i64,
+    pub high: i64,
+    /// (group, committed offset, lag) for groups that read this topic.
+    pub groups: Vec<(String, Option<i64>, Option<i64>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamsView {
+    pub brokers: String,
+    pub processors: Vec<ProcessorView>,
+    pub history: Vec<StreamPoint>,
+    pub topics: Vec<TopicPartitionRow>,
+    /// Why the topic table could not be read (brokers down…).
+    pub topics_error: Option<String>,
+    /// The seed's claims, shown beside the measured numbers.
+    pub claim_events_per_sec: f64,
+    pub claim_latency_ms: f64,
+}
