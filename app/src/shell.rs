@@ -49,6 +49,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/gateway", "Gateway"),
     ("/verify", "Verify"),
     ("/demo", "Demo"),
+    ("/drills", "Drills"),
     ("/audit", "Audit"),
 ];
 
@@ -107,6 +108,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("gateway") view=pages::gateway::Gateway ssr=SsrMode::Async/>
                         <Route path=StaticSegment("verify") view=pages::verify::Verify ssr=SsrMode::Async/>
                         <Route path=StaticSegment("demo") view=pages::demo::Demo ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("drills") view=pages::drills::Drills ssr=SsrMode::Async/>
                     </Routes>
                     </ErrorBoundary>
                 </main>

@@ -22,6 +22,7 @@ const PAGES: Array<[string, string]> = [
   ['Gateway', 'Gateway'],
   ['Verify', 'Verify'],
   ['Demo', 'Demo'],
+  ['Drills', 'Drills'],
   ['Audit', 'Audit'],
   ['Overview', 'Overview'],
 ];

@@ -48,3 +48,25 @@ test('Demo: events flow through both processors; processed + DLQ = produced, non
   await expect(page.getByTestId('demo-lost')).toHaveText('0');
   await expect(page.getByTestId('demo-history').locator('tbody tr').first()).toContainText('3000 produced');
 });
+
+test('Drills: a replica stopped under load, the timeline live, the verdict beside the expectation', async ({ page }) => {
+  test.setTimeout(180_000);
+  await page.goto('/drills');
+  await hydrated(page);
+  const drills = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Expectation' }) });
+  await expect(drills.getByRole('row', { name: /broker-kill/ })).toContainText('0 events lost');
+  const replica = drills.getByRole('row', { name: /replica-stop/ });
+  await expect(replica).toContainText('0 failed reads');
+  await replica.getByRole('button', { name: 'Run replica-stop' }).click();
+  await expect(page.getByRole('status').filter({ hasText: /drill replica-stop started/ })).toBeVisible();
+  // Live: the fault and its removal appear on the timeline while the drill runs.
+  const timeline = page.getByTestId('drill-timeline');
+  await expect(timeline).toContainText('fault injected: stop postgres-replica-1', { timeout: 30_000 });
+  await expect(timeline).toContainText('fault removed: postgres-replica-1 started', { timeout: 40_000 });
+  await expect(page.getByTestId('drill-status')).toHaveText(/passed|failed/, { timeout: 150_000 });
+  await expect(timeline).toContainText('load finished');
+  // Whatever the verdict, it names what was measured against the expectation.
+  await expect(page.getByTestId('drill-verdict')).toContainText(/as expected|failed|lost|not healthy/);
+  await expect(page.getByTestId('drill-lost')).toHaveText('0');
+  await expect(page.getByTestId('drill-history').locator('tbody tr').first()).toContainText('replica-stop');
+});

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod drills;
 pub mod gateway;
 pub mod metrics;
 pub mod outbox;

@@ -61,6 +61,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a fault drill against the running stack (starts both processors and the healer
+    /// in this process); exit 1 when the drill's expectation fails. Drills: broker-kill,
+    /// replica-stop.
+    Drill {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users of the shared (sign-in) mode.
     User {
         #[command(subcommand)]
@@ -85,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     // The stack commands print their own progress; keep the log to warnings unless asked.
-    if matches!(cli.command, Some(Command::Up | Command::Down { .. } | Command::Status { .. } | Command::Verify { .. } | Command::Demo { .. }))
+    if matches!(cli.command, Some(Command::Up | Command::Down { .. } | Command::Status { .. } | Command::Verify { .. } | Command::Demo { .. } | Command::Drill { .. }))
         && std::env::var_os("BSS_LOG").is_none()
     {
         config.log.filter = "warn".into();
@@ -109,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => stack_cli(config, cmd).await,
         Command::Verify { json } => verify_cli(config, json).await,
         Command::Demo { events, rate, malformed_every, json } => demo_cli(config, events, rate, malformed_every, json).await,
+        Command::Drill { name, json } => drill_cli(config, name, json).await,
         Command::User { command: UserCommand::Add { name, role } } => {
             let role = app::api::Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be viewer, operator or admin, not {role:?}"))?;
@@ -188,6 +197,60 @@ async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, 
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
         println!("demo {}: {} ({})", run.status, server::demo::summary(&run), run.message);
+    }
+    if run.status != "passed" {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `bss-control drill NAME`: one drill with both processors and the healer in this process,
+/// the timeline on stderr as it happens; Ctrl-C cancels (and undoes the fault).
+async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<()> {
+    let drill = server::drills::find(&name).map_err(|e| anyhow::anyhow!(e))?;
+    let every = humantime::parse_duration(&config.stack.heal_interval).unwrap_or(std::time::Duration::from_secs(10));
+    let services = cli_services(config).await?;
+    for line in server::drills::undo_pending(&services).await {
+        eprintln!("  {line}");
+    }
+    for n in services.streams.names() {
+        let _ = services.streams.start(&n);
+    }
+    let background = tokio_util::sync::CancellationToken::new();
+    if let Ok(sup) = services.supervisor() {
+        tokio::spawn(sup.run(background.clone(), every));
+    }
+    let state = std::sync::Arc::new(std::sync::Mutex::new(server::drills::new_run(drill, "cli")));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c2.cancel();
+        }
+    });
+    let progress = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut shown = 0;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let s = state.lock().unwrap().clone();
+                for t in s.timeline.iter().skip(shown) {
+                    eprintln!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
+                }
+                shown = s.timeline.len();
+            }
+        })
+    };
+    let run = services.run_drill(drill, state, cancel).await;
+    progress.abort();
+    background.cancel();
+    services.streams.stop_all().await;
+    services.store.audit("cli", "drill.finished", &run.drill, &run.status, serde_json::json!({"verdict": run.verdict})).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        println!("drill {}: {}", run.status, server::drills::summary(&run));
     }
     if run.status != "passed" {
         std::process::exit(1);

@@ -48,6 +48,7 @@ pub struct Services {
     pub outbox: Arc<crate::outbox::Outbox>,
     pub verify: crate::verify::Runner,
     pub demo: crate::demo::Runner,
+    pub drills: crate::drills::Runner,
     me: std::sync::Weak<Services>,
     /// Cancelled when the server shuts down: background work stops, SSE streams end (so
     /// graceful shutdown is not held open by browsers), log followers return.
@@ -101,6 +102,7 @@ impl Services {
             shutdown: tokio_util::sync::CancellationToken::new(),
             verify: Default::default(),
             demo: Default::default(),
+            drills: Default::default(),
             config,
             runtime,
             store,
@@ -132,6 +134,11 @@ impl Services {
                 }
             }
         }
+        // A drill that died with the previous process left its fault behind: undo it.
+        let me = self.clone();
+        tokio::spawn(async move {
+            crate::drills::undo_pending(&me).await;
+        });
         let Ok(sup) = self.stack.clone() else { return };
         let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
         tokio::spawn(sup.clone().run(cancel.clone(), every));

@@ -134,6 +134,30 @@ impl Store {
             .await?)
     }
 
+    /// Records a drill's fault before it is applied; returns its id.
+    pub async fn record_fault(&self, drill: &str, service: &str, fault: &str) -> Result<i64, StoreError> {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        Ok(sqlx::query("INSERT INTO drill_faults (drill, service, fault, applied_at) VALUES (?, ?, ?, ?)")
+            .bind(drill)
+            .bind(service)
+            .bind(fault)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .last_insert_rowid())
+    }
+
+    pub async fn fault_undone(&self, id: i64, result: &str) -> Result<(), StoreError> {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        sqlx::query("UPDATE drill_faults SET undone_at = ?, undo_result = ? WHERE id = ?").bind(now).bind(result).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Faults applied and never undone: (id, drill, service, fault), oldest first.
+    pub async fn pending_faults(&self) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, drill, service, fault FROM drill_faults WHERE undone_at IS NULL ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
     /// Stores a finished verify or demo run; returns its id.
     pub async fn save_run(&self, kind: &str, started_at: &str, actor: &str, status: &str, summary: &str, result: &serde_json::Value) -> Result<i64, StoreError> {
         let finished = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

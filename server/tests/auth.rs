@@ -100,6 +100,7 @@ fn body_for(name: &str) -> &'static str {
         "expire_silence" => "id=no-such-service",
         "burst_test" => "requests=0",
         "start_demo" => "events=0&rate=0&malformed_every=0",
+        "start_drill" => "name=no-such-service",
         _ => "",
     }
 }
@@ -112,6 +113,7 @@ fn operator_error(name: &str) -> &'static str {
         "burst_test" => "a burst is 1 to",
         "start_demo" => "events must be between",
         "cancel_demo" => "no demo is running",
+        "cancel_drill" => "no drill is running",
         // The test holds the verify lock, so a real run cannot start.
         "start_verify" => "in progress by",
         _ => "no-such-service",
@@ -155,7 +157,7 @@ async fn mutating_functions_are_refused_for_a_viewer_accepted_for_an_operator_an
             // The error says what kind it is: a held lock is "busy", the rest bad input.
             let kind = match name {
                 "start_verify" => "busy",
-                "run_stack_action" | "set_replay_paused" | "processor_action" => "not_found",
+                "run_stack_action" | "set_replay_paused" | "processor_action" | "start_drill" => "not_found",
                 _ => "invalid",
             };
             assert!(body.contains(&format!(r#""kind":"{kind}"#)), "{name} as operator: {body}");

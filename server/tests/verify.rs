@@ -84,3 +84,42 @@ async fn demo_counts_add_up_with_malformed_events() {
     assert!(!r.progress.is_empty());
     svc.streams.stop_all().await;
 }
+
+/// The broker-kill drill on the real stack: kafka-2 SIGKILLed under load, nothing lost,
+/// healthy again; then a fault left behind by a control plane that died mid-drill
+/// (journal row written, replica stopped, never undone) is undone at the next start.
+#[tokio::test]
+#[ignore = "needs the stack; run by `make test`"]
+async fn drills_lose_nothing_and_undo_their_faults() {
+    common::stack_supervisor().up().await.expect("stack up");
+    let dir = tempfile::tempdir().unwrap();
+    let svc = services(dir.path()).await;
+    let healer = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(svc.supervisor().unwrap().run(healer.clone(), std::time::Duration::from_secs(2)));
+
+    let d = server::drills::find("broker-kill").unwrap();
+    let state = Arc::new(std::sync::Mutex::new(server::drills::new_run(d, "test")));
+    let r = svc.run_drill(d, state, Default::default()).await;
+    for t in &r.timeline {
+        println!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
+    }
+    println!("drill: {}", server::drills::summary(&r));
+    assert_eq!(r.status, "passed", "{r:#?}");
+    assert!(r.events.produced > 0 && r.events.lost == 0, "{:?}", r.events);
+    assert!(r.recovered_ms.is_some() && r.detected_ms.is_some(), "{r:#?}");
+    assert!(r.timeline.iter().any(|t| t.what.starts_with("fault injected: kill kafka-2")));
+    assert!(svc.store.pending_faults().await.unwrap().is_empty(), "the drill's fault is marked undone");
+    assert_eq!(svc.store.runs("drill", 5).await.unwrap().len(), 1, "stored");
+
+    // A previous control plane died mid-drill: its fault is in the journal, not undone.
+    svc.store.record_fault("replica-stop", "postgres-replica-2", "stop").await.unwrap();
+    docker(&["stop", "bss-postgres-replica-2"]);
+    let undone = server::drills::undo_pending(&svc).await;
+    assert_eq!(undone.len(), 1, "{undone:?}");
+    assert!(undone[0].contains("undone at start-up"), "{undone:?}");
+    assert!(svc.store.pending_faults().await.unwrap().is_empty());
+    let sup = svc.supervisor().unwrap();
+    wait_until!("replica 2 healthy again", 90, sup.status_of("postgres-replica-2").await.is_ok_and(|s| s.level() == "ok"));
+    healer.cancel();
+    svc.streams.stop_all().await;
+}

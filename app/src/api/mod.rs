@@ -3,6 +3,7 @@
 mod alerts;
 mod auth;
 mod db;
+mod drills;
 mod gateway;
 mod runs;
 mod stack;
@@ -11,6 +12,7 @@ mod streams;
 pub use alerts::*;
 pub use auth::*;
 pub use db::*;
+pub use drills::*;
 pub use gateway::*;
 pub use runs::*;
 pub use stack::*;

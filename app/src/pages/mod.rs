@@ -3,6 +3,7 @@ pub mod auth;
 pub mod chart;
 pub mod database;
 pub mod demo;
+pub mod drills;
 pub mod gateway;
 pub mod logs;
 pub mod overview;

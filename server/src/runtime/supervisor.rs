@@ -320,6 +320,16 @@ impl Supervisor {
         Ok(())
     }
 
+    /// SIGKILL the service's container (a drill's fault): not held, so the healer (and the
+    /// engine's restart policy) may bring it back.
+    pub async fn kill(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        let name = spec::container_name(&self.project, service);
+        self.docker.kill_container(&name, Some(bollard::query_parameters::KillContainerOptionsBuilder::default().signal("SIGKILL").build())).await?;
+        self.emit(service, "killed", format!("{name} killed (SIGKILL)"));
+        Ok(())
+    }
+
     pub async fn restart(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
         self.held.lock().await.remove(service);

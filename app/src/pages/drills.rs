@@ -1,0 +1,128 @@
+//! Drills page: break one part of the stack on purpose under load; each drill's
+//! expectation beside what was measured, the timeline live, the counts, the previous run.
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+use crate::{
+    api::{DrillRun, DrillsView},
+    live::poll_every,
+};
+
+/// What this page asks of the server (implemented beside the module that owns it,
+/// `server/src/drills.rs`); server functions below are its only callers.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait DrillsApi: Send + Sync {
+    /// The drills, the run in progress (or the last), the one before it, the history.
+    async fn drills_view(&self, who: &crate::api::Principal) -> Result<DrillsView, AppError>;
+    /// Starts a drill in the background (operator); one at a time.
+    async fn start_drill(&self, who: &crate::api::Principal, name: &str) -> Result<String, AppError>;
+    /// Cancels the running drill; its fault is undone.
+    async fn cancel_drill(&self, who: &crate::api::Principal) -> Result<String, AppError>;
+}
+
+#[server]
+pub async fn get_drills_view() -> Result<DrillsView, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.drills_view(&who).await
+}
+
+#[server]
+pub async fn start_drill(name: String) -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.start_drill(&who, &name).await
+}
+
+#[server]
+pub async fn cancel_drill() -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.cancel_drill(&who).await
+}
+
+fn secs(ms: Option<u64>) -> String {
+    ms.map(|m| format!("{:.1} s", m as f64 / 1000.0)).unwrap_or_else(|| "–".into())
+}
+
+#[component]
+fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
+    let badge = match run.status.as_str() {
+        "passed" => "badge ok",
+        "running" => "badge",
+        _ => "badge bad",
+    };
+    let prev = move |f: fn(&DrillRun) -> String| previous.as_ref().map(f).unwrap_or_else(|| "–".into());
+    let row = |label: &'static str, now: String, before: String, testid: &'static str| {
+        view! { <tr><td>{label}</td><td data-testid=testid>{now}</td><td class="muted">{before}</td></tr> }
+    };
+    let e = &run.events;
+    view! {
+        <section class="card" data-testid="drill-run" data-drill=run.drill.clone()>
+            <h2>{run.drill.clone()} " " <span class=badge data-testid="drill-status">{run.status.clone()}</span></h2>
+            <p class="muted">{format!("started {} by {} · {:.1} s", run.started_at, run.actor, run.elapsed_ms as f64 / 1000.0)}</p>
+            <p><b>"Expected: "</b> {run.expectation.clone()}</p>
+            <p data-testid="drill-verdict"><b>"Measured: "</b> {run.verdict.clone()}</p>
+            <table class="services">
+                <thead><tr><th></th><th>"This run"</th><th>"Previous run"</th></tr></thead>
+                <tbody>
+                    {row("Detected by the supervisor after", secs(run.detected_ms), prev(|p| secs(p.detected_ms)), "drill-detected")}
+                    {row("Healthy again after", secs(run.recovered_ms), prev(|p| secs(p.recovered_ms)), "drill-recovered")}
+                    {row("Events produced / processed / DLQ", format!("{} / {} / {}", e.produced, e.processed, e.dlq), prev(|p| format!("{} / {} / {}", p.events.produced, p.events.processed, p.events.dlq)), "drill-events")}
+                    {row("Events lost", e.lost.to_string(), prev(|p| p.events.lost.to_string()), "drill-lost")}
+                    {row("Reads ok / failed", format!("{} / {}", run.reads_ok, run.reads_failed), prev(|p| format!("{} / {}", p.reads_ok, p.reads_failed)), "drill-reads")}
+                    {row("Writes ok / failed", format!("{} / {}", run.writes_ok, run.writes_failed), prev(|p| format!("{} / {}", p.writes_ok, p.writes_failed)), "drill-writes")}
+                    {row("Reads served by", run.reads_by.iter().map(|(b, n)| format!("{b} {n}")).collect::<Vec<_>>().join(", "), String::new(), "drill-reads-by")}
+                </tbody>
+            </table>
+            <h3>"Timeline"</h3>
+            <ol class="timeline" data-testid="drill-timeline">
+                {run.timeline.iter().map(|t| view! { <li><code>{format!("+{:.1} s", t.at_ms as f64 / 1000.0)}</code> " " {t.what.clone()}</li> }).collect_view()}
+            </ol>
+        </section>
+    }
+}
+
+#[component]
+pub fn Drills() -> impl IntoView {
+    let tick = poll_every(1);
+    let data = Resource::new(move || tick.get(), |_| get_drills_view());
+    let can = crate::live::use_is_operator();
+    let start = ServerAction::<StartDrill>::new();
+    let cancel = ServerAction::<CancelDrill>::new();
+    let result = move || [start.value().get(), cancel.value().get()].into_iter().flatten().last().map(crate::error::outcome);
+    view! {
+        <h1>"Drills"</h1>
+        <p class="muted">"Each drill starts its own load (events through both processors, writes and reads through the router), breaks one part of the stack five seconds in, and measures what was lost and how long recovery took. A drill always undoes its fault: when it ends, when it is cancelled, and at the next start of the control plane if it died mid-drill."</p>
+        <p role="status" data-testid="drill-result">{result}</p>
+        <Transition fallback=|| view! { <p aria-busy="true">"Reading drills…"</p> }>
+            {move || data.get().map(|r| match r {
+                Err(e) => crate::error::error_view(&e),
+                Ok(v) => {
+                    let running = v.current.as_ref().is_some_and(|c| c.status == "running");
+                    view! {
+                        <table class="services" data-testid="drills">
+                            <thead><tr><th>"Drill"</th><th>"Fault"</th><th>"Expectation"</th><th></th></tr></thead>
+                            <tbody>
+                                {v.drills.iter().map(|d| {
+                                    let name = d.name.clone();
+                                    view! {
+                                        <tr data-drill=d.name.clone()>
+                                            <td><b>{d.title.clone()}</b><br/><code>{d.name.clone()}</code></td>
+                                            <td>{d.fault.clone()}</td>
+                                            <td>{d.expectation.clone()}</td>
+                                            <td><button disabled=move || !can.get() || running || start.pending().get()
+                                                on:click=move |_| { start.dispatch(StartDrill { name: name.clone() }); }>"Run " {d.name.clone()}</button></td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                        <button type="button" disabled=move || !can.get() || !running on:click=move |_| { cancel.dispatch(CancelDrill {}); }>"Cancel drill"</button>
+                        {v.current.clone().map(|c| view! { <RunCard run=c previous=v.previous.clone()/> })}
+                        <super::verify::RunHistory runs=v.history.clone() testid="drill-history"/>
+                    }.into_any()
+                }
+            })}
+        </Transition>
+    }
+}
