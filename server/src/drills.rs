@@ -273,8 +273,11 @@ impl Services {
             }
         }
 
-        // Watch: detection (engine event / health), the fault's removal, recovery.
+        // Watch: detection (the engine's event feed, the router's admission), the fault's
+        // removal, recovery (only after the service was seen down: a kill takes a moment).
         let mut detected = false;
+        let mut router_saw = false;
+        let mut seen_down = false;
         let mut removed = !matches!(d.fault, Fault::Stop { .. });
         let mut recovered = false;
         let deadline = Instant::now() + d.recover_within;
@@ -283,13 +286,19 @@ impl Services {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 ev = events.recv() => {
-                    if let Ok(ev) = ev {
-                        if ev.service == d.service && !detected && matches!(ev.kind.as_str(), "died" | "unhealthy" | "exited" | "stopped" | "healed" | "failed") {
+                    if let Ok(ev) = ev.as_ref().map_err(|_| ()).and_then(|e| if e.service == d.service { Ok(e) } else { Err(()) }) {
+                        // The injection's own events (kill, stop) are not detection.
+                        let sign = ev.kind == "die" || ev.kind.contains("unhealthy");
+                        if sign {
+                            seen_down = true;
+                        }
+                        if sign && !detected {
                             detected = true;
                             state.lock().unwrap().detected_ms = Some(since.elapsed().as_millis() as u64);
-                            note(format!("detected by the supervisor: {} ({})", ev.kind, ev.message));
-                        } else if ev.service == d.service && ev.kind == "healed" {
-                            note(format!("healer: {}", ev.message));
+                            note(format!("detected by the supervisor: {}", ev.message));
+                        }
+                        if ev.kind == "healed" {
+                            note(format!("restarted by the healer: {}", ev.message));
                         }
                     }
                 }
@@ -303,8 +312,20 @@ impl Services {
                             }
                         }
                     }
-                    if removed {
-                        if let Ok(st) = sup.status_of(d.service).await {
+                    if !router_saw {
+                        if let Some(r) = self.db.status().replicas.into_iter().find(|r| r.name == d.service) {
+                            if r.admission != app::api::Admission::In {
+                                router_saw = true;
+                                note(format!("detected by the router: {} out of the read pool", d.service));
+                            }
+                        }
+                    }
+                    let status = sup.status_of(d.service).await;
+                    if status.as_ref().is_ok_and(|st| st.level() != "ok") {
+                        seen_down = true;
+                    }
+                    if removed && seen_down {
+                        if let Ok(st) = status {
                             if st.level() == "ok" {
                                 recovered = true;
                                 let ms = since.elapsed().as_millis() as u64;

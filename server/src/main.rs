@@ -217,6 +217,7 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
         let _ = services.streams.start(&n);
     }
     let background = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(services.db.clone().run(background.clone()));
     if let Ok(sup) = services.supervisor() {
         tokio::spawn(sup.run(background.clone(), every));
     }
