@@ -1,4 +1,6 @@
-//! What the Database page asks of the read/write router.
+//! What the Database page asks of the read/write router, and the lag history it keeps.
+use std::{sync::Arc, time::Duration};
+
 use app::{
     api::{DbView, LagPoint, Principal, Role},
     backend::DbApi,
@@ -58,5 +60,39 @@ impl DbApi for Services {
             Ok(format!("{replica}: replay {}", if paused { "paused" } else { "resumed" }))
         })
         .await
+    }
+}
+
+impl Services {
+    /// Every minute, stores each replica's maximum lag of the past minute in SQLite.
+    pub(crate) async fn downsample_lag(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = crate::clock::now_ms();
+            let minute = now - now % 60_000 - 60_000;
+            let recent: Vec<_> = self.db.history().into_iter().filter(|p| p.at_ms >= minute && p.at_ms < minute + 60_000).collect();
+            if recent.is_empty() {
+                continue;
+            }
+            let rows: Vec<(String, u64, f64)> = self
+                .db
+                .replica_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let bytes = recent.iter().filter_map(|p| p.lag_bytes.get(i)).copied().max().unwrap_or(0);
+                    let secs = recent.iter().filter_map(|p| p.lag_secs.get(i)).copied().fold(0.0, f64::max);
+                    (name, bytes, secs)
+                })
+                .collect();
+            if let Err(e) = self.store.save_lag_minute(minute, &rows).await {
+                tracing::warn!(error = %e, "could not store downsampled lag");
+            }
+        }
     }
 }

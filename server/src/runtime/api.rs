@@ -1,4 +1,6 @@
 //! What the Overview, Services, Topology and Logs pages ask of the runtime.
+use std::time::Duration;
+
 use app::{
     api::{EngineStatus, LogLine, Principal, Role, StackOverview, StackVerb},
     backend::{EngineApi, StackApi},
@@ -114,5 +116,39 @@ impl StackApi for Services {
     async fn merged_logs(&self, who: &Principal, tail: usize) -> Result<Vec<LogLine>, AppError> {
         require(who, Role::Viewer, "reading logs")?;
         Ok(self.supervisor()?.merged_logs(tail.clamp(1, 500)).await)
+    }
+}
+
+impl Services {
+    /// Follows every service's logs into one channel, re-attaching after restarts; the
+    /// followers stop as soon as the receiver is dropped (the browser went away), even on a
+    /// quiet container, and at shutdown.
+    pub fn follow_all_logs(&self, who: &Principal) -> Result<tokio::sync::mpsc::Receiver<app::api::LogLine>, AppError> {
+        use futures_util::StreamExt;
+        require(who, Role::Viewer, "reading logs")?;
+        let sup = self.supervisor()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        for service in sup.compose().services.keys().cloned() {
+            let (sup, tx, shutdown) = (sup.clone(), tx.clone(), self.shutdown.clone());
+            tokio::spawn(async move {
+                let follow = async {
+                    loop {
+                        let mut s = std::pin::pin!(sup.follow_logs(&service));
+                        while let Some(line) = s.next().await {
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = follow => {}
+                    _ = tx.closed() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+        Ok(rx)
     }
 }

@@ -29,8 +29,8 @@ macro_rules! wait_until {
     }};
 }
 
-/// A connection to the stack's primary (dev credentials of dev/compose.yml).
+/// A connection to the stack's primary (the config's default: dev/compose.yml on loopback).
 pub async fn pg_primary() -> sqlx::PgConnection {
     use sqlx::Connection;
-    sqlx::PgConnection::connect("postgres://postgres:bss-dev-postgres@127.0.0.1:5432/bss").await.expect("primary")
+    sqlx::PgConnection::connect(&server::config::Config::default().postgres.primary).await.expect("primary")
 }
