@@ -149,10 +149,12 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         Kind::Passthrough => None,
     };
     // State first: nothing is consumed before the changelog has been replayed.
-    if let (Some(topic), Some(t)) = (&spec.changelog, transform.take()) {
-        let (t, n) = restore(spec, topic, t).await?;
-        stats.restored.store(n, Ordering::Relaxed);
-        transform = Some(t);
+    if let Some(topic) = &spec.changelog {
+        if let Some(t) = transform.take() {
+            let (t, n) = restore(spec, topic, t).await?;
+            stats.restored.store(n, Ordering::Relaxed);
+            transform = Some(t);
+        }
     }
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     let mut in_flight = FuturesOrdered::new();
