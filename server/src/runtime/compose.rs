@@ -214,8 +214,12 @@ impl ComposeFile {
         let merged = merged.ok_or_else(|| ComposeError::Parse { path: "-".into(), message: "no compose file given".into() })?;
         let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
         let file = Self::from_value(merged, &shown).map_err(|e| locate(e, paths))?;
-        // Bind mounts are relative to the first file's directory, as in Compose.
+        // Bind mounts are relative to the first file's directory, as in Compose. Absolute, so
+        // the config hash (which includes it) is the same whether the files were named
+        // relative to the working directory or not: `bss-control up` from the repository
+        // and a test naming the absolute path must not recreate each other's containers.
         let base_dir = paths[0].parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
         Ok((file, base_dir))
     }
 
@@ -445,6 +449,15 @@ networks: { bss: }
         assert_eq!(db.command.as_deref(), Some(&["run".to_string()][..]));
         assert!(db.environment.contains_key("POSTGRES_PASSWORD") && db.environment.contains_key("EXTRA"));
         assert_eq!(dir_out, dir.path());
+    }
+
+    #[test]
+    fn base_dir_is_absolute_whichever_way_the_file_was_named() {
+        // Tests run in server/; the compose file is the product's own.
+        let (_, rel) = ComposeFile::load(&[PathBuf::from("../dev/compose.yml")]).unwrap();
+        let (_, abs) = ComposeFile::load(&[std::env::current_dir().unwrap().join("../dev/compose.yml")]).unwrap();
+        assert!(rel.is_absolute(), "{}", rel.display());
+        assert_eq!(rel, abs, "the same files must give the same config hashes");
     }
 
     #[test]
