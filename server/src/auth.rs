@@ -47,6 +47,11 @@ impl From<sqlx::Error> for AuthError {
 /// Failed sign-ins allowed per (user name, client address) in [`LOGIN_WINDOW`].
 const LOGIN_FAILURES: usize = 5;
 const LOGIN_WINDOW: Duration = Duration::from_secs(300);
+/// The most (name, address) pairs the lockout table tracks; past it, sign-ins from new
+/// pairs are refused until old entries expire (bounded memory under a flood of names).
+const LOGIN_TABLE_MAX: usize = 10_000;
+/// Longer passwords are refused before hashing (Argon2's cost grows with the input).
+const MAX_PASSWORD: usize = 1024;
 
 pub struct Auth {
     store: Store,
@@ -66,6 +71,17 @@ fn hash_token(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An Argon2 hash of a random password nobody knows, for timing-equal refusals.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let mut raw = [0u8; 32];
+        let _ = getrandom::fill(&mut raw);
+        let salt = SaltString::encode_b64(&raw[..16]).expect("16 bytes make a salt");
+        Argon2::default().hash_password(&raw, &salt).map(|h| h.to_string()).unwrap_or_default()
+    })
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -111,33 +127,50 @@ impl Auth {
         Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(self.store.pool()).await?)
     }
 
-    fn check_rate(&self, key: &(String, Option<IpAddr>)) -> Result<(), AuthError> {
+    /// Counts this attempt against `key` *before* the password is checked, so parallel
+    /// guesses cannot all slip through while the first ones are still hashing; a success
+    /// clears the entry. Refuses past [`LOGIN_FAILURES`], and new keys when the table is full.
+    fn reserve_attempt(&self, key: &(String, Option<IpAddr>)) -> Result<(), AuthError> {
         let mut f = self.failures.lock().unwrap();
+        if f.len() >= LOGIN_TABLE_MAX && !f.contains_key(key) {
+            f.retain(|_, l| l.last().is_some_and(|t| t.elapsed() < LOGIN_WINDOW));
+            if f.len() >= LOGIN_TABLE_MAX {
+                return Err(AuthError::RateLimited(LOGIN_WINDOW.as_secs()));
+            }
+        }
         let list = f.entry(key.clone()).or_default();
         list.retain(|t| t.elapsed() < LOGIN_WINDOW);
         if list.len() >= LOGIN_FAILURES {
             let wait = LOGIN_WINDOW.saturating_sub(list[0].elapsed()).as_secs().max(1);
             return Err(AuthError::RateLimited(wait));
         }
+        list.push(Instant::now());
         Ok(())
     }
 
     /// Checks the password and opens a session; returns the cookie token.
     pub async fn login(&self, name: &str, password: &str, client: Option<IpAddr>) -> Result<(String, Principal), AuthError> {
+        // A name no user can have is refused at once (and never stored or hashed).
+        if !valid_name(name) || password.len() > MAX_PASSWORD {
+            return Err(AuthError::BadCredentials);
+        }
         let key = (name.to_string(), client);
-        self.check_rate(&key)?;
+        self.reserve_attempt(&key)?;
         let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(self.store.pool())
             .await?;
-        let ok = row.as_ref().is_some_and(|r| {
-            let stored: String = r.get("password_hash");
-            PasswordHash::new(&stored)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        });
+        // Argon2 runs off the async workers (a burst of sign-ins must not stall SSE and the
+        // API), and for unknown names too, against a fixed hash: the answer takes as long
+        // whether the user exists or not.
+        let stored = row.as_ref().map(|r| r.get::<String, _>("password_hash")).unwrap_or_else(|| dummy_hash().to_string());
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&stored).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+        })
+        .await
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
         let Some(row) = row.filter(|_| ok) else {
-            self.failures.lock().unwrap().entry(key).or_default().push(Instant::now());
             return Err(AuthError::BadCredentials);
         };
         self.failures.lock().unwrap().remove(&key);

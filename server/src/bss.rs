@@ -311,7 +311,10 @@ async fn read<T: Send + 'static>(
         Some(lsn) => db.read_after(lsn, f).await,
         None => db.read(f).await,
     }
-    .map_err(db_err)
+    .map_err(|e| match e {
+        crate::db::DbError::AheadOfPrimary { .. } => ApiError::Invalid(format!("X-BSS-Read-After: {e}")),
+        e => db_err(e),
+    })
 }
 
 pub async fn get_customer(db: &DbRouter, id: i64, after: Option<Lsn>) -> Result<(String, Customer), ApiError> {

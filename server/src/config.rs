@@ -215,6 +215,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where cargo-leptos put the site (wasm, js, css, public assets).
     pub site_root: PathBuf,
+    /// Host names this panel answers to (the `Host` header, port ignored), besides the
+    /// loopback names in local mode. A request for any other name is refused (421): a DNS
+    /// rebinding page cannot drive a local-mode panel. Empty in shared mode: any name (the
+    /// session cookie is bound to the name it was set for). `BSS_ALLOWED_HOSTS=a,b`.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -250,7 +255,7 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site") }
+        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site"), allowed_hosts: vec![] }
     }
 }
 
@@ -311,6 +316,7 @@ const ENV_KEYS: &[&str] = &[
     "BSS_NODE_EXPORTER_URL",
     "BSS_POSTGRES_EXPORTER_URL",
     "BSS_VERIFY_LAG_WINDOW",
+    "BSS_ALLOWED_HOSTS",
 ];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
@@ -386,6 +392,9 @@ impl Config {
                 "BSS_NODE_EXPORTER_URL" => self.endpoints.node_exporter = value,
                 "BSS_POSTGRES_EXPORTER_URL" => self.endpoints.postgres_exporter = value,
                 "BSS_VERIFY_LAG_WINDOW" => self.verify.lag_window = value,
+                "BSS_ALLOWED_HOSTS" => {
+                    self.server.allowed_hosts = value.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
+                }
                 "BSS_STREAMS_AUTOSTART" => {
                     self.streams.autostart = match value.as_str() {
                         "on" | "true" | "1" => true,

@@ -189,6 +189,15 @@ fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     use axum::http::{Method, StatusCode};
     let s = &state.services;
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    if !host_allowed(&s.config.server, s.auth.enabled, host) {
+        tracing::warn!(host = host.unwrap_or("(none)"), path = %req.uri().path(), "request for a host name this panel does not answer to");
+        let msg = format!(
+            "this panel does not answer to the host name {:?} (allowed: loopback names in local mode, and server.allowed_hosts)",
+            host.unwrap_or_default()
+        );
+        return (StatusCode::MISDIRECTED_REQUEST, msg).into_response();
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
@@ -220,6 +229,29 @@ async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) 
         }
         None => (StatusCode::UNAUTHORIZED, "sign in required").into_response(),
     }
+}
+
+/// The DNS-rebinding guard: whether a request naming `host` may be served. In local mode
+/// (everyone is the local admin) only loopback names, the listen address and the
+/// configured names; in shared mode the configured names, or any when none are configured.
+pub fn host_allowed(cfg: &crate::config::ServerConfig, auth_enabled: bool, host: Option<&str>) -> bool {
+    let Some(host) = host else { return auth_enabled && cfg.allowed_hosts.is_empty() };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
+    }
+    .to_ascii_lowercase();
+    if cfg.allowed_hosts.iter().any(|h| *h == name) {
+        return true;
+    }
+    if auth_enabled {
+        return cfg.allowed_hosts.is_empty();
+    }
+    let listen = match cfg.listen.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]") || name == listen
 }
 
 #[derive(serde::Deserialize)]
@@ -260,7 +292,11 @@ async fn login(
             res
         }
         Err(e) => {
-            s.audit(form.name.trim(), "auth.login", form.name.trim(), &Err::<(), _>(e.to_string())).await;
+            // Only a name a user could have goes into the audit log (not whatever was typed:
+            // an unauthenticated caller must not be able to fill the append-only log).
+            let name = form.name.trim();
+            let shown = if crate::auth::valid_name(name) { name.to_string() } else { format!("(not a user name, {} bytes)", name.len()) };
+            s.audit(&shown, "auth.login", &shown, &Err::<(), _>(e.to_string())).await;
             let msg: String = url_escape(&e.to_string());
             axum::response::Redirect::to(&format!("/login?error={msg}")).into_response()
         }
@@ -314,4 +350,31 @@ async fn audit_export(
 pub fn error_response(e: app::error::AppError) -> Response {
     let status = axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     (status, e.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+    use crate::config::ServerConfig;
+
+    #[test]
+    fn local_mode_answers_only_to_loopback_names() {
+        let cfg = ServerConfig::default();
+        for ok in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:3000"] {
+            assert!(host_allowed(&cfg, false, Some(ok)), "{ok}");
+        }
+        for bad in ["rebind.example:3000", "127.0.0.1.evil.example", "evil", "[::2]:3000", ""] {
+            assert!(!host_allowed(&cfg, false, Some(bad)), "{bad}");
+        }
+        assert!(!host_allowed(&cfg, false, None));
+    }
+
+    #[test]
+    fn shared_mode_answers_to_the_configured_names() {
+        let mut cfg = ServerConfig::default();
+        assert!(host_allowed(&cfg, true, Some("anything:3000")), "no names configured: the cookie protects");
+        cfg.allowed_hosts = vec!["panel.example".into()];
+        assert!(host_allowed(&cfg, true, Some("panel.example")));
+        assert!(!host_allowed(&cfg, true, Some("rebind.example")));
+    }
 }

@@ -250,3 +250,60 @@ async fn sse_streams_end_at_shutdown() {
         assert!(ended.is_ok(), "{path} outlived the shutdown");
     }
 }
+
+/// DNS rebinding: a page served as `rebind.example` that re-resolves to 127.0.0.1 sends
+/// requests whose Host and Origin both name it, so the same-origin rule alone passes them.
+/// Local mode answers only to loopback names: 421 for reads, exports, streams and actions.
+#[tokio::test]
+async fn a_rebound_host_name_cannot_drive_a_local_mode_panel() {
+    let (_d, services, app) = setup(false).await;
+    let evil = "rebind.example:3000";
+    let get = |path: &str, host: &str| Request::get(path).header(header::HOST, host).body(Body::empty()).unwrap();
+    for path in ["/audit.jsonl", "/sse/logs", "/services", "/api/customers"] {
+        assert_eq!(send(&app, get(path, evil)).await.0, StatusCode::MISDIRECTED_REQUEST, "{path}");
+    }
+    let path = server_fns().into_iter().find(|(n, _)| *n == "run_stack_action").unwrap().1;
+    let mut req = call(&path, "verb=Down&service=", None, Some("http://rebind.example:3000"));
+    req.headers_mut().insert(header::HOST, evil.parse().unwrap());
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert!(services.locks.running().is_empty(), "nothing started");
+    // The loopback names still work.
+    assert_eq!(send(&app, get("/audit.jsonl", "localhost:3000")).await.0, StatusCode::OK);
+    assert_eq!(send(&app, get("/audit.jsonl", HOST)).await.0, StatusCode::OK);
+}
+
+/// Parallel guesses cannot beat the lockout (the attempt counts before the password is
+/// checked), and an oversized user name is neither hashed nor written to the audit log.
+#[tokio::test]
+async fn parallel_guesses_hit_the_lockout_and_junk_names_stay_out_of_the_audit_log() {
+    let (_d, services, app) = setup(true).await;
+    let guess = |name: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::post("/auth/login")
+                .header(header::HOST, HOST)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("name={name}&password=wrong-guess-123")))
+                .unwrap();
+            let (_, headers, _) = send(&app, req).await;
+            headers[header::LOCATION].to_str().unwrap().to_string()
+        }
+    };
+    let answers = futures_util::future::join_all((0..40).map(|_| guess("otto".into()))).await;
+    let limited = answers.iter().filter(|l| l.contains("too%20many")).count();
+    assert!(limited >= 35, "at most 5 of 40 parallel guesses may reach the password check: {limited} limited");
+    // The right password is refused too while locked out.
+    let req = Request::post("/auth/login")
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("name=otto&password={}", PW.replace(' ', "+"))))
+        .unwrap();
+    assert!(send(&app, req).await.1[header::LOCATION].to_str().unwrap().contains("too%20many"));
+
+    let junk = "x".repeat(100_000);
+    guess(junk.clone()).await;
+    let rows = services.store.audit_filtered(None, Some("auth.login"), 100).await.unwrap();
+    assert!(rows.iter().all(|r| r.actor.len() <= 64 || r.actor.starts_with("(not a user name")), "junk reached the audit log");
+    assert!(rows.iter().any(|r| r.actor == "(not a user name, 100000 bytes)"));
+}

@@ -132,6 +132,12 @@ async fn bss_api_through_the_router() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _, _) = send(&app, Method::GET, "/api/customers/1", None, Some("garbage")).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    // An LSN no write returned (far ahead of the primary) is refused at once instead of
+    // making the read poll the replicas for 2 s.
+    let t = std::time::Instant::now();
+    let (st, _, e) = send(&app, Method::GET, &format!("/api/customers/{id}"), None, Some("FFFF/0")).await;
+    assert!(st == StatusCode::UNPROCESSABLE_ENTITY && e["error"].as_str().unwrap().contains("ahead of the primary"), "{st} {e}");
+    assert!(t.elapsed() < Duration::from_millis(1500), "refused without waiting: {:?}", t.elapsed());
     assert_eq!((count("customers").await, count("orders").await), before);
 
     // A retried POST with the same Idempotency-Key gets the first row (200, replayed), and

@@ -14,6 +14,7 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::UnknownReplica(_) => AppError::NotFound(e.to_string()),
+            DbError::AheadOfPrimary { .. } => AppError::Invalid(e.to_string()),
             DbError::PrimaryDown(_) | DbError::Query { .. } => AppError::Unavailable(e.to_string()),
         }
     }

@@ -70,6 +70,9 @@ pub enum DbError {
     Query { backend: String, source: sqlx::Error },
     #[error("unknown replica {0:?}")]
     UnknownReplica(String),
+    /// A read-after LSN the primary has not reached: no write returned it.
+    #[error("LSN {wanted} is ahead of the primary's {current}: not an LSN a write returned")]
+    AheadOfPrimary { wanted: Lsn, current: Lsn },
 }
 
 pub use app::api::{DbStatus, LagPoint, ReplicaStatus};
@@ -94,7 +97,14 @@ pub struct DbRouter {
     history: Mutex<VecDeque<LagPoint>>,
     /// The primary's WAL position at each check (ms, LSN), 15 min: dates a replica's lag.
     primary_positions: Mutex<VecDeque<(u64, Lsn)>>,
+    /// Read-your-writes waits that may poll the replicas at once; past it a read-after
+    /// goes straight to whoever has the LSN (or the primary) without waiting, so many
+    /// parallel waits cannot exhaust the replicas' pools.
+    ryw_waits: tokio::sync::Semaphore,
 }
+
+/// At most this many read-your-writes waits poll the replicas at the same time.
+const RYW_WAITS: usize = 8;
 
 /// 15 minutes at one sample a second.
 const HISTORY: usize = 900;
@@ -134,6 +144,7 @@ impl DbRouter {
             primary_state: Mutex::new((false, None)),
             history: Mutex::new(VecDeque::new()),
             primary_positions: Mutex::new(VecDeque::new()),
+            ryw_waits: tokio::sync::Semaphore::new(RYW_WAITS),
         }
     }
 
@@ -194,6 +205,17 @@ impl DbRouter {
     where
         F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
     {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary).await.map_err(|e| DbError::PrimaryDown(e.to_string())).ok();
+        if let Some(current) = current.as_deref().and_then(Lsn::parse) {
+            if lsn > current {
+                return Err(DbError::AheadOfPrimary { wanted: lsn, current });
+            }
+        }
+        // Waiting is bounded in time and in how many wait at once.
+        let Ok(_permit) = self.ryw_waits.try_acquire() else {
+            return self.read_inner(Some(lsn), f).await;
+        };
         let deadline = tokio::time::Instant::now() + self.cfg.ryw_timeout;
         loop {
             // Refresh replay positions directly: the monitor's last sample may be a second old.
@@ -207,7 +229,7 @@ impl DbRouter {
             if matches!(self.pick(Some(lsn), &[]), Target::Replica(_)) || tokio::time::Instant::now() >= deadline {
                 return self.read_inner(Some(lsn), f).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
