@@ -57,6 +57,43 @@ impl ActionLocks {
     }
 }
 
+/// The background run (demo, drill) in progress or last started in this process: its live
+/// state, which the page reads, and the token that cancels it.
+pub struct RunSlot<T> {
+    current: Mutex<Option<(Arc<Mutex<T>>, tokio_util::sync::CancellationToken)>>,
+}
+
+impl<T> Default for RunSlot<T> {
+    fn default() -> Self {
+        Self { current: Mutex::new(None) }
+    }
+}
+
+impl<T: Clone> RunSlot<T> {
+    /// Makes `state` the current run; returns its cancel token.
+    pub fn start(&self, state: Arc<Mutex<T>>) -> tokio_util::sync::CancellationToken {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        *self.current.lock().unwrap() = Some((state, cancel.clone()));
+        cancel
+    }
+
+    /// A copy of the current run's state, if any.
+    pub fn snapshot(&self) -> Option<T> {
+        self.current.lock().unwrap().as_ref().map(|(s, _)| s.lock().unwrap().clone())
+    }
+
+    /// Cancels the current run if `running` says it still runs; whether it did.
+    pub fn cancel_if(&self, running: impl Fn(&T) -> bool) -> bool {
+        match &*self.current.lock().unwrap() {
+            Some((s, cancel)) if running(&s.lock().unwrap()) => {
+                cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

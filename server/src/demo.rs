@@ -202,10 +202,7 @@ pub fn summary(r: &DemoRun) -> String {
 }
 
 /// The demo in progress or last finished in this process, and how to cancel the running one.
-#[derive(Default)]
-pub struct Runner {
-    current: Mutex<Option<(Arc<Mutex<DemoRun>>, CancellationToken)>>,
-}
+pub type Runner = crate::actions::RunSlot<DemoRun>;
 
 /// A new run's state, before it starts.
 pub fn new_run(actor: &str, events: u64, rate: u64, malformed_every: u64) -> DemoRun {
@@ -242,10 +239,7 @@ impl DemoApi for Services {
     async fn demo_view(&self, who: &Principal) -> Result<DemoView, AppError> {
         require(who, Role::Viewer, "reading demo runs")?;
         let stored = self.store.runs("demo", 20).await?;
-        let current = match &*self.demo.current.lock().unwrap() {
-            Some((s, _)) => Some(s.lock().unwrap().clone()),
-            None => stored.first().and_then(|r| serde_json::from_str(&r.5).ok()),
-        };
+        let current = self.demo.snapshot().or_else(|| stored.first().and_then(|r| serde_json::from_str(&r.5).ok()));
         Ok(DemoView { current, history: crate::store::summaries(&stored), max_events: MAX_EVENTS, max_rate: MAX_RATE })
     }
 
@@ -256,8 +250,7 @@ impl DemoApi for Services {
             validate(events, rate, malformed_every).map_err(AppError::Invalid)?;
             let me = self.me()?;
             let state = Arc::new(Mutex::new(new_run(&who.user, events, rate, malformed_every)));
-            let cancel = CancellationToken::new();
-            *self.demo.current.lock().unwrap() = Some((state.clone(), cancel.clone()));
+            let cancel = self.demo.start(state.clone());
             self.emit("demo", "action", format!("{}: demo started ({events} events at {rate}/s)", who.user));
             tokio::spawn(async move {
                 let _guard = guard;
@@ -274,12 +267,10 @@ impl DemoApi for Services {
         // Not behind the demo's lock: the running demo holds it.
         let act = Act { role: Role::Operator, what: "cancelling the demo", lock: "demo-cancel", verb: "cancel", audit: "demo.cancel", target: "demo" };
         self.guarded(who, act, |_guard| async move {
-            match &*self.demo.current.lock().unwrap() {
-                Some((s, cancel)) if s.lock().unwrap().status == "running" => {
-                    cancel.cancel();
-                    Ok("demo cancelled".to_string())
-                }
-                _ => Err(AppError::Invalid("no demo is running".into())),
+            if self.demo.cancel_if(|r| r.status == "running") {
+                Ok("demo cancelled".to_string())
+            } else {
+                Err(AppError::Invalid("no demo is running".into()))
             }
         })
         .await

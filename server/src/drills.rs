@@ -102,10 +102,7 @@ fn info(d: &Drill) -> DrillInfo {
 }
 
 /// The drill in progress or last finished in this process, and how to cancel it.
-#[derive(Default)]
-pub struct Runner {
-    current: Mutex<Option<(Arc<Mutex<DrillRun>>, CancellationToken)>>,
-}
+pub type Runner = crate::actions::RunSlot<DrillRun>;
 
 pub fn new_run(d: &Drill, actor: &str) -> DrillRun {
     DrillRun {
@@ -410,10 +407,7 @@ impl DrillsApi for Services {
         require(who, Role::Viewer, "reading drills")?;
         let stored = self.store.runs("drill", 20).await?;
         let parse = |json: &str| serde_json::from_str::<DrillRun>(json).ok();
-        let current = match &*self.drills.current.lock().unwrap() {
-            Some((s, _)) => Some(s.lock().unwrap().clone()),
-            None => stored.first().and_then(|r| parse(&r.5)),
-        };
+        let current = self.drills.snapshot().or_else(|| stored.first().and_then(|r| parse(&r.5)));
         let previous = stored
             .iter()
             .filter(|r| Some(r.0) != current.as_ref().and_then(|c| c.id))
@@ -428,8 +422,7 @@ impl DrillsApi for Services {
             let d = find(name)?;
             let me = self.me()?;
             let state = Arc::new(Mutex::new(new_run(d, &who.user)));
-            let cancel = CancellationToken::new();
-            *self.drills.current.lock().unwrap() = Some((state.clone(), cancel.clone()));
+            let cancel = self.drills.start(state.clone());
             tokio::spawn(async move {
                 let _guard = guard;
                 let r = me.run_drill(d, state, cancel).await;
@@ -445,12 +438,10 @@ impl DrillsApi for Services {
         // Not behind the drills lock: the running drill holds it.
         let act = Act { role: Role::Operator, what: "cancelling a drill", lock: "drills-cancel", verb: "cancel", audit: "drill.cancel", target: "drills" };
         self.guarded(who, act, |_guard| async move {
-            match &*self.drills.current.lock().unwrap() {
-                Some((s, cancel)) if s.lock().unwrap().status == "running" => {
-                    cancel.cancel();
-                    Ok("drill cancelled; its fault is being undone".to_string())
-                }
-                _ => Err(AppError::Invalid("no drill is running".into())),
+            if self.drills.cancel_if(|r| r.status == "running") {
+                Ok("drill cancelled; its fault is being undone".to_string())
+            } else {
+                Err(AppError::Invalid("no drill is running".into()))
             }
         })
         .await

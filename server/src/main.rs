@@ -165,6 +165,18 @@ async fn verify_cli(config: Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A token cancelled by Ctrl-C (the CLI's long runs stop cleanly and are stored).
+fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c.cancel();
+        }
+    });
+    cancel
+}
+
 /// `bss-control demo`: the Kafka demo with both processors in this process.
 async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, json: bool) -> anyhow::Result<()> {
     server::demo::validate(events, rate, malformed_every).map_err(|e| anyhow::anyhow!(e))?;
@@ -173,13 +185,7 @@ async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, 
         let _ = services.streams.start(&n);
     }
     let state = std::sync::Arc::new(std::sync::Mutex::new(server::demo::new_run("cli", events, rate, malformed_every)));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c2.cancel();
-        }
-    });
+    let cancel = cancel_on_ctrl_c();
     let progress = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -222,13 +228,7 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
         tokio::spawn(sup.run(background.clone(), every));
     }
     let state = std::sync::Arc::new(std::sync::Mutex::new(server::drills::new_run(drill, "cli")));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c2.cancel();
-        }
-    });
+    let cancel = cancel_on_ctrl_c();
     let progress = {
         let state = state.clone();
         tokio::spawn(async move {
