@@ -44,6 +44,9 @@ wait_bg() {
 bg images dev/images/build.sh
 bg front nice -n 19 bash -c 'dev/scripts/toolchain.sh front && dev/scripts/build.sh front'
 
+# Every cargo call selects the same packages (--workspace): with only -p server, `app` is
+# a plain dependency (rlib) instead of a member (cdylib + rlib), which rebuilt both crates
+# (about 2 min) between the unit and the integration steps.
 step "cargo test (unit + real Docker engine)"
 cargo test --workspace --features app/ssr
 
@@ -51,22 +54,22 @@ step "offline images for the Phase 3 stack (cached by input hash)"
 wait_bg images
 
 step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
-cargo test -p server --features app/ssr --test db -- --ignored --nocapture
+cargo test --workspace --features app/ssr --test db -- --ignored --nocapture
 
 step "BSS API (customers, orders) through the router: read-your-writes, CloudEvents, bad input, bus down"
-cargo test -p server --features app/ssr --test bss_api -- --ignored --nocapture
+cargo test --workspace --features app/ssr --test bss_api -- --ignored --nocapture
 
 step "Kafka stream processors on the three real brokers: in = out + DLQ, restart mid-stream, DLQ reasons"
-cargo test -p server --features app/ssr --test streams -- --ignored --nocapture
+cargo test --workspace --features app/ssr --test streams -- --ignored --nocapture
 
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
-cargo test -p server --features app/ssr --test alerts -- --ignored --nocapture
+cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
-cargo test -p server --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
+cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
-cargo test -p server --features app/ssr --test stack -- --ignored --nocapture
+cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
 step "browser bundle (cargo-leptos, release wasm) + wasm check"
 wait_bg front
