@@ -140,11 +140,13 @@ pub struct StreamsConfig {
     pub autostart: bool,
     /// Tumbling window of the customer analytics tallies, e.g. "60s".
     pub window: String,
+    /// Kafka transactions (Kafka Streams' exactly_once_v2) instead of at-least-once.
+    pub exactly_once: bool,
 }
 
 impl Default for StreamsConfig {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095".into(), autostart: true, window: "60s".into() }
+        Self { brokers: "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095".into(), autostart: true, window: "60s".into(), exactly_once: false }
     }
 }
 
@@ -304,6 +306,7 @@ const ENV_KEYS: &[&str] = &[
     "BSS_LOG",
     "BSS_KAFKA_BROKERS",
     "BSS_STREAMS_AUTOSTART",
+    "BSS_STREAMS_EXACTLY_ONCE",
     "BSS_PG_PRIMARY",
     "BSS_PG_REPLICAS",
     "BSS_PG_READ_POOL",
@@ -395,11 +398,16 @@ impl Config {
                 "BSS_ALLOWED_HOSTS" => {
                     self.server.allowed_hosts = value.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
                 }
-                "BSS_STREAMS_AUTOSTART" => {
-                    self.streams.autostart = match value.as_str() {
+                "BSS_STREAMS_AUTOSTART" | "BSS_STREAMS_EXACTLY_ONCE" => {
+                    let on = match value.as_str() {
                         "on" | "true" | "1" => true,
                         "off" | "false" | "0" => false,
                         _ => return Err(bad(&key, &value, "expected on or off".into())),
+                    };
+                    if key == "BSS_STREAMS_AUTOSTART" {
+                        self.streams.autostart = on
+                    } else {
+                        self.streams.exactly_once = on
                     }
                 }
                 "BSS_AUTH" => {

@@ -54,9 +54,15 @@ async fn produce(cust: &str, ord: &str, run: &str, from: u64, n: u64) -> (Vec<St
 /// Everything on `topic` from the beginning: at least `want` records (or 60 s), then until
 /// 3 s pass without one.
 async fn read_all(topic: &str, want: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    read_all_as(topic, want, "read_uncommitted").await
+}
+
+/// Like [`read_all`], as a reader with the given `isolation.level`.
+async fn read_all_as(topic: &str, want: usize, isolation: &str) -> Vec<rdkafka::message::OwnedMessage> {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", BROKERS)
-        .set("group.id", format!("reader-{topic}"))
+        .set("group.id", format!("reader-{topic}-{isolation}"))
+        .set("isolation.level", isolation)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -93,6 +99,7 @@ async fn processors_on_real_brokers() {
         kind,
         window_ms: 10_000,
         changelog: Some(format!("{run}.{name}-changelog")),
+        exactly_once: false,
     };
     let streams = Streams::with_specs(
         BROKERS,
@@ -188,10 +195,35 @@ async fn processors_on_real_brokers() {
 #[tokio::test]
 #[ignore = "needs the stack's Kafka brokers; run by `make test`"]
 async fn a_failed_dlq_delivery_is_retried_not_skipped() {
+    let (outputs, valid) = dlq_outage(false).await;
+    let causes: HashSet<String> = outputs.iter().map(causation).collect();
+    assert_eq!(causes, valid, "every valid input came out");
+}
+
+/// The same outage with exactly-once: each failed attempt's transaction is aborted, so a
+/// read_committed reader sees every valid input's output exactly once (at-least-once
+/// repeats the 20 outputs of every failed attempt).
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn exactly_once_hides_the_failed_attempts() {
+    let (outputs, valid) = dlq_outage(true).await;
+    let causes: Vec<String> = outputs.iter().map(causation).collect();
+    assert_eq!(causes.iter().cloned().collect::<HashSet<_>>(), valid, "every valid input came out");
+    assert_eq!(causes.len(), valid.len(), "each exactly once to a read_committed reader");
+}
+
+fn causation(m: &rdkafka::message::OwnedMessage) -> String {
+    CloudEvent::parse(m.payload().unwrap()).unwrap().extensions["causationid"].as_str().unwrap().to_string()
+}
+
+/// One malformed event then 20 valid ones on a one-partition topic, the DLQ missing until
+/// the processor has failed once. Returns the outputs a read_committed reader sees and the
+/// valid inputs' ids.
+async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>, HashSet<String>) {
     let sup = common::stack_supervisor();
     sup.up().await.expect("stack up");
 
-    let run = format!("f{}", server::streams::events::now_ms());
+    let run = format!("f{}{}", if exactly_once { "x" } else { "" }, server::streams::events::now_ms());
     let (input, out, dlq) = (format!("{run}.customer"), format!("{run}.analytics"), format!("{run}.dlq"));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     // One partition: the malformed record and the valid ones after it share it.
@@ -228,13 +260,14 @@ async fn a_failed_dlq_delivery_is_retried_not_skipped() {
         kind: Kind::CustomerAnalytics,
         window_ms: 10_000,
         changelog: None,
+        exactly_once,
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("customer").unwrap();
     let view = |s: &Streams| s.view().processors.into_iter().next().unwrap();
     wait_until!("the DLQ delivery fails and the processor says why", 90, view(&streams).restarts >= 1);
     let failed = view(&streams);
-    assert!(failed.reason.as_deref().unwrap_or_default().contains("DLQ"), "the reason names the DLQ: {failed:?}");
+    assert!(failed.reason.as_deref().unwrap_or_default().contains(".dlq"), "the reason names the DLQ: {failed:?}");
 
     // Nothing committed past the failed record while the DLQ is missing.
     let committed = || {
@@ -252,15 +285,17 @@ async fn a_failed_dlq_delivery_is_retried_not_skipped() {
     for r in admin.create_topics(&[one(&dlq)], &AdminOptions::new()).await.unwrap() {
         r.expect("DLQ created");
     }
-    let dead = read_all(&dlq, 1).await;
+    let dead = read_all_as(&dlq, 1, "read_committed").await;
     assert!(!dead.is_empty(), "the malformed record never reached the DLQ after it appeared");
-    let outputs = read_all(&out, valid.len()).await;
-    let causes: HashSet<String> = outputs
-        .iter()
-        .map(|m| CloudEvent::parse(m.payload().unwrap()).unwrap().extensions["causationid"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(causes, valid, "every valid input came out");
-    wait_until!("the committed offset covers every input", 30, committed() == rdkafka::Offset::Offset(21));
+    wait_until!("the committed offset covers every input", 60, committed() == rdkafka::Offset::Offset(21));
+    let outputs = read_all_as(&out, valid.len(), "read_committed").await;
     streams.stop_all().await;
-    println!("DLQ outage: {} restarts, malformed record delivered after the DLQ appeared, 0 skipped", view(&streams).restarts);
+    println!(
+        "DLQ outage ({}): {} restarts, {} outputs for {} valid inputs, malformed record delivered after the DLQ appeared, 0 skipped",
+        if exactly_once { "exactly-once" } else { "at-least-once" },
+        view(&streams).restarts,
+        outputs.len(),
+        valid.len()
+    );
+    (outputs, valid)
 }

@@ -85,7 +85,7 @@ pub struct Streams {
 
 impl Streams {
     /// Both processors on the standard topics.
-    pub fn new(brokers: &str, window_ms: u64) -> Arc<Self> {
+    pub fn new(brokers: &str, window_ms: u64, exactly_once: bool) -> Arc<Self> {
         let spec = |name: &str, input: &str, kind| ProcessorSpec {
             name: name.into(),
             brokers: brokers.into(),
@@ -97,6 +97,7 @@ impl Streams {
             window_ms,
             // Kafka Streams' naming: <application id>-<store>-changelog.
             changelog: Some(format!("{name}-state-changelog")),
+            exactly_once,
         };
         Self::with_specs(
             brokers,
@@ -463,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn control_errors_are_clear() {
-        let s = Streams::new("127.0.0.1:1", 1000);
+        let s = Streams::new("127.0.0.1:1", 1000, false);
         assert!(s.start("nope").unwrap_err().to_string().contains("unknown processor"));
         assert_eq!(s.not_running(), ["bss-customer-analytics is stopped", "bss-order-processor is stopped"]);
         assert!(s.stop("bss-order-processor").await.unwrap_err().to_string().contains("not running"));

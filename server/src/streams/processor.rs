@@ -47,6 +47,8 @@ pub struct ProcessorSpec {
     /// (created by the processor when missing, like Kafka Streams' changelog topics);
     /// `None`: state is not kept across restarts.
     pub changelog: Option<String>,
+    /// Kafka transactions instead of at-least-once (`streams.exactly_once`).
+    pub exactly_once: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,16 +135,18 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         .set("bootstrap.servers", &spec.brokers)
         .set("group.id", &spec.group)
         .set("client.id", &spec.name)
-        .set("enable.auto.commit", "true")
+        // Exactly-once commits offsets inside its transactions; at-least-once stores them
+        // after the acknowledgements and lets librdkafka commit every second.
+        .set("enable.auto.commit", if spec.exactly_once { "false" } else { "true" })
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
+        .set("isolation.level", if spec.exactly_once { "read_committed" } else { "read_uncommitted" })
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         // A subscribed topic created after start (the stack provisioned later) is found soon.
         .set("topic.metadata.refresh.interval.ms", "5000")
         .create()
         .map_err(|e| format!("consumer config: {e}"))?;
-    let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
     let mut transform = match spec.kind {
         Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
         Kind::OrderProcessor => Some(Transform::Order(OrderProcessor::default())),
@@ -157,6 +161,10 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         }
     }
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
+    if spec.exactly_once {
+        return run_transactional(spec, stats, cancel, consumer, transform).await;
+    }
+    let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
     let mut in_flight = FuturesOrdered::new();
     let mut blocked = Blocked::default();
     let result = loop {
@@ -180,36 +188,10 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                 };
                 stats.consumed.fetch_add(1, Ordering::Relaxed);
                 stats.last_error.lock().unwrap().take();
-                let now = now_ms();
-                let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
-                let key = m.key().unwrap_or_default().to_vec();
-                let parsed = transform.as_mut().map(|t| (t, CloudEvent::parse(m.payload().unwrap_or_default())));
-                let mut changes = vec![];
-                let (dest, bytes, headers, event_ms) = match parsed {
-                    None => (&spec.output, m.payload().unwrap_or_default().to_vec(), OwnedHeaders::new(), kafka_ms),
-                    Some((_, Err(reason))) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), kafka_ms),
-                    Some((transform, Ok(ev))) => {
-                        let event_ms = ev.time_ms().unwrap_or(kafka_ms);
-                        match transform.process(&ev, now) {
-                            Outcome::Emit(out) => {
-                                if spec.changelog.is_some() {
-                                    changes = transform.changes(&ev);
-                                }
-                                (&spec.output, out.to_bytes(), ce_headers(), event_ms)
-                            }
-                            Outcome::Reject(reason) => (&spec.dlq, m.payload().unwrap_or_default().to_vec(), dlq_headers(spec, &m, &reason), event_ms),
-                        }
-                    }
-                };
-                let dlq = dest == &spec.dlq;
+                let r = route(spec, transform.as_mut(), &m);
                 // The state changes go first; the input's offset waits for all deliveries.
-                let mut deliveries = Vec::with_capacity(changes.len() + 1);
-                if let Some(topic) = &spec.changelog {
-                    for (k, v) in &changes {
-                        deliveries.push(enqueue(&producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await?);
-                    }
-                }
-                deliveries.push(enqueue(&producer, dest, &key, &bytes, headers).await?);
+                let deliveries = send(&producer, spec, &m, &r).await?;
+                let (dlq, event_ms) = (r.dlq, r.event_ms);
                 let src = Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq, event_ms };
                 in_flight.push_back(acked(src, deliveries));
             }
@@ -236,6 +218,134 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     result.and(drained)
 }
 
+/// What one input record becomes: the output (or the DLQ record), and the state changes
+/// to write to the changelog. The same for both delivery modes.
+struct Routed {
+    dlq: bool,
+    bytes: Vec<u8>,
+    headers: OwnedHeaders,
+    changes: Vec<(String, Vec<u8>)>,
+    event_ms: u64,
+}
+
+fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Message) -> Routed {
+    let now = now_ms();
+    let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
+    let payload = || m.payload().unwrap_or_default().to_vec();
+    let dead = |reason: &str, event_ms| Routed { dlq: true, bytes: payload(), headers: dlq_headers(spec, m, reason), changes: vec![], event_ms };
+    let Some(transform) = transform else {
+        return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), changes: vec![], event_ms: kafka_ms };
+    };
+    match CloudEvent::parse(m.payload().unwrap_or_default()) {
+        Err(reason) => dead(&reason, kafka_ms),
+        Ok(ev) => {
+            let event_ms = ev.time_ms().unwrap_or(kafka_ms);
+            match transform.process(&ev, now) {
+                Outcome::Emit(out) => {
+                    let changes = if spec.changelog.is_some() { transform.changes(&ev) } else { vec![] };
+                    Routed { dlq: false, bytes: out.to_bytes(), headers: ce_headers(), changes, event_ms }
+                }
+                Outcome::Reject(reason) => dead(&reason, event_ms),
+            }
+        }
+    }
+}
+
+/// Hands a routed record to the producer: its state changes to the changelog first, then
+/// the output or DLQ record (keyed like its input).
+async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message, r: &Routed) -> Result<Vec<DeliveryFuture>, String> {
+    let mut deliveries = Vec::with_capacity(r.changes.len() + 1);
+    if let Some(topic) = &spec.changelog {
+        for (k, v) in &r.changes {
+            deliveries.push(enqueue(producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await?);
+        }
+    }
+    let dest = if r.dlq { &spec.dlq } else { &spec.output };
+    deliveries.push(enqueue(producer, dest, m.key().unwrap_or_default(), &r.bytes, r.headers.clone()).await?);
+    Ok(deliveries)
+}
+
+/// Records per transaction at most, and how long a transaction waits to fill.
+const TX_BATCH: usize = 500;
+const TX_LINGER: Duration = Duration::from_millis(100);
+
+/// Exactly-once (Kafka Streams' `exactly_once_v2`): each batch of inputs is consumed,
+/// transformed and produced in one Kafka transaction together with its input offsets, so
+/// a `read_committed` reader sees every output (and state change) once or not at all. A
+/// failure aborts the transaction and ends the loop: the supervisor's restart resumes
+/// from the last committed offsets with the state restored from the committed changelog.
+async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, consumer: StreamConsumer, mut transform: Option<Transform>) -> Result<(), String> {
+    use rdkafka::{producer::Producer, TopicPartitionList};
+    const T: Duration = Duration::from_secs(30);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &spec.brokers)
+        .set("transactional.id", format!("{}-tx", spec.group))
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .map_err(|e| format!("transactional producer config: {e}"))?;
+    producer.init_transactions(T).map_err(|e| format!("init transactions: {e}"))?;
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        let first = match first {
+            Ok(m) => m,
+            Err(e) => {
+                *stats.last_error.lock().unwrap() = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + TX_LINGER;
+        while batch.len() < TX_BATCH {
+            match tokio::time::timeout_at(until, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m),
+                _ => break,
+            }
+        }
+        stats.last_error.lock().unwrap().take();
+        producer.begin_transaction().map_err(|e| format!("begin transaction: {e}"))?;
+        let fail = |what: String| {
+            let _ = producer.abort_transaction(T);
+            what
+        };
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut next = std::collections::BTreeMap::new();
+        for m in &batch {
+            let r = route(spec, transform.as_mut(), m);
+            pending.push((r.dlq, r.event_ms, send(&producer, spec, m, &r).await.map_err(fail)?));
+            next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+        }
+        let (mut out, mut dead, mut lat) = (0, 0, Vec::with_capacity(batch.len()));
+        for (dlq, event_ms, deliveries) in pending {
+            for d in deliveries {
+                match d.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, m))) => return Err(fail(format!("delivery to {} failed: {e}; the transaction was aborted", m.topic()))),
+                    Err(_) => return Err(fail("producer dropped a delivery; the transaction was aborted".into())),
+                }
+            }
+            if dlq { dead += 1 } else { out += 1 }
+            lat.push(now_ms().saturating_sub(event_ms) * 1000);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, p), o) in &next {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o)).map_err(|e| fail(e.to_string()))?;
+        }
+        let meta = consumer.group_metadata().ok_or_else(|| fail("no consumer group metadata".into()))?;
+        producer.send_offsets_to_transaction(&tpl, &meta, T).map_err(|e| fail(format!("offsets into the transaction: {e}")))?;
+        producer.commit_transaction(T).map_err(|e| fail(format!("commit transaction: {e}")))?;
+        stats.consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.produced.fetch_add(out, Ordering::Relaxed);
+        stats.dlq.fetch_add(dead, Ordering::Relaxed);
+        stats.latencies_us.lock().unwrap().extend(lat);
+    }
+}
+
 async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
     let mut r = Ok(());
     for d in deliveries {
@@ -260,6 +370,8 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<
             .set("bootstrap.servers", &brokers)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
+            // Only committed state: an aborted transaction's changes are not replayed.
+            .set("isolation.level", "read_committed")
             .create()
             .map_err(|e| format!("changelog consumer: {e}"))?;
         let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
@@ -295,6 +407,17 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<
                 }
                 Some(Err(e)) => return Err(format!("changelog {topic}: {e}")),
                 None => {}
+            }
+            // A read_committed consumer never sees transaction markers: compare its position,
+            // which moves past them, with the end as well.
+            if let Ok(pos) = c.position() {
+                for e in pos.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        if ends.get(&e.partition()).is_some_and(|end| o >= *end) {
+                            ends.remove(&e.partition());
+                        }
+                    }
+                }
             }
         }
         Ok((t, n))
