@@ -120,6 +120,12 @@ async fn drills_lose_nothing_and_undo_their_faults() {
     assert!(svc.store.pending_faults().await.unwrap().is_empty());
     let sup = svc.supervisor().unwrap();
     wait_until!("replica 2 healthy again", 90, sup.status_of("postgres-replica-2").await.is_ok_and(|s| s.level() == "ok"));
+    // And back in HAProxy's read pool before the next test uses the stack.
+    wait_until!(
+        "replica 2 UP in HAProxy",
+        60,
+        svc.gateway.haproxy().await.is_ok_and(|rows| rows.iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.status == "UP").count() == 2)
+    );
     healer.cancel();
     svc.streams.stop_all().await;
 }
