@@ -368,6 +368,8 @@ pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<Str
         .set("group.id", group)
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false")
+        // Under exactly-once an aborted transaction's outputs must not count as processed.
+        .set("isolation.level", "read_committed")
         .create()
         .map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
     c.subscribe(topics).map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
