@@ -184,3 +184,28 @@ async fn unknown_service_is_refused() {
     let sup = supervisor(&project("unk"), compose(IMAGE));
     assert!(sup.restart("nope").await.unwrap_err().to_string().contains("nope"));
 }
+
+/// The healer running every 100 ms while `up` creates the stack (base takes a few health
+/// probes, so its dependents are still missing for seconds): the healer must stand aside,
+/// not create the same containers (409 Conflict failed `up` from the UI in an e2e run).
+#[tokio::test]
+async fn the_healer_stands_aside_while_up_converges() {
+    ensure_image();
+    let p = project("race");
+    let _cleanup = Cleanup(p.clone());
+    let sup = supervisor(&p, compose(IMAGE));
+    let mut events = sup.subscribe();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let healer = tokio::spawn(sup.clone().run(cancel.clone(), Duration::from_millis(100)));
+    // The first `up` arms the healer (desired up) before anything exists.
+    sup.up().await.expect("up while the healer runs");
+    cancel.cancel();
+    healer.await.unwrap();
+    let mut conflicts = vec![];
+    while let Ok(ev) = events.try_recv() {
+        if ev.kind == "healed" || ev.message.contains("409") || ev.message.contains("Conflict") {
+            conflicts.push(format!("{} {} {}", ev.service, ev.kind, ev.message));
+        }
+    }
+    assert!(conflicts.is_empty(), "the healer acted during up: {conflicts:?}");
+}

@@ -49,6 +49,10 @@ pub struct Supervisor {
     held: Mutex<BTreeSet<String>>,
     /// Whether the operator wants the stack up (the healer acts only then).
     desired_up: std::sync::atomic::AtomicBool,
+    /// Held by `up` and `down` while they converge the engine: one at a time, and the
+    /// healer stands aside (it would otherwise create the containers `up` is about to
+    /// create, and one of the two gets 409 Conflict).
+    converging: tokio::sync::Mutex<()>,
     /// How long `up` waits for one dependency condition.
     pub wait_timeout: Duration,
     /// Per service: restarts done by the healer, and when it may act again (backoff).
@@ -86,6 +90,7 @@ impl Supervisor {
             events,
             held: Mutex::new(BTreeSet::new()),
             desired_up: std::sync::atomic::AtomicBool::new(false),
+            converging: tokio::sync::Mutex::new(()),
             wait_timeout: Duration::from_secs(240),
             heals: std::sync::Mutex::new(HashMap::new()),
         })
@@ -125,6 +130,7 @@ impl Supervisor {
 
     /// Brings the whole stack up in dependency order. Safe to call again at any time.
     pub async fn up(&self) -> Result<(), SupervisorError> {
+        let _converging = self.converging.lock().await;
         self.desired_up.store(true, std::sync::atomic::Ordering::SeqCst);
         self.held.lock().await.clear();
         // Validate every service's container request before touching the engine, so a bad
@@ -265,6 +271,7 @@ impl Supervisor {
     /// unless `volumes` is set.
     pub async fn down(&self, volumes: bool) -> Result<(), SupervisorError> {
         self.desired_up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _converging = self.converging.lock().await;
         let mut waves = self.file.start_order()?;
         waves.reverse();
         for wave in waves {
@@ -412,6 +419,8 @@ impl Supervisor {
         if !self.desired_up.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(vec![]);
         }
+        // An `up` or `down` in progress owns the containers until it is done.
+        let Ok(_converging) = self.converging.try_lock() else { return Ok(vec![]) };
         // `down` removes the project's networks; if they are gone, the stack was torn down
         // (perhaps by another control plane or the CLI): stop wanting it up rather than
         // fight that teardown container by container.
