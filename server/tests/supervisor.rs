@@ -196,13 +196,21 @@ async fn the_healer_stands_aside_while_up_converges() {
     let sup = supervisor(&p, compose(IMAGE));
     let mut events = sup.subscribe();
     let cancel = tokio_util::sync::CancellationToken::new();
+    // The project's network exists already (as right after `up` created it), so the
+    // healer does not stand down for want of it.
+    assert!(docker(&["network", "create", "--label", &format!("io.bss-control.project={p}"), &format!("{p}_net")]).0);
     let healer = tokio::spawn(sup.clone().run(cancel.clone(), Duration::from_millis(100)));
-    // The first `up` arms the healer (desired up) before anything exists.
+    // `up` arms the healer (desired up) before it creates the containers.
     sup.up().await.expect("up while the healer runs");
     cancel.cancel();
     healer.await.unwrap();
     let mut conflicts = vec![];
-    while let Ok(ev) = events.try_recv() {
+    loop {
+        let ev = match events.try_recv() {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => panic!("missed {n} events: the check would be blind"),
+            Err(_) => break,
+        };
         if ev.kind == "healed" || ev.message.contains("409") || ev.message.contains("Conflict") {
             conflicts.push(format!("{} {} {}", ev.service, ev.kind, ev.message));
         }
