@@ -57,6 +57,54 @@ impl ActionLocks {
     }
 }
 
+/// Open server-sent-event streams, capped per user and in total: each stream holds a slot
+/// until its browser goes away or the server shuts down.
+#[derive(Debug)]
+pub struct StreamSlots {
+    per_user: usize,
+    total: usize,
+    open: Mutex<BTreeMap<String, usize>>,
+}
+
+/// A stream's place; released when dropped (the stream ended).
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    user: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl StreamSlots {
+    pub fn new(per_user: usize, total: usize) -> Arc<Self> {
+        Arc::new(Self { per_user, total, open: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// A slot for one more stream of `user`, or why not.
+    pub fn acquire(self: &Arc<Self>, user: &str) -> Result<StreamSlot, String> {
+        let mut open = self.open.lock().unwrap();
+        if open.values().sum::<usize>() >= self.total {
+            return Err(format!("{} live streams are open, the most this panel serves", self.total));
+        }
+        let n = open.entry(user.to_string()).or_default();
+        if *n >= self.per_user {
+            return Err(format!("{user} has {} live streams open, the most one user may have", self.per_user));
+        }
+        *n += 1;
+        Ok(StreamSlot { slots: self.clone(), user: user.to_string() })
+    }
+}
+
 /// The background run (demo, drill) in progress or last started in this process: its live
 /// state, which the page reads, and the token that cancels it.
 pub struct RunSlot<T> {
@@ -97,6 +145,18 @@ impl<T: Clone> RunSlot<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_slots_cap_per_user_and_in_total_and_free_on_drop() {
+        let s = StreamSlots::new(2, 3);
+        let a1 = s.acquire("alice").unwrap();
+        let _a2 = s.acquire("alice").unwrap();
+        assert!(s.acquire("alice").unwrap_err().contains("alice has 2"));
+        let _b1 = s.acquire("bob").unwrap();
+        assert!(s.acquire("carol").unwrap_err().contains("3 live streams"));
+        drop(a1);
+        assert!(s.acquire("alice").is_ok());
+    }
 
     #[test]
     fn same_target_conflicts_and_names_the_holder() {

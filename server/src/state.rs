@@ -37,6 +37,8 @@ pub struct Services {
     /// The supervisor, or why there is none (bad compose file, no engine).
     pub stack: Result<Arc<Supervisor>, String>,
     pub locks: Arc<ActionLocks>,
+    /// Live SSE streams: at most 16 per user and 128 in all.
+    pub streams_open: Arc<crate::actions::StreamSlots>,
     pub auth: Auth,
     /// The read/write router for the stack's PostgreSQL (its monitor runs in the background).
     pub db: Arc<crate::db::DbRouter>,
@@ -109,6 +111,7 @@ impl Services {
             metrics: Metrics::default(),
             stack,
             locks: Arc::new(ActionLocks::default()),
+            streams_open: crate::actions::StreamSlots::new(16, 128),
             auth,
             db,
             streams,

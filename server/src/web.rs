@@ -117,9 +117,13 @@ async fn count_responses(State(state): State<AppState>, req: Request, next: Next
 
 /// The stack's live feed as server-sent events (`event: stack`, JSON data). Ends when the
 /// server shuts down (the stream is cut at the shutdown token, not left to the broadcast).
-async fn stack_events(State(state): State<AppState>) -> Response {
+async fn stack_events(State(state): State<AppState>, req: Request) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
+    let slot = match stream_slot(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let Some(rx) = state.services.subscribe() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no stack supervisor").into_response();
     };
@@ -129,8 +133,19 @@ async fn stack_events(State(state): State<AppState>) -> Response {
             let ev = ev.ok()?;
             Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
         })
-        .take_until(state.services.shutdown.clone().cancelled_owned());
+        .take_until(state.services.shutdown.clone().cancelled_owned())
+        // The slot lives as long as the stream.
+        .map(move |e| {
+            let _ = &slot;
+            e
+        });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// A place for one more live stream of the caller, or 429.
+fn stream_slot(state: &AppState, req: &Request) -> Result<crate::actions::StreamSlot, Response> {
+    let user = req.extensions().get::<app::api::Principal>().map(|p| p.user.clone()).unwrap_or_default();
+    state.services.streams_open.acquire(&user).map_err(|e| (axum::http::StatusCode::TOO_MANY_REQUESTS, e).into_response())
 }
 
 /// Every service's log lines, live, as server-sent events (`event: log`).
@@ -140,12 +155,20 @@ async fn log_events(State(state): State<AppState>, req: Request) -> Response {
     let Some(who) = req.extensions().get::<app::api::Principal>().cloned() else {
         return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
     };
+    let slot = match stream_slot(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     match state.services.follow_all_logs(&who) {
         Err(e) => error_response(e),
         Ok(rx) => {
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
                 .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) })
-                .take_until(state.services.shutdown.clone().cancelled_owned());
+                .take_until(state.services.shutdown.clone().cancelled_owned())
+                .map(move |e| {
+                    let _ = &slot;
+                    e
+                });
             Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
         }
     }

@@ -307,3 +307,23 @@ async fn parallel_guesses_hit_the_lockout_and_junk_names_stay_out_of_the_audit_l
     assert!(rows.iter().all(|r| r.actor.len() <= 64 || r.actor.starts_with("(not a user name")), "junk reached the audit log");
     assert!(rows.iter().any(|r| r.actor == "(not a user name, 100000 bytes)"));
 }
+
+/// Live streams are capped per user (16): the 17th gets 429, and a closed one frees its
+/// place (the slot lives as long as the stream).
+#[tokio::test]
+async fn live_streams_are_capped_per_user_and_freed_when_closed() {
+    let (_d, _services, app) = setup(false).await;
+    let open = || async {
+        let res = app.clone().oneshot(Request::get("/sse/stack").header(header::HOST, HOST).body(Body::empty()).unwrap()).await.unwrap();
+        (res.status(), res.into_body())
+    };
+    let mut bodies = vec![];
+    for i in 0..16 {
+        let (status, body) = open().await;
+        assert_eq!(status, StatusCode::OK, "stream {i}");
+        bodies.push(body);
+    }
+    assert_eq!(open().await.0, StatusCode::TOO_MANY_REQUESTS);
+    drop(bodies.pop());
+    assert_eq!(open().await.0, StatusCode::OK, "a closed stream frees its place");
+}
