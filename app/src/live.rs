@@ -16,12 +16,25 @@ pub struct StackFeed {
 pub fn use_stack_feed() -> StackFeed {
     let (tick, set_tick) = signal(0u32);
     let (events, set_events) = signal(Vec::<StackEvent>::new());
+    // A burst of events (a whole stack going down emits hundreds) refetches once, 750 ms
+    // after its first event, not once per event: refetches that never finish would leave
+    // the page on its loading state for the whole burst.
+    let pending = StoredValue::new(false);
     let connected = use_event_source("/sse/stack", "stack", move |ev: StackEvent| {
         set_events.update(|v| {
             v.insert(0, ev);
             v.truncate(100);
         });
-        set_tick.update(|t| *t += 1);
+        if !pending.get_value() {
+            pending.set_value(true);
+            set_timeout(
+                move || {
+                    pending.set_value(false);
+                    set_tick.update(|t| *t += 1);
+                },
+                std::time::Duration::from_millis(750),
+            );
+        }
     });
     StackFeed { tick, events, connected }
 }

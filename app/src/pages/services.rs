@@ -60,12 +60,12 @@ pub fn Services() -> impl IntoView {
 
     view! {
         <h1>"Services"</h1>
-        <Suspense fallback=|| view! { <p aria-busy="true">"Reading the stack…"</p> }>
+        <Transition fallback=|| view! { <p aria-busy="true">"Reading the stack…"</p> }>
             {move || overview.get().map(|r| match r {
                 Err(e) => crate::error::error_view(&e),
                 Ok(o) => view! { <StackCard o action can/> }.into_any(),
             })}
-        </Suspense>
+        </Transition>
         <p role="status" class="action-result" data-testid="action-result">
             {move || action.value().get().map(|r| match r {
                 Ok(m) => m,
