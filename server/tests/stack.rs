@@ -74,10 +74,7 @@ async fn phase3_stack_provisions_heals_and_tears_down() {
     // HAProxy's read pool: only standbys, round-robin over both. A replica restarted just
     // before (by an earlier test) is back in the pool after HAProxy's next checks (5 s each).
     let gw = server::gateway::Gateway::new(Default::default());
-    let up_replicas = || async {
-        gw.haproxy().await.map(|rows| rows.iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.status == "UP").count()).unwrap_or(0)
-    };
-    wait_until!("both replicas UP in HAProxy", 30, up_replicas().await == 2);
+    wait_until!("both replicas UP in HAProxy", 30, common::haproxy_replicas_up(&gw).await == 2);
     let mut servers = std::collections::BTreeSet::new();
     for _ in 0..6 {
         let mut c = pg(5435).await;

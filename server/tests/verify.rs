@@ -124,7 +124,7 @@ async fn drills_lose_nothing_and_undo_their_faults() {
     wait_until!(
         "replica 2 UP in HAProxy",
         60,
-        svc.gateway.haproxy().await.is_ok_and(|rows| rows.iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.status == "UP").count() == 2)
+        common::haproxy_replicas_up(&svc.gateway).await == 2
     );
     healer.cancel();
     svc.streams.stop_all().await;
