@@ -205,8 +205,10 @@ impl DbRouter {
     where
         F: for<'p> Fn(&'p PgPool) -> BoxFut<'p, T>,
     {
+        // The insert position, like `write_lsn`: the write position trails it by the WAL
+        // not yet written out, and an LSN a write just returned may lie in that gap.
         let current: Option<String> =
-            sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary).await.map_err(|e| DbError::PrimaryDown(e.to_string())).ok();
+            sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&self.primary).await.map_err(|e| DbError::PrimaryDown(e.to_string())).ok();
         if let Some(current) = current.as_deref().and_then(Lsn::parse) {
             if lsn > current {
                 return Err(DbError::AheadOfPrimary { wanted: lsn, current });
@@ -305,10 +307,10 @@ impl DbRouter {
                     // bytes behind is not "minutes behind".
                     let secs = replay.map(|rp| lag_secs(&self.primary_positions.lock().unwrap(), rp, now_ms())).unwrap_or(0.0);
                     r.state.lock().unwrap().2 = paused;
-                    Sample { reachable: Ok(()), in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
+                    Sample { unreachable: None, in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
                 }
-                Ok(Err(e)) => Sample { reachable: Err(e.to_string()), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
-                Err(_) => Sample { reachable: Err(format!("no answer within {} ms", t.as_millis())), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
+                Ok(Err(e)) => Sample { unreachable: Some(e.to_string()), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
+                Err(_) => Sample { unreachable: Some(format!("no answer within {} ms", t.as_millis())), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
             };
             point.lag_bytes.push(sample.lag_bytes);
             point.lag_secs.push(sample.lag.as_secs_f64());
@@ -357,7 +359,7 @@ impl DbRouter {
                     ReplicaStatus {
                         name: r.name.clone(),
                         admission: st.0.clone(),
-                        reachable: s.is_some_and(|s| s.reachable.is_ok()),
+                        reachable: s.is_some_and(|s| s.unreachable.is_none()),
                         replay_paused: st.2,
                         replay_lsn: s.and_then(|s| s.replay_lsn).map(|l| l.to_string()),
                         lag_bytes: s.map(|s| s.lag_bytes).unwrap_or(0),
