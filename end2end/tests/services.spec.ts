@@ -1,5 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
-import { hydrated } from './helpers';
+import { hydrated, serviceRow } from './helpers';
 import { execFileSync } from 'node:child_process';
 
 // A write on the primary, through its own psql (not through the product).
@@ -18,13 +18,14 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   await expect(page.getByText('(connected)')).toBeVisible();
 
   await page.getByRole('button', { name: 'Provision stack' }).click();
-  await expect(page.getByTestId('action-result')).toContainText('up started');
+  await expect(page.getByRole('status', { name: 'Last action' })).toContainText('up started');
   // Progress arrives live on the feed while provisioning runs.
-  await expect(page.getByTestId('event-feed').locator('li').first()).toBeVisible({ timeout: 30_000 });
-  await expect(page.getByTestId('stack-summary')).toHaveText(/^(\d+) of \1 services up$/, { timeout: 300_000 });
-  await expect(page.getByTestId('event-feed')).toContainText('stack bss is up', { timeout: 60_000 });
+  const feed = page.getByRole('log', { name: 'Stack events' });
+  await expect(feed.getByRole('listitem').first()).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByText(/^(\d+) of \1 services up$/)).toBeVisible({ timeout: 300_000 });
+  await expect(feed).toContainText('stack bss is up', { timeout: 60_000 });
 
-  const row = page.locator('tr[data-service="haproxy"]');
+  const row = serviceRow(page, 'haproxy');
   await expect(row.locator('.badge')).toHaveClass(/\bok\b/);
   await row.getByRole('button', { name: 'Stop', exact: true }).click();
   await expect(row.locator('.badge')).toHaveClass(/\bbad\b/, { timeout: 60_000 });
@@ -37,11 +38,11 @@ test('provision from the UI, every service turns healthy, stop one and start it 
 
   await page.goto('/services');
   await hydrated(page);
-  await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Start', exact: true }).click();
-  await expect(page.locator('tr[data-service="haproxy"] .badge')).toHaveClass(/\bok\b/, { timeout: 90_000 });
+  await serviceRow(page, 'haproxy').getByRole('button', { name: 'Start', exact: true }).click();
+  await expect(serviceRow(page, 'haproxy').locator('.badge')).toHaveClass(/\bok\b/, { timeout: 90_000 });
 
-  await page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Logs' }).click();
-  await expect(page.getByTestId('logs')).not.toBeEmpty();
+  await serviceRow(page, 'haproxy').getByRole('button', { name: 'Logs' }).click();
+  await expect(page.getByRole('log', { name: 'Container logs' })).not.toBeEmpty();
 
   // Merged logs: several services in one view, narrowed by search, following live.
   await page.goto('/logs');
@@ -57,7 +58,7 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   // takes it out; resuming brings it back.
   await page.goto('/database');
   await hydrated(page);
-  const r1 = page.locator('tr[data-replica="postgres-replica-1"]');
+  const r1 = page.getByRole('table', { name: 'Replicas' }).getByRole('row', { name: 'postgres-replica-1', exact: true });
   await expect(r1.getByTestId('admission')).toHaveText('taking reads', { timeout: 30_000 });
   await r1.getByRole('button', { name: 'Pause replay' }).click();
   await expect(page.getByRole('status')).toContainText('replay paused');

@@ -1,5 +1,5 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { hydrated } from './helpers';
+import { hydrated, serviceRow } from './helpers';
 
 // The shared (sign-in) mode with real browsers: a viewer sees but cannot press, and two
 // operators in two browsers meet the one-action-at-a-time lock, both seeing it live.
@@ -30,10 +30,10 @@ test('a viewer sees the stack but every action is disabled', async ({ browser })
   const page = await signIn(browser, 'vera');
   await page.goto('/services');
   await hydrated(page);
-  await expect(page.locator('tr[data-service="haproxy"]')).toBeVisible();
+  await expect(serviceRow(page, 'haproxy')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Provision stack' })).toBeDisabled();
-  await expect(page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Restart' })).toBeDisabled();
-  await expect(page.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Logs' })).toBeEnabled();
+  await expect(serviceRow(page, 'haproxy').getByRole('button', { name: 'Restart' })).toBeDisabled();
+  await expect(serviceRow(page, 'haproxy').getByRole('button', { name: 'Logs' })).toBeEnabled();
 });
 
 test('two operators: the second is refused while the first one\'s action runs, both see it live', async ({ browser }) => {
@@ -46,19 +46,20 @@ test('two operators: the second is refused while the first one\'s action runs, b
     await expect(p.getByText('(connected)')).toBeVisible();
   }
   await olga.getByRole('button', { name: 'Tear down' }).click();
-  await expect(olga.getByTestId('action-result')).toContainText('down started');
+  await expect(olga.getByRole('status', { name: 'Last action' })).toContainText('down started');
   // Oscar's browser shows the running action without a reload…
-  await expect(oscar.getByTestId('running-action')).toContainText('stack down by olga', { timeout: 15_000 });
+  const inProgress = oscar.getByRole('status', { name: 'In progress' });
+  await expect(inProgress).toContainText('stack down by olga', { timeout: 15_000 });
   // …and the server refuses his conflicting action even if he gets a click in.
-  const restart = oscar.locator('tr[data-service="haproxy"]').getByRole('button', { name: 'Restart' });
+  const restart = serviceRow(oscar, 'haproxy').getByRole('button', { name: 'Restart' });
   if (await restart.isEnabled()) {
     await restart.click();
-    await expect(oscar.getByTestId('action-result')).toContainText('in progress by olga');
+    await expect(oscar.getByRole('status', { name: 'Last action' })).toContainText('in progress by olga');
   }
-  await expect(olga.getByTestId('event-feed')).toContainText('olga: down finished', { timeout: 120_000 });
-  await expect(oscar.getByTestId('running-action')).toHaveCount(0, { timeout: 15_000 });
+  await expect(olga.getByRole('log', { name: 'Stack events' })).toContainText('olga: down finished', { timeout: 120_000 });
+  await expect(inProgress).toHaveCount(0, { timeout: 15_000 });
 
   // Everything was audited, with who did it.
   await oscar.goto('/audit?action=stack.down');
-  await expect(oscar.getByTestId('audit')).toContainText('olga');
+  await expect(oscar.getByRole('table', { name: 'Audit log' })).toContainText('olga');
 });

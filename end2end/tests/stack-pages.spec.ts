@@ -30,10 +30,12 @@ test('Alerts: the tree has 4 routes and 5 receivers; the route tester agrees wit
   // A test alert shows up as delivered to the receivers the tester predicted.
   await page.getByLabel('Alert labels').fill('team=database, severity=warning');
   await page.getByRole('button', { name: 'Fire test alert' }).click();
-  await expect(page.getByTestId('alerts-result')).toContainText('should deliver it to dba-email, warning-slack');
-  const name = (await page.getByTestId('alerts-result').innerText()).split(' ')[0];
+  await expect(page.getByRole('status')).toContainText('should deliver it to dba-email, warning-slack');
+  const name = (await page.getByRole('status').innerText()).split(' ')[0];
+  const deliveries = page.getByRole('table', { name: 'Deliveries' });
   for (const rx of ['dba-email', 'warning-slack']) {
-    await expect(page.getByTestId('deliveries').locator(`tr[data-receiver="${rx}"]`, { hasText: name })).toHaveCount(1, { timeout: 45_000 });
+    await expect(deliveries.getByRole('row').filter({ hasText: name }).filter({ has: page.getByRole('cell', { name: rx, exact: true }) }))
+      .toHaveCount(1, { timeout: 45_000 });
   }
 });
 
@@ -41,13 +43,15 @@ test('Gateway: burst test gets 429s from Envoy and the counter moves; HAProxy ba
   await page.goto('/gateway');
   await hydrated(page);
   await expect(page.getByTestId('envoy-ready')).toHaveText('LIVE');
-  await expect(page.locator('tr[data-breaker="max_connections"] td').nth(1)).toHaveText('100');
-  await expect(page.locator('tr[data-server="postgres-replica-1"]')).toContainText('UP');
-  const counter = page.locator('tr[data-counter="http_local_rate_limiter.http_local_rate_limit.rate_limited"] [data-testid="value"]');
+  const breaker = page.getByRole('table', { name: 'Circuit breakers' }).getByRole('row', { name: 'max_connections', exact: true });
+  await expect(breaker.getByRole('cell').nth(1)).toHaveText('100');
+  await expect(page.getByRole('table', { name: 'HAProxy servers' }).getByRole('row', { name: 'postgres-replica-1', exact: true })).toContainText('UP');
+  const counter = page.getByRole('table', { name: 'Envoy counters' })
+    .getByRole('row', { name: 'http_local_rate_limiter.http_local_rate_limit.rate_limited', exact: true }).getByRole('cell').nth(1);
   const before = Number(await counter.innerText());
   await page.getByLabel('Burst requests').fill('30');
   await page.getByRole('button', { name: 'Run burst test' }).click();
-  const result = page.getByTestId('burst-result');
+  const result = page.getByRole('status');
   await expect(result).toContainText('30 sent');
   const m = (await result.innerText()).match(/(\d+) passed, (\d+) limited/);
   expect(m).not.toBeNull();

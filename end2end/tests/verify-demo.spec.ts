@@ -9,12 +9,12 @@ test('Verify: a run streams its checks live and ends with claim vs measured for 
   await page.goto('/verify');
   await hydrated(page);
   await page.getByRole('button', { name: 'Run verification' }).click();
-  await expect(page.getByTestId('verify-result')).toContainText(/verification started|in progress/);
+  await expect(page.getByRole('status')).toContainText(/verification started|in progress/);
   // Live: the status is "running" while checks arrive one by one.
   await expect(page.getByTestId('run-status')).toHaveText('running', { timeout: 15_000 });
-  await expect(page.locator('tr[data-check]').first()).toBeVisible({ timeout: 30_000 });
+  const rows = page.getByRole('table', { name: 'Checks' }).locator('tbody').getByRole('row');
+  await expect(rows.first()).toBeVisible({ timeout: 30_000 });
   await expect(page.getByTestId('run-status')).toHaveText(/passed|failed/, { timeout: 150_000 });
-  const rows = page.locator('tr[data-check]');
   const n = await rows.count();
   expect(n).toBeGreaterThanOrEqual(15);
   await expect(page.getByTestId('run-progress')).toHaveText(`${n} of ${n} checks`);
@@ -24,7 +24,7 @@ test('Verify: a run streams its checks live and ends with claim vs measured for 
   }
   await expect(page.locator('tr[data-check="pg.replication_lag"]')).toContainText('replication lag < 1 s');
   await expect(page.getByTestId('run-status')).toHaveText('passed');
-  await expect(page.getByTestId('history').locator('tbody tr').first()).toContainText('passed');
+  await expect(page.getByRole('table', { name: 'History' }).locator('tbody').getByRole('row').first()).toContainText('passed');
 });
 
 test('Demo: events flow through both processors; processed + DLQ = produced, none lost', async ({ page }) => {
@@ -35,25 +35,29 @@ test('Demo: events flow through both processors; processed + DLQ = produced, non
   await page.getByLabel('Demo rate').fill('1000');
   await page.getByLabel('Demo malformed every').fill('30');
   await page.getByRole('button', { name: 'Run demo' }).click();
-  await expect(page.getByTestId('demo-result')).toContainText('demo started');
+  await expect(page.getByRole('status')).toContainText('demo started');
+  // The counts table, read as a user reads it: the row's label, then its value.
+  const count = (label: string) => page.getByRole('table', { name: 'Demo counts' })
+    .getByRole('row', { name: new RegExp('^' + label) }).getByRole('cell').last();
+  const value = async (label: string) => Number(await count(label).innerText());
   // Live progress while it runs.
-  await expect.poll(async () => Number(await page.getByTestId('demo-produced').innerText()), { timeout: 30_000 }).toBeGreaterThan(0);
+  await expect.poll(() => value('Produced'), { timeout: 30_000 }).toBeGreaterThan(0);
   await expect(page.getByTestId('demo-status')).toHaveText('passed', { timeout: 90_000 });
-  const produced = Number(await page.getByTestId('demo-produced').innerText());
-  const processed = Number(await page.getByTestId('demo-processed').innerText());
-  const dlq = Number(await page.getByTestId('demo-dlq').innerText());
+  const produced = await value('Produced');
+  const processed = await value('Processed');
+  const dlq = await value('Dead-lettered');
   expect(produced).toBe(3000);
   expect(dlq).toBe(100);
   expect(processed + dlq).toBe(produced);
-  await expect(page.getByTestId('demo-lost')).toHaveText('0');
-  await expect(page.getByTestId('demo-history').locator('tbody tr').first()).toContainText('3000 produced');
+  await expect(count('Lost')).toHaveText('0');
+  await expect(page.getByRole('table', { name: 'History' }).locator('tbody').getByRole('row').first()).toContainText('3000 produced');
 });
 
 test('Drills: a replica stopped under load, the timeline live, the verdict beside the expectation', async ({ page }) => {
   test.setTimeout(180_000);
   await page.goto('/drills');
   await hydrated(page);
-  const drills = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Expectation' }) });
+  const drills = page.getByRole('table', { name: 'Drills' });
   await expect(drills.getByRole('row', { name: /broker-kill/ })).toContainText('0 events lost');
   const replica = drills.getByRole('row', { name: /replica-stop/ });
   await expect(replica).toContainText('0 failed reads');
@@ -68,5 +72,5 @@ test('Drills: a replica stopped under load, the timeline live, the verdict besid
   // Whatever the verdict, it names what was measured against the expectation.
   await expect(page.getByTestId('drill-verdict')).toContainText(/as expected|failed|lost|not healthy/);
   await expect(page.getByTestId('drill-lost')).toHaveText('0');
-  await expect(page.getByTestId('drill-history').locator('tbody tr').first()).toContainText('replica-stop');
+  await expect(page.getByRole('table', { name: 'History' }).locator('tbody').getByRole('row').first()).toContainText('replica-stop');
 });

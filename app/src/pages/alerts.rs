@@ -124,7 +124,7 @@ pub fn Alerts() -> impl IntoView {
                         </section>
                         <section class="card">
                             <h2>"Delivered notifications (local sink)"</h2>
-                            <table class="services" data-testid="deliveries">
+                            <table class="services" data-testid="deliveries" aria-label="Deliveries">
                                 <thead><tr><th>"At"</th><th>"Kind"</th><th>"Target"</th><th>"Receiver"</th><th>"Alerts"</th></tr></thead>
                                 <tbody>{v.deliveries.iter().map(|d| view! {
                                     <tr data-receiver=d.receiver.clone()><td>{crate::live::clock(d.at_ms)}</td><td>{d.kind.clone()}</td><td><code>{d.target.clone()}</code></td>
@@ -148,7 +148,7 @@ pub fn Alerts() -> impl IntoView {
                         <section class="card">
                             <h2>"Silences"</h2>
                             <SilenceForm can=can action=silence/>
-                            <table class="services" data-testid="silences">
+                            <table class="services" data-testid="silences" aria-label="Silences">
                                 <thead><tr><th>"State"</th><th>"Matchers"</th><th>"Until"</th><th>"By"</th><th>"Comment"</th><th></th></tr></thead>
                                 <tbody>{v.silences.iter().map(|s| {
                                     let id = s.id.clone();
@@ -163,7 +163,7 @@ pub fn Alerts() -> impl IntoView {
                         <section class="card">
                             <h2>"Prometheus targets"</h2>
                             <p class="muted"><b data-testid="targets-up">{up}</b> " of " {v.targets.len()} " targets up · the seed claims 22 targets: this stack scrapes what dev/prometheus/prometheus.yml lists."</p>
-                            <table class="services" data-testid="targets">
+                            <table class="services" data-testid="targets" aria-label="Scrape targets">
                                 <thead><tr><th>"Job"</th><th>"Instance"</th><th>"Health"</th><th>"Last scrape"</th><th>"Error"</th></tr></thead>
                                 <tbody>{v.targets.iter().map(|t| view! {
                                     <tr><td>{t.job.clone()}</td><td>{t.instance.clone()}</td><td><span class=if t.health == "up" { "badge ok" } else { "badge bad" }>{t.health.clone()}</span></td><td>{t.last_scrape.clone()}</td><td>{t.error.clone()}</td></tr>

@@ -89,7 +89,7 @@ pub fn Audit() -> impl IntoView {
             {move || rows.get().map(|r| match r {
                 Err(e) => crate::error::error_view(&e),
                 Ok(rows) => view! {
-                    <table class="services" data-testid="audit">
+                    <table class="services" data-testid="audit" aria-label="Audit log">
                         <thead><tr><th>"When"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"Result"</th></tr></thead>
                         <tbody>
                             {rows.into_iter().map(|e| view! {

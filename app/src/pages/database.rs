@@ -56,7 +56,7 @@ pub fn Database() -> impl IntoView {
                                " LSN " <code>{s.primary_lsn.clone().unwrap_or_default()}</code>
                                " · writes " <b>{s.writes}</b> " · reads on primary " <b>{s.primary_reads}</b>
                                " · fallbacks " <b data-testid="fallbacks">{s.fallbacks}</b> " · retried reads " <b>{s.retried_reads}</b></p>
-                            <table class="services" data-testid="replicas">
+                            <table class="services" data-testid="replicas" aria-label="Replicas">
                                 <thead><tr><th>"Replica"</th><th>"Reads"</th><th>"Admission"</th><th>"Replay LSN"</th><th>"Lag"</th><th>"Replay"</th></tr></thead>
                                 <tbody>
                                     {s.replicas.into_iter().map(|r| {
@@ -68,7 +68,7 @@ pub fn Database() -> impl IntoView {
                                         let paused = r.replay_paused;
                                         let target = name.clone();
                                         view! {
-                                            <tr data-replica=name.clone()>
+                                            <tr data-replica=name.clone() aria-label=name.clone()>
                                                 <td><b>{name.clone()}</b></td>
                                                 <td>{r.reads}</td>
                                                 <td><span class=adm_class data-testid="admission">{adm_text}</span></td>

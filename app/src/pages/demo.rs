@@ -78,7 +78,7 @@ pub fn Demo() -> impl IntoView {
                             <section class="card" data-testid="demo-run">
                                 <h2>{d.run.clone()} " " <span class=badge data-testid="demo-status">{d.status.clone()}</span></h2>
                                 <p class="muted">{format!("{} events at {}/s, one malformed every {} · started {} by {} · {:.1} s", d.events, d.rate, d.malformed_every, d.started_at, d.actor, d.elapsed_ms as f64 / 1000.0)}</p>
-                                <table class="services"><tbody>
+                                <table class="services" aria-label="Demo counts"><tbody>
                                     <tr><td>"Produced (acknowledged)"</td><td data-testid="demo-produced">{d.produced}</td></tr>
                                     <tr><td>"Processed (seen on bss.analytics.events)"</td><td data-testid="demo-processed">{d.processed}</td></tr>
                                     <tr><td>"Dead-lettered (bss.dlq.events)"</td><td data-testid="demo-dlq">{d.dlq}</td></tr>

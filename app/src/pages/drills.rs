@@ -62,7 +62,7 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
             <p class="muted">{format!("started {} by {} · {:.1} s", run.started_at, run.actor, run.elapsed_ms as f64 / 1000.0)}</p>
             <p><b>"Expected: "</b> {run.expectation.clone()}</p>
             <p data-testid="drill-verdict"><b>"Measured: "</b> {run.verdict.clone()}</p>
-            <table class="services">
+            <table class="services" aria-label="Drill measurements">
                 <thead><tr><th></th><th>"This run"</th><th>"Previous run"</th></tr></thead>
                 <tbody>
                     {row("Detected by the supervisor after", secs(run.detected_ms), prev(|p| secs(p.detected_ms)), "drill-detected")}
@@ -100,13 +100,13 @@ pub fn Drills() -> impl IntoView {
                 Ok(v) => {
                     let running = v.current.as_ref().is_some_and(|c| c.status == "running");
                     view! {
-                        <table class="services" data-testid="drills">
+                        <table class="services" data-testid="drills" aria-label="Drills">
                             <thead><tr><th>"Drill"</th><th>"Fault"</th><th>"Expectation"</th><th></th></tr></thead>
                             <tbody>
                                 {v.drills.iter().map(|d| {
                                     let name = d.name.clone();
                                     view! {
-                                        <tr data-drill=d.name.clone()>
+                                        <tr data-drill=d.name.clone() aria-label=d.name.clone()>
                                             <td><b>{d.title.clone()}</b><br/><code>{d.name.clone()}</code></td>
                                             <td>{d.fault.clone()}</td>
                                             <td>{d.expectation.clone()}</td>

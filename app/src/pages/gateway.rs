@@ -47,10 +47,10 @@ fn rates(v: &GatewayView) -> Vec<(u64, Vec<f64>)> {
 #[component]
 pub fn HaproxyTable(rows: Vec<HaproxyRow>, testid: &'static str) -> impl IntoView {
     view! {
-        <table class="services" data-testid=testid>
+        <table class="services" data-testid=testid aria-label="HAProxy servers">
             <thead><tr><th>"Proxy"</th><th>"Server"</th><th>"Status"</th><th>"Sessions"</th><th>"Total"</th><th>"Check"</th></tr></thead>
             <tbody>{rows.into_iter().map(|h| view! {
-                <tr data-server=h.server.clone()><td>{h.proxy}</td><td>{h.server.clone()}</td>
+                <tr data-server=h.server.clone() aria-label=h.server.clone()><td>{h.proxy}</td><td>{h.server.clone()}</td>
                     <td><span class=match h.status.as_str() { "UP" | "OPEN" => "badge ok", "DOWN" => "badge bad", _ => "badge" }>{h.status.clone()}</span></td>
                     <td>{h.sessions}</td><td>{h.total}</td><td>{h.check}</td></tr>
             }).collect_view()}</tbody>
@@ -92,10 +92,10 @@ pub fn Gateway() -> impl IntoView {
                         {v.clusters.iter().map(|c| view! {
                             <h3>"Cluster " <code>{c.name.clone()}</code></h3>
                             <ul>{c.hosts.iter().map(|(a, h)| view! { <li><code>{a.clone()}</code> " " <span class=if h == "HEALTHY" { "badge ok" } else { "badge bad" }>{h.clone()}</span></li> }).collect_view()}</ul>
-                            <table class="services" data-testid="breakers">
+                            <table class="services" data-testid="breakers" aria-label="Circuit breakers">
                                 <thead><tr><th>"Circuit breaker"</th><th>"Max"</th><th>"Remaining"</th></tr></thead>
                                 <tbody>{c.breakers.iter().map(|(k, max, rem)| view! {
-                                    <tr data-breaker=k.clone()><td>{k.clone()}</td><td>{*max}</td><td>{rem.map(|r| r.to_string()).unwrap_or_else(|| "not tracked".into())}</td></tr>
+                                    <tr data-breaker=k.clone() aria-label=k.clone()><td>{k.clone()}</td><td>{*max}</td><td>{rem.map(|r| r.to_string()).unwrap_or_else(|| "not tracked".into())}</td></tr>
                                 }).collect_view()}</tbody>
                             </table>
                         }).collect_view()}
@@ -105,8 +105,8 @@ pub fn Gateway() -> impl IntoView {
                         points=rates(&v) testid="envoy-rates".to_string()/>
                     <section class="card">
                         <h2>"Counters"</h2>
-                        <table class="services" data-testid="counters"><tbody>
-                            {v.counters.iter().map(|(k, n)| view! { <tr data-counter=k.clone()><td><code>{k.clone()}</code></td><td data-testid="value">{*n}</td></tr> }).collect_view()}
+                        <table class="services" data-testid="counters" aria-label="Envoy counters"><tbody>
+                            {v.counters.iter().map(|(k, n)| view! { <tr data-counter=k.clone() aria-label=k.clone()><td><code>{k.clone()}</code></td><td data-testid="value">{*n}</td></tr> }).collect_view()}
                         </tbody></table>
                     </section>
                     <section class="card">

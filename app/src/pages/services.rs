@@ -66,7 +66,7 @@ pub fn Services() -> impl IntoView {
                 Ok(o) => view! { <StackCard o action can/> }.into_any(),
             })}
         </Transition>
-        <p role="status" class="action-result" data-testid="action-result">
+        <p role="status" aria-label="Last action" class="action-result" data-testid="action-result">
             {move || action.value().get().map(|r| match r {
                 Ok(m) => m,
                 Err(e) => e.refusal(),
@@ -85,7 +85,7 @@ pub fn Services() -> impl IntoView {
                 </div>
                 <Suspense fallback=|| view! { <p>"Loading logs…"</p> }>
                     {move || logs.get().map(|r| match r {
-                        Ok(Some(lines)) => view! { <pre class="logs" data-testid="logs">{lines.join("\n")}</pre> }.into_any(),
+                        Ok(Some(lines)) => view! { <pre class="logs" role="log" aria-label="Container logs" data-testid="logs">{lines.join("\n")}</pre> }.into_any(),
                         Ok(None) => ().into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     })}
@@ -94,7 +94,7 @@ pub fn Services() -> impl IntoView {
         </Show>
         <section class="card" aria-labelledby="feed-h">
             <h2 id="feed-h">"Live events " <span class="muted">{move || if feed.connected.get() { "(connected)" } else { "" }}</span></h2>
-            <ul class="feed" data-testid="event-feed">
+            <ul class="feed" role="log" aria-label="Stack events" data-testid="event-feed">
                 {move || feed.events.get().into_iter().map(|e| view! {
                     <li><time>{clock(e.at_ms)}</time> " " <b>{e.service}</b> " " <span class="kind">{e.kind}</span> " " {e.message}</li>
                 }).collect_view()}
@@ -130,7 +130,7 @@ fn StackCard(o: StackOverview, action: ServerAction<RunStackAction>, can: Signal
             </div>
             <p class="muted">"From " {o.compose_files.join(" + ")} " — " <span data-testid="stack-summary">{up} " of " {total} " services up"</span></p>
             {o.error.clone().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-            {(!running.is_empty()).then(|| view! { <p class="running" data-testid="running-action">"In progress: " {running}</p> })}
+            {(!running.is_empty()).then(|| view! { <p class="running" role="status" aria-label="In progress" data-testid="running-action">"In progress: " {running}</p> })}
         </section>
     }
 }
@@ -143,7 +143,7 @@ fn ServiceTable(
     can: Signal<bool>,
 ) -> impl IntoView {
     view! {
-        <table class="services">
+        <table class="services" aria-label="Services">
             <thead><tr>
                 <th>"Service"</th><th>"State"</th><th>"Health"</th><th>"Uptime"</th><th>"Restarts"</th><th>"Ports"</th><th>"Depends on"</th><th>"Actions"</th>
             </tr></thead>
@@ -153,7 +153,7 @@ fn ServiceTable(
                     let (n1, n2, n3, n4) = (name.clone(), name.clone(), name.clone(), name.clone());
                     let exit = s.exit_code.filter(|_| s.state == "exited").map(|c| format!(" ({c})")).unwrap_or_default();
                     view! {
-                        <tr data-service=name.clone()>
+                        <tr data-service=name.clone() aria-label=name.clone()>
                             <td><b>{name.clone()}</b><br/><span class="muted">{s.image.clone()}</span></td>
                             <td><span class=format!("badge {}", s.level())>{s.state.clone()}{exit}</span></td>
                             <td>{s.health.clone()}</td>

@@ -97,7 +97,7 @@ pub fn Streams() -> impl IntoView {
                     <section class="card">
                         <h2>"Processors"</h2>
                         <p class="muted">"Brokers " <code>{v.brokers.clone()}</code> " · the seed claims " {format!("{:.0}", v.claim_events_per_sec)} "+ events/s and < " {format!("{:.0}", v.claim_latency_ms)} " ms processing: the charts below are what this stack measures."</p>
-                        <table class="services" data-testid="processors">
+                        <table class="services" data-testid="processors" aria-label="Processors">
                             <thead><tr><th>"Processor"</th><th>"Topics"</th><th>"State"</th><th>"Consumed"</th><th>"Produced"</th><th>"DLQ"</th><th>"Lag"</th><th>"Restarts"</th><th></th></tr></thead>
                             <tbody>
                                 {v.processors.clone().into_iter().map(|p| {
@@ -108,7 +108,7 @@ pub fn Streams() -> impl IntoView {
                                             on:click=move |_| { act.dispatch(ProcessorAction { processor: name.clone(), verb: verb.to_string() }); }>{label}</button>
                                     };
                                     view! {
-                                        <tr data-processor=p.name.clone()>
+                                        <tr data-processor=p.name.clone() aria-label=p.name.clone()>
                                             <td><b>{p.name.clone()}</b><br/><span class="muted">"group " {p.group.clone()}</span></td>
                                             <td><code>{p.input.clone()}</code> " → " <code>{p.output.clone()}</code>
                                                 {p.changelog.clone().map(|c| view! { <br/><span class="muted">"state in " <code>{c}</code> " · " <span data-testid="restored">{p.restored}</span> " records restored at start"</span> })}</td>
@@ -135,7 +135,7 @@ pub fn Streams() -> impl IntoView {
                     <section class="card">
                         <h2>"Topics"</h2>
                         {v.topics_error.clone().map(|e| view! { <p class="error">"Topic table: " {e}</p> })}
-                        <table class="services" data-testid="topics">
+                        <table class="services" data-testid="topics" aria-label="Topics">
                             <thead><tr><th>"Topic"</th><th>"Partition"</th><th>"Leader"</th><th>"Low"</th><th>"High watermark"</th><th>"Groups (committed / lag)"</th></tr></thead>
                             <tbody>
                                 {v.topics.clone().into_iter().map(|t| view! {

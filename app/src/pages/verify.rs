@@ -40,7 +40,7 @@ pub fn RunHistory(runs: Vec<crate::api::RunSummary>, testid: &'static str) -> im
     view! {
         <section class="card">
             <h2>"History"</h2>
-            <table class="services" data-testid=testid>
+            <table class="services" data-testid=testid aria-label="History">
                 <thead><tr><th>"Run"</th><th>"Started"</th><th>"By"</th><th>"Result"</th><th>"Summary"</th></tr></thead>
                 <tbody>{runs.into_iter().map(|h| view! {
                     <tr><td>{format!("#{}", h.id)}</td><td>{h.started_at}</td><td>{h.actor}</td>
@@ -102,7 +102,7 @@ pub fn Verify() -> impl IntoView {
                                         <span data-testid="run-progress">{format!("{done} of {} checks", run.total)}</span>
                                         " · " <b data-testid="run-summary">{format!("{passed} passed, {failed} failed")}</b></p>
                                     <progress max=run.total value=done></progress>
-                                    <table class="services" data-testid="checks">
+                                    <table class="services" data-testid="checks" aria-label="Checks">
                                         <thead><tr><th>"Check"</th><th>"Status"</th><th>"Measured here"</th><th>"Seed claims"</th><th>"vs previous run"</th><th>"Time"</th></tr></thead>
                                         <tbody>{run.checks.iter().map(|c| {
                                             let p = prev.as_ref().and_then(|p| p.checks.iter().find(|x| x.id == c.id));
