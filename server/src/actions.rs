@@ -91,18 +91,27 @@ impl StreamSlots {
     }
 
     /// A slot for one more stream of `user`, or why not.
-    pub fn acquire(self: &Arc<Self>, user: &str) -> Result<StreamSlot, String> {
+    pub fn acquire(self: &Arc<Self>, user: &str) -> Result<StreamSlot, StreamsFull> {
         let mut open = self.open.lock().unwrap();
         if open.values().sum::<usize>() >= self.total {
-            return Err(format!("{} live streams are open, the most this panel serves", self.total));
+            return Err(StreamsFull::Panel(self.total));
         }
         let n = open.entry(user.to_string()).or_default();
         if *n >= self.per_user {
-            return Err(format!("{user} has {} live streams open, the most one user may have", self.per_user));
+            return Err(StreamsFull::User { user: user.to_string(), max: self.per_user });
         }
         *n += 1;
         Ok(StreamSlot { slots: self.clone(), user: user.to_string() })
     }
+}
+
+/// Why one more live stream is refused (HTTP 429).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsFull {
+    #[error("{0} live streams are open, the most this panel serves")]
+    Panel(usize),
+    #[error("{user} has {max} live streams open, the most one user may have")]
+    User { user: String, max: usize },
 }
 
 /// The background run (demo, drill) in progress or last started in this process: its live
@@ -151,9 +160,9 @@ mod tests {
         let s = StreamSlots::new(2, 3);
         let a1 = s.acquire("alice").unwrap();
         let _a2 = s.acquire("alice").unwrap();
-        assert!(s.acquire("alice").unwrap_err().contains("alice has 2"));
+        assert!(s.acquire("alice").unwrap_err().to_string().contains("alice has 2"));
         let _b1 = s.acquire("bob").unwrap();
-        assert!(s.acquire("carol").unwrap_err().contains("3 live streams"));
+        assert!(s.acquire("carol").unwrap_err().to_string().contains("3 live streams"));
         drop(a1);
         assert!(s.acquire("alice").is_ok());
     }

@@ -30,15 +30,15 @@ pub const MAX_RATE: u64 = 20_000;
 /// How long the run waits for the last events after production ended.
 const SETTLE: Duration = Duration::from_secs(30);
 
-pub fn validate(events: u64, rate: u64, malformed_every: u64) -> Result<(), String> {
+pub fn validate(events: u64, rate: u64, malformed_every: u64) -> Result<(), AppError> {
     if events == 0 || events > MAX_EVENTS {
-        return Err(format!("events must be between 1 and {MAX_EVENTS}, got {events}"));
+        return Err(AppError::Invalid(format!("events must be between 1 and {MAX_EVENTS}, got {events}")));
     }
     if rate == 0 || rate > MAX_RATE {
-        return Err(format!("rate must be between 1 and {MAX_RATE} events/s, got {rate}"));
+        return Err(AppError::Invalid(format!("rate must be between 1 and {MAX_RATE} events/s, got {rate}")));
     }
     if malformed_every == 1 {
-        return Err("malformed_every = 1 would make every event malformed; use 0 for none or ≥ 2".into());
+        return Err(AppError::Invalid("malformed_every = 1 would make every event malformed; use 0 for none or ≥ 2".into()));
     }
     Ok(())
 }
@@ -247,7 +247,7 @@ impl DemoApi for Services {
         let target = format!("{events} events at {rate}/s");
         let act = Act { role: Role::Operator, what: "running the Kafka demo", lock: "demo", verb: "demo", audit: "demo.start", target: &target };
         self.guarded(who, act, |guard| async move {
-            validate(events, rate, malformed_every).map_err(AppError::Invalid)?;
+            validate(events, rate, malformed_every)?;
             let me = self.me()?;
             let state = Arc::new(Mutex::new(new_run(&who.user, events, rate, malformed_every)));
             let cancel = self.demo.start(state.clone());

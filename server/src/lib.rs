@@ -15,6 +15,7 @@ pub mod drills;
 pub mod gateway;
 pub mod metrics;
 pub mod outbox;
+pub mod prometheus;
 pub mod runtime;
 pub mod state;
 pub mod store;

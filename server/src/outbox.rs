@@ -44,6 +44,18 @@ pub async fn enqueue(tx: &mut PgConnection, topic: &str, key: &str, payload: &[u
         .await
 }
 
+/// Why a relay pass published nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox schema: {0}")]
+    Schema(String),
+    #[error("outbox (primary): {0}")]
+    Db(#[from] sqlx::Error),
+    /// The brokers refused every record of the batch (the first refusal).
+    #[error("publishing the outbox: {0}")]
+    Publish(String),
+}
+
 impl Outbox {
     /// A write committed: publish soon rather than at the next tick.
     pub fn wake(&self) {
@@ -52,15 +64,14 @@ impl Outbox {
 
     /// One pass: claims up to [`BATCH`] pending rows in id order, publishes them, marks the
     /// acknowledged ones published and records the failures. Returns how many were published.
-    pub async fn relay_once(&self, db: &DbRouter, streams: &Streams) -> Result<usize, String> {
-        crate::bss::ensure_schema(db).await.map_err(|e| e.to_string())?;
-        let mut tx = db.write().begin().await.map_err(|e| format!("primary: {e}"))?;
+    pub async fn relay_once(&self, db: &DbRouter, streams: &Streams) -> Result<usize, OutboxError> {
+        crate::bss::ensure_schema(db).await.map_err(|e| OutboxError::Schema(e.to_string()))?;
+        let mut tx = db.write().begin().await?;
         let rows: Vec<(i64, String, String, Vec<u8>)> =
             sqlx::query_as("SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
                 .bind(BATCH)
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| format!("outbox: {e}"))?;
+                .await?;
         let mut published = 0;
         let mut first_error = None;
         if !rows.is_empty() {
@@ -76,23 +87,22 @@ impl Outbox {
                     }
                 }
             }
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").bind(&ok).execute(&mut *tx).await.map_err(|e| format!("outbox: {e}"))?;
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").bind(&ok).execute(&mut *tx).await?;
             sqlx::query("UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.err FROM unnest($1::bigint[], $2::text[]) AS f(id, err) WHERE o.id = f.id")
                 .bind(&failed)
                 .bind(&errors)
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| format!("outbox: {e}"))?;
+                .await?;
             published = ok.len();
         }
-        tx.commit().await.map_err(|e| format!("outbox commit: {e}"))?;
+        tx.commit().await?;
         self.published.fetch_add(published as u64, Ordering::Relaxed);
         if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(db.write()).await {
             self.pending.store(n, Ordering::Relaxed);
         }
         *self.last_error.lock().unwrap() = first_error.clone();
         match first_error {
-            Some(e) if published == 0 => Err(format!("publishing the outbox: {e}")),
+            Some(e) if published == 0 => Err(OutboxError::Publish(e)),
             _ => Ok(published),
         }
     }
@@ -108,7 +118,7 @@ impl Outbox {
                 Ok(_) => backoff = Duration::from_secs(1),
                 Err(e) => {
                     tracing::debug!(error = %e, "outbox relay");
-                    *self.last_error.lock().unwrap() = Some(e);
+                    *self.last_error.lock().unwrap() = Some(e.to_string());
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }

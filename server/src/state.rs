@@ -45,6 +45,7 @@ pub struct Services {
     /// The Kafka stream processors and their sampler.
     pub streams: Arc<crate::streams::Streams>,
     pub alerts: crate::alerts::Alerts,
+    pub prometheus: crate::prometheus::Prometheus,
     pub gateway: Arc<crate::gateway::Gateway>,
     /// The BSS API's transactional outbox and its relay to Kafka.
     pub outbox: Arc<crate::outbox::Outbox>,
@@ -99,6 +100,7 @@ impl Services {
         let db = Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::new(&config.postgres)));
         let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints));
         let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)));
+        let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus);
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -116,6 +118,7 @@ impl Services {
             db,
             streams,
             alerts,
+            prometheus,
             gateway,
             outbox: Default::default(),
             recent: std::sync::Mutex::new(VecDeque::new()),
@@ -223,7 +226,7 @@ impl Services {
 
 fn load_stack(config: &Config, runtime: &Runtime) -> Result<Arc<Supervisor>, String> {
     let (file, base_dir) = ComposeFile::load(&config.stack.compose).map_err(|e| e.to_string())?;
-    let docker = runtime.docker_handle()?;
+    let docker = runtime.docker_handle().map_err(|e| e.to_string())?;
     Ok(Supervisor::new(docker, &config.stack.project, file, base_dir))
 }
 

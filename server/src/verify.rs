@@ -15,8 +15,13 @@ use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection};
 use tokio::time::Instant;
 
 use crate::{
+    alerts::Alerts,
+    config::{EndpointsConfig, PostgresConfig},
+    gateway::Gateway,
+    prometheus::Prometheus,
+    runtime::supervisor::Supervisor,
     state::{require, Act, Services},
-    streams::events,
+    streams::{events, Streams},
 };
 
 pub enum Outcome {
@@ -63,15 +68,39 @@ macro_rules! check {
     };
 }
 
-/// How long the replication-lag check samples (`verify.lag_window`; the seed claims < 1 s).
-pub fn lag_window(svc: &Services) -> Duration {
-    humantime::parse_duration(&svc.config.verify.lag_window).unwrap_or(Duration::from_secs(30))
+/// What the suite checks: one handle per service and the addresses from the config, not
+/// the whole control plane.
+pub struct Targets<'a> {
+    pub stack: Result<Arc<Supervisor>, String>,
+    pub gateway: &'a Gateway,
+    pub streams: &'a Streams,
+    pub alerts: &'a Alerts,
+    pub prometheus: &'a Prometheus,
+    pub endpoints: &'a EndpointsConfig,
+    pub postgres: &'a PostgresConfig,
+    /// How long the replication-lag check samples (`verify.lag_window`; the seed claims < 1 s).
+    pub lag_window: Duration,
+}
+
+impl<'a> Targets<'a> {
+    pub fn of(svc: &'a Services) -> Self {
+        Self {
+            stack: svc.stack.clone(),
+            gateway: &svc.gateway,
+            streams: &svc.streams,
+            alerts: &svc.alerts,
+            prometheus: &svc.prometheus,
+            endpoints: &svc.config.endpoints,
+            postgres: &svc.config.postgres,
+            lag_window: humantime::parse_duration(&svc.config.verify.lag_window).unwrap_or(Duration::from_secs(30)),
+        }
+    }
 }
 
 /// Every check of the suite, ready to run.
-pub fn suite(svc: &Services) -> Vec<Check<'_>> {
-    let lag = lag_window(svc);
-    let (ep, pgc) = (&svc.config.endpoints, &svc.config.postgres);
+pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
+    let lag = svc.lag_window;
+    let (ep, pgc) = (svc.endpoints, svc.postgres);
     vec![
         Check {
             id: "stack.healthy",
@@ -180,7 +209,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             run: check!({
                 let brokers = svc.streams.brokers().to_string();
                 let rows = fail_on(
-                    tokio::task::spawn_blocking(move || crate::streams::topics::read(&brokers, &[])).await.map_err(|e| e.to_string()).and_then(|r| r),
+                    tokio::task::spawn_blocking(move || crate::streams::topics::read(&brokers, &[])).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
                     "topics",
                 )?;
                 let have: BTreeSet<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
@@ -218,7 +247,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             method: format!("INSERT on {}, read back", host_port(&pgc.primary)),
             timeout: Duration::from_secs(10),
             run: check!({
-                let mut c = fail_on(pg(&svc.config.postgres.primary).connect().await, "connect to the primary")?;
+                let mut c = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
                 fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut c).await, "create")?;
                 let id: i64 = fail_on(sqlx::query_scalar("INSERT INTO bss_verify DEFAULT VALUES RETURNING id").fetch_one(&mut c).await, "insert")?;
                 Ok(Pass(format!("row {id} written")))
@@ -232,7 +261,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             method: "pg_stat_replication (state = streaming) and pg_replication_slots (active) on the primary".into(),
             timeout: Duration::from_secs(10),
             run: check!({
-                let mut c = fail_on(pg(&svc.config.postgres.primary).connect().await, "connect to the primary")?;
+                let mut c = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
                 let streaming: i64 = fail_on(sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetch_one(&mut c).await, "query")?;
                 let slots: i64 = fail_on(sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE active").fetch_one(&mut c).await, "query")?;
                 let m = format!("{streaming} streaming, {slots} active slots");
@@ -247,8 +276,8 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             method: "max of pg_stat_replication.replay_lag sampled every 250 ms while writing a row every 50 ms".into(),
             timeout: lag + Duration::from_secs(15),
             run: check!({
-                let mut w = fail_on(pg(&svc.config.postgres.primary).connect().await, "connect to the primary")?;
-                let mut r = fail_on(pg(&svc.config.postgres.primary).connect().await, "connect to the primary")?;
+                let mut w = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
+                let mut r = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
                 fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut w).await, "create")?;
                 let end = Instant::now() + lag;
                 let (mut max, mut samples) = (0.0_f64, 0);
@@ -281,7 +310,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             run: check!({
                 let mut servers = BTreeSet::new();
                 for _ in 0..6 {
-                    let mut c = fail_on(pg(&svc.config.postgres.read_pool).connect().await, "connect to the read pool")?;
+                    let mut c = fail_on(pg(&svc.postgres.read_pool).connect().await, "connect to the read pool")?;
                     let (standby, addr): (bool, String) = fail_on(sqlx::query_as("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetch_one(&mut c).await, "query")?;
                     if !standby {
                         return Ok(Fail(format!("a read went to the primary ({addr})")));
@@ -339,10 +368,10 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             run: check!({
                 // A freshly provisioned stack has targets in health "unknown" until their
                 // first scrape (every 15 s): that is not "down" yet.
-                let mut t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                let mut t = fail_on(svc.prometheus.targets().await, "prometheus")?;
                 while t.iter().any(|t| t.health == "unknown") {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    t = fail_on(svc.alerts.targets().await, "prometheus")?;
+                    t = fail_on(svc.prometheus.targets().await, "prometheus")?;
                 }
                 let up = t.iter().filter(|t| t.health == "up").count();
                 let down: Vec<String> = t.iter().filter(|t| t.health != "up").map(|t| t.job.clone()).collect();
@@ -357,6 +386,28 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             }),
         },
         Check {
+            id: "prometheus.series",
+            group: "Prometheus",
+            name: "Prometheus stores the exporters' series",
+            claim: "PostgreSQL and host metrics in Prometheus",
+            method: format!("GET {}/api/v1/query: max(pg_up) and count(node_cpu_seconds_total), waiting for the first scrape", host_port(&ep.prometheus)),
+            timeout: Duration::from_secs(30),
+            run: check!({
+                loop {
+                    let pg = fail_on(svc.prometheus.query("max(pg_up)").await, "prometheus")?;
+                    let cpu = fail_on(svc.prometheus.query("count(node_cpu_seconds_total)").await, "prometheus")?;
+                    match (pg.first().map(|s| s.value), cpu.first().map(|s| s.value)) {
+                        (Some(pg_up), Some(n)) => {
+                            let m = format!("pg_up = {pg_up}, {n} node CPU series");
+                            return Ok(if pg_up == 1.0 && n > 0.0 { Pass(m) } else { Fail(m) });
+                        }
+                        // Not scraped yet (a fresh stack scrapes every 15 s).
+                        _ => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
+                }
+            }),
+        },
+        Check {
             id: "exporters",
             group: "Prometheus",
             name: "Node and postgres exporters answer",
@@ -365,8 +416,8 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
             timeout: Duration::from_secs(10),
             run: check!({
                 let http = crate::alerts::http_client();
-                let node = fail_on(fail_on(http.get(format!("{}/metrics", svc.config.endpoints.node_exporter)).send().await, "node exporter")?.text().await, "node exporter")?;
-                let pgx = fail_on(fail_on(http.get(format!("{}/metrics", svc.config.endpoints.postgres_exporter)).send().await, "postgres exporter")?.text().await, "postgres exporter")?;
+                let node = fail_on(fail_on(http.get(format!("{}/metrics", svc.endpoints.node_exporter)).send().await, "node exporter")?.text().await, "node exporter")?;
+                let pgx = fail_on(fail_on(http.get(format!("{}/metrics", svc.endpoints.postgres_exporter)).send().await, "postgres exporter")?.text().await, "postgres exporter")?;
                 let pg_up = pgx.lines().any(|l| l.starts_with("pg_up ") && l.trim().ends_with(" 1"));
                 let m = format!("node exporter {} series, postgres exporter pg_up={}", node.lines().filter(|l| !l.starts_with('#')).count(), u8::from(pg_up));
                 Ok(if node.contains("node_cpu_seconds_total") && pg_up { Pass(m) } else { Fail(m) })
@@ -377,7 +428,7 @@ pub fn suite(svc: &Services) -> Vec<Check<'_>> {
 
 /// Produces one customer and one order event (`run` in their ids) and returns the names of
 /// the processors whose output, caused by them, appeared on the analytics topic.
-async fn follow_outputs(streams: &crate::streams::Streams, run: &str) -> Result<Vec<String>, crate::streams::StreamsError> {
+async fn follow_outputs(streams: &Streams, run: &str) -> Result<Vec<String>, crate::streams::StreamsError> {
     let c = crate::streams::observer(streams.brokers(), &[events::ANALYTICS_TOPIC], &format!("bss-verify-{run}")).await?;
     streams.send_samples(run, 2, 0).await?;
     let mut found = BTreeSet::new();
@@ -395,8 +446,8 @@ async fn follow_outputs(streams: &crate::streams::Streams, run: &str) -> Result<
 }
 
 /// Runs the suite; `on_step` gets each result as soon as it is known.
-pub async fn run(svc: &Services, on_step: Arc<dyn Fn(CheckResult) + Send + Sync>) -> Vec<CheckResult> {
-    let checks = suite(svc);
+pub async fn run(targets: &Targets<'_>, on_step: Arc<dyn Fn(CheckResult) + Send + Sync>) -> Vec<CheckResult> {
+    let checks = suite(targets);
     let futs = checks.into_iter().map(|c| {
         let on_step = on_step.clone();
         async move {
@@ -451,7 +502,8 @@ impl Services {
     /// Runs the verification suite to the end and stores it; `actor` for the record. Also
     /// what `bss-control verify` calls.
     pub async fn run_verify(self: &Arc<Self>, actor: &str) -> VerifyRun {
-        let total = suite(self).len();
+        let targets = Targets::of(self);
+        let total = suite(&targets).len();
         let started_at = crate::clock::now_rfc3339();
         *self.verify.current.lock().unwrap() =
             Some(VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: "running".into(), total, checks: vec![] });
@@ -464,7 +516,7 @@ impl Services {
                 r.checks.push(c);
             }
         });
-        let checks = run(self, on_step).await;
+        let checks = run(&targets, on_step).await;
         let status = if checks.iter().any(|c| c.status == "fail") { "failed" } else { "passed" };
         let summary = summary(&checks);
         let mut run = VerifyRun { id: None, started_at: started_at.clone(), actor: actor.into(), status: status.into(), total, checks };

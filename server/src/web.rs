@@ -145,7 +145,7 @@ async fn stack_events(State(state): State<AppState>, req: Request) -> Response {
 /// A place for one more live stream of the caller, or 429.
 fn stream_slot(state: &AppState, req: &Request) -> Result<crate::actions::StreamSlot, Response> {
     let user = req.extensions().get::<app::api::Principal>().map(|p| p.user.clone()).unwrap_or_default();
-    state.services.streams_open.acquire(&user).map_err(|e| (axum::http::StatusCode::TOO_MANY_REQUESTS, e).into_response())
+    state.services.streams_open.acquire(&user).map_err(|e| (axum::http::StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response())
 }
 
 /// Every service's log lines, live, as server-sent events (`event: log`).

@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, process::Command, time::Duration};
 use server::{
     alerts::{route::parse_labels, Alerts},
     gateway::Gateway,
+    prometheus::{Prometheus, PrometheusError},
 };
 
 fn amtool(labels: &str) -> Vec<String> {
@@ -79,9 +80,17 @@ async fn alerts_and_gateway_on_the_real_services() {
     assert!(alerts.silences().await.unwrap().iter().any(|s| s.id == id && s.state == "expired"));
     assert!(alerts.create_silence(&[], Duration::from_secs(60), "t", "").await.unwrap_err().to_string().contains("matcher"));
 
-    // Prometheus: targets listed with their health.
-    let targets = alerts.targets().await.unwrap();
+    // Prometheus: targets listed with their health; instant queries answer per series, and
+    // a query Prometheus refuses says so (not "unavailable").
+    let prom = Prometheus::new(&server::config::EndpointsConfig::default().prometheus);
+    let targets = prom.targets().await.unwrap();
     assert!(targets.iter().filter(|t| t.health == "up").count() >= 5, "{targets:?}");
+    let up = prom.query("up").await.unwrap();
+    assert_eq!(up.len(), targets.len(), "one `up` series per target: {up:?}");
+    assert!(up.iter().any(|s| s.value == 1.0 && s.labels.iter().any(|(k, v)| k == "job" && v == "prometheus")), "{up:?}");
+    let refused = prom.query("sum(").await.unwrap_err();
+    assert!(matches!(refused, PrometheusError::Query { .. }), "{refused}");
+    assert!(Prometheus::new("http://127.0.0.1:1").targets().await.is_err_and(|e| matches!(e, PrometheusError::Unavailable { .. })));
 
     // Envoy: a burst of 30 gets 429s after the 10-token bucket, and Envoy's counter agrees.
     let gw = Gateway::new(Default::default());

@@ -1,4 +1,5 @@
-//! What the Alerts page asks of AlertManager and Prometheus.
+//! What the Alerts page asks of AlertManager and Prometheus (joined here: each has its own
+//! module).
 use app::{
     api::{AlertsView, Principal, Role, RouteTestResult},
     backend::AlertsApi,
@@ -24,19 +25,28 @@ const AM: &str = "alertmanager";
 impl AlertsApi for Services {
     async fn alerts_view(&self, who: &Principal) -> Result<AlertsView, AppError> {
         require(who, Role::Viewer, "reading alerts")?;
-        Ok(self.alerts.view().await)
+        let (mut view, targets, rules) = tokio::join!(self.alerts.view(), self.prometheus.targets(), self.prometheus.rules());
+        match targets {
+            Ok(t) => view.targets = t,
+            Err(e) => view.errors.push(format!("Prometheus targets: {e}")),
+        }
+        match rules {
+            Ok(r) => view.rules = r,
+            Err(e) => view.errors.push(format!("Prometheus rules: {e}")),
+        }
+        Ok(view)
     }
 
     async fn test_route(&self, who: &Principal, labels: &str) -> Result<RouteTestResult, AppError> {
         require(who, Role::Viewer, "testing routes")?;
-        let labels = parse_labels(labels).map_err(AppError::Invalid)?;
+        let labels = parse_labels(labels).map_err(|e| AppError::Invalid(e.to_string()))?;
         Ok(self.alerts.config().await?.test(&labels))
     }
 
     async fn fire_test_alert(&self, who: &Principal, labels: &str) -> Result<String, AppError> {
         let act = Act { role: Role::Operator, what: "firing a test alert", lock: AM, verb: "test alert", audit: "alerts.test_alert", target: labels };
         self.guarded(who, act, |_guard| async move {
-            let labels = parse_labels(labels).map_err(AppError::Invalid)?;
+            let labels = parse_labels(labels).map_err(|e| AppError::Invalid(e.to_string()))?;
             let expected = self.alerts.config().await?.test(&labels).receivers;
             let name = self.alerts.fire_test_alert(labels).await?;
             Ok(format!("{name} posted; AlertManager should deliver it to {}", expected.join(", ")))

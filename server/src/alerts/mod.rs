@@ -1,27 +1,26 @@
-//! AlertManager and Prometheus, read through their HTTP APIs on loopback (the browser never
-//! talks to them): the route tree and a route tester (`route`), active alert groups,
-//! silences (create / expire), a test alert and where it was delivered (the local sink),
-//! Prometheus targets and alerting rules.
+//! AlertManager, read through its HTTP API on loopback (the browser never talks to it): the
+//! route tree and a route tester (`route`), active alert groups, silences (create /
+//! expire), a test alert and where it was delivered (the local sink). Prometheus has its
+//! own module (`crate::prometheus`); the Alerts page joins both in `api`.
 pub mod api;
 pub mod route;
 
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
-use app::api::{AlertGroupView, AlertRow, AlertsView, Delivery, RuleView, ScrapeTarget, SilenceView};
+use app::api::{AlertGroupView, AlertRow, AlertsView, Delivery, SilenceView};
 use serde_json::{json, Value};
 
 /// Where the stack publishes them (`[endpoints]` in the config).
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub alertmanager: String,
-    pub prometheus: String,
     pub sink: String,
 }
 
 impl Endpoints {
     pub fn new(e: &crate::config::EndpointsConfig) -> Self {
         let trim = |u: &str| u.trim_end_matches('/').to_string();
-        Self { alertmanager: trim(&e.alertmanager), prometheus: trim(&e.prometheus), sink: trim(&e.sink) }
+        Self { alertmanager: trim(&e.alertmanager), sink: trim(&e.sink) }
     }
 }
 
@@ -57,13 +56,14 @@ pub fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let r = http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, AlertsError> {
+    let fail = |m: String| AlertsError::Unavailable(format!("GET {url}: {m}"));
+    let r = http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
     let status = r.status();
     if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}: {}", r.text().await.unwrap_or_default().trim()));
+        return Err(fail(format!("HTTP {status}: {}", r.text().await.unwrap_or_default().trim())));
     }
-    r.json().await.map_err(|e| format!("GET {url}: {e}"))
+    r.json().await.map_err(|e| fail(e.to_string()))
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -81,7 +81,7 @@ impl Alerts {
 
     /// The running configuration, as AlertManager reports it.
     pub async fn config(&self) -> Result<route::Config, AlertsError> {
-        let v = get_json(&self.http, &format!("{}/api/v2/status", self.ep.alertmanager)).await.map_err(AlertsError::Unavailable)?;
+        let v = get_json(&self.http, &format!("{}/api/v2/status", self.ep.alertmanager)).await?;
         let yaml = v
             .pointer("/config/original")
             .and_then(Value::as_str)
@@ -89,7 +89,7 @@ impl Alerts {
         route::Config::parse(yaml).map_err(|e| AlertsError::Unavailable(format!("AlertManager's running config: {e}")))
     }
 
-    pub async fn groups(&self) -> Result<Vec<AlertGroupView>, String> {
+    pub async fn groups(&self) -> Result<Vec<AlertGroupView>, AlertsError> {
         let v = get_json(&self.http, &format!("{}/api/v2/alerts/groups", self.ep.alertmanager)).await?;
         Ok(v.as_array()
             .into_iter()
@@ -113,7 +113,7 @@ impl Alerts {
             .collect())
     }
 
-    pub async fn silences(&self) -> Result<Vec<SilenceView>, String> {
+    pub async fn silences(&self) -> Result<Vec<SilenceView>, AlertsError> {
         let v = get_json(&self.http, &format!("{}/api/v2/silences", self.ep.alertmanager)).await?;
         let mut out: Vec<SilenceView> = v
             .as_array()
@@ -173,8 +173,8 @@ impl Alerts {
                 };
                 Ok(json!({"name": m.name, "value": m.value, "isRegex": is_regex, "isEqual": is_equal}))
             })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(AlertsError::Invalid)?;
+            .collect::<Result<Vec<_>, route::ParseError>>()
+            .map_err(|e| AlertsError::Invalid(e.to_string()))?;
         let now = std::time::SystemTime::now();
         let body = json!({
             "matchers": ms,
@@ -241,7 +241,7 @@ impl Alerts {
     }
 
     /// What the local sink received, each attributed to the receiver whose target it is.
-    pub async fn deliveries(&self, cfg: &route::Config, names: &[String]) -> Result<Vec<Delivery>, String> {
+    pub async fn deliveries(&self, cfg: &route::Config, names: &[String]) -> Result<Vec<Delivery>, AlertsError> {
         let v = get_json(&self.http, &format!("{}/messages", self.ep.sink)).await?;
         let mut names: Vec<String> = names.to_vec();
         names.extend(self.fired.lock().unwrap().iter().cloned());
@@ -274,44 +274,9 @@ impl Alerts {
             .collect())
     }
 
-    pub async fn targets(&self) -> Result<Vec<ScrapeTarget>, String> {
-        let v = get_json(&self.http, &format!("{}/api/v1/targets?state=active", self.ep.prometheus)).await?;
-        let mut out: Vec<ScrapeTarget> = v
-            .pointer("/data/activeTargets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|t| ScrapeTarget {
-                job: t.pointer("/labels/job").and_then(Value::as_str).unwrap_or_default().into(),
-                instance: t.pointer("/labels/instance").and_then(Value::as_str).unwrap_or_default().into(),
-                health: s(t, "health"),
-                last_scrape: s(t, "lastScrape"),
-                error: s(t, "lastError"),
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.job, &a.instance).cmp(&(&b.job, &b.instance)));
-        Ok(out)
-    }
-
-    pub async fn rules(&self) -> Result<Vec<RuleView>, String> {
-        let v = get_json(&self.http, &format!("{}/api/v1/rules?type=alert", self.ep.prometheus)).await?;
-        Ok(v.pointer("/data/groups")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-            .map(|r| RuleView {
-                name: s(&r, "name"),
-                state: s(&r, "state"),
-                severity: r.pointer("/labels/severity").and_then(Value::as_str).unwrap_or_default().into(),
-                active: r["alerts"].as_array().map(Vec::len).unwrap_or(0),
-            })
-            .collect())
-    }
-
     /// Everything the Alerts page shows; a part that cannot be read becomes an error line.
     pub async fn view(&self) -> AlertsView {
-        let (cfg, groups, silences, targets, rules) = tokio::join!(self.config(), self.groups(), self.silences(), self.targets(), self.rules());
+        let (cfg, groups, silences) = tokio::join!(self.config(), self.groups(), self.silences());
         let mut errors = vec![];
         fn ok<T>(r: Result<T, impl std::fmt::Display>, what: &str, errors: &mut Vec<String>) -> Option<T> {
             r.map_err(|e| errors.push(format!("{what}: {e}"))).ok()
@@ -319,8 +284,6 @@ impl Alerts {
         let cfg = ok(cfg, "AlertManager config", &mut errors);
         let groups = ok(groups, "active alerts", &mut errors).unwrap_or_default();
         let silences = ok(silences, "silences", &mut errors).unwrap_or_default();
-        let targets = ok(targets, "Prometheus targets", &mut errors).unwrap_or_default();
-        let rules = ok(rules, "Prometheus rules", &mut errors).unwrap_or_default();
         let mut deliveries = vec![];
         if let Some(cfg) = &cfg {
             let names: Vec<String> = groups
@@ -338,8 +301,8 @@ impl Alerts {
             receivers: cfg.as_ref().map(|c| c.receivers.iter().map(|r| (r.name.clone(), r.kinds.clone())).collect()).unwrap_or_default(),
             groups,
             silences,
-            targets,
-            rules,
+            targets: vec![],
+            rules: vec![],
             deliveries,
             errors,
         }

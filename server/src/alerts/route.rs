@@ -8,6 +8,23 @@ use std::collections::BTreeMap;
 use app::api::{RouteNode, RouteTestResult};
 use serde::Deserialize;
 
+/// Why a matcher, a label set or a routing config cannot be used, in AlertManager's terms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+impl From<String> for ParseError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     Eq,
@@ -25,7 +42,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(name: &str, op: Op, value: &str) -> Result<Self, String> {
+    pub fn new(name: &str, op: Op, value: &str) -> Result<Self, ParseError> {
         let re = match op {
             // AlertManager anchors regexes at both ends.
             Op::Re | Op::NotRe => Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("bad regex {value:?}: {e}"))?),
@@ -35,7 +52,7 @@ impl Matcher {
     }
 
     /// `name="value"`, `name!="v"`, `name=~"re"`, `name!~"re"` (quotes optional).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
         let s = s.trim().trim_start_matches('{').trim_end_matches('}').trim();
         let (pos, op, len) = ["=~", "!~", "!=", "="]
             .iter()
@@ -53,7 +70,7 @@ impl Matcher {
             .ok_or_else(|| format!("matcher {s:?} has no operator (=, !=, =~, !~)"))?;
         let name = s[..pos].trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("matcher {s:?}: bad label name {name:?}"));
+            return Err(ParseError::from(format!("matcher {s:?}: bad label name {name:?}")));
         }
         let raw = s[pos + len..].trim();
         let value = if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
@@ -142,7 +159,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn parse(yaml: &str) -> Result<Self, String> {
+    pub fn parse(yaml: &str) -> Result<Self, ParseError> {
         let raw: RawConfig = serde_yaml::from_str(yaml).map_err(|e| format!("alertmanager config: {e}"))?;
         let defaults = Route {
             receiver: String::new(),
@@ -156,12 +173,12 @@ impl Config {
         };
         let root = build(raw.route, &defaults)?;
         if root.receiver.is_empty() {
-            return Err("the root route has no receiver".into());
+            return Err(ParseError::from("the root route has no receiver"));
         }
         let receivers = raw.receivers.iter().map(receiver).collect::<Result<Vec<_>, _>>()?;
         let cfg = Config { root, receivers };
         if let Some(missing) = cfg.all_routes().iter().map(|r| &r.receiver).find(|r| !cfg.receivers.iter().any(|x| &x.name == *r)) {
-            return Err(format!("a route names receiver {missing:?}, which is not defined"));
+            return Err(ParseError::from(format!("a route names receiver {missing:?}, which is not defined")));
         }
         Ok(cfg)
     }
@@ -207,7 +224,7 @@ impl Config {
     }
 }
 
-fn build(raw: RawRoute, parent: &Route) -> Result<Route, String> {
+fn build(raw: RawRoute, parent: &Route) -> Result<Route, ParseError> {
     let mut matchers = raw.matchers.iter().map(|m| Matcher::parse(m)).collect::<Result<Vec<_>, _>>()?;
     for (k, v) in &raw.match_eq {
         matchers.push(Matcher::new(k, Op::Eq, v)?);
@@ -245,7 +262,7 @@ fn route_match<'a>(r: &'a Route, labels: &BTreeMap<String, String>, path: String
     true
 }
 
-fn receiver(v: &serde_yaml::Value) -> Result<Receiver, String> {
+fn receiver(v: &serde_yaml::Value) -> Result<Receiver, ParseError> {
     let name = v.get("name").and_then(|n| n.as_str()).ok_or("a receiver has no name")?.to_string();
     let mut kinds = vec![];
     let mut targets = vec![];
@@ -267,12 +284,12 @@ fn receiver(v: &serde_yaml::Value) -> Result<Receiver, String> {
 }
 
 /// Labels from `a=b, c="d"` or one per line; an empty input is an empty set.
-pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, ParseError> {
     let mut out = BTreeMap::new();
     for part in s.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
         let m = Matcher::parse(part)?;
         if m.op != Op::Eq {
-            return Err(format!("{part:?}: a label is name=value"));
+            return Err(ParseError::from(format!("{part:?}: a label is name=value")));
         }
         out.insert(m.name, m.value);
     }
@@ -322,15 +339,15 @@ mod tests {
         assert!(Matcher::parse("a!=b").unwrap().matches(&labels("")));
         assert!(Matcher::parse("a!~\"x+\"").unwrap().matches(&labels("a=y")));
         assert_eq!(Matcher::parse("a=\"q\\\"x\"").unwrap().value, "q\"x");
-        assert!(Matcher::parse("novalue").unwrap_err().contains("no operator"));
-        assert!(Matcher::parse("a=~\"(\"").unwrap_err().contains("bad regex"));
+        assert!(Matcher::parse("novalue").unwrap_err().to_string().contains("no operator"));
+        assert!(Matcher::parse("a=~\"(\"").unwrap_err().to_string().contains("bad regex"));
         assert!(parse_labels("a=~b").is_err());
     }
 
     #[test]
     fn bad_configs_are_refused_with_the_reason() {
-        assert!(Config::parse("route: {receiver: x}\nreceivers: [{name: y}]").unwrap_err().contains("\"x\""));
-        assert!(Config::parse("route: {}\nreceivers: []").unwrap_err().contains("root route"));
+        assert!(Config::parse("route: {receiver: x}\nreceivers: [{name: y}]").unwrap_err().to_string().contains("\"x\""));
+        assert!(Config::parse("route: {}\nreceivers: []").unwrap_err().to_string().contains("root route"));
         assert!(Config::parse("route: [").is_err());
     }
 }

@@ -41,8 +41,8 @@ impl Default for Thresholds {
 /// One replica as last sampled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// `None`: the check failed (down, timeout); the text says why.
-    pub reachable: Result<(), String>,
+    /// Why the check failed (down, timeout); `None` when the replica answered.
+    pub unreachable: Option<String>,
     pub in_recovery: bool,
     pub replay_lsn: Option<Lsn>,
     pub lag_bytes: u64,
@@ -60,7 +60,7 @@ pub fn admit(prev: &Admission, s: &Sample, t: &Thresholds, now_ms: u64) -> Admis
         }
         _ => Admission::Out { reason, since_ms: now_ms },
     };
-    if let Err(e) = &s.reachable {
+    if let Some(e) = &s.unreachable {
         return out(format!("down: {e}"));
     }
     if !s.in_recovery {
@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn sample(lag_bytes: u64, lag_s: f64) -> Sample {
-        Sample { reachable: Ok(()), in_recovery: true, replay_lsn: Some(Lsn(100)), lag_bytes, lag: Duration::from_secs_f64(lag_s) }
+        Sample { unreachable: None, in_recovery: true, replay_lsn: Some(Lsn(100)), lag_bytes, lag: Duration::from_secs_f64(lag_s) }
     }
 
     #[test]
@@ -145,7 +145,7 @@ mod tests {
     fn down_or_promoted_replicas_are_out() {
         let t = Thresholds::default();
         let mut s = sample(0, 0.0);
-        s.reachable = Err("connection refused".into());
+        s.unreachable = Some("connection refused".into());
         assert!(matches!(admit(&Admission::In, &s, &t, 1), Admission::Out { reason, .. } if reason.contains("connection refused")));
         let mut s = sample(0, 0.0);
         s.in_recovery = false;

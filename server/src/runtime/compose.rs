@@ -23,6 +23,9 @@ pub enum ComposeError {
     Service { service: String, message: String },
     #[error("dependency cycle between services: {0}")]
     Cycle(String),
+    /// One value of a service (a port, a duration, a volume) that cannot be used as written.
+    #[error("{0}")]
+    Value(String),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -169,29 +172,29 @@ pub struct PortBinding {
     pub protocol: String,
 }
 
-pub fn parse_port(spec: &str) -> Result<PortBinding, String> {
+pub fn parse_port(spec: &str) -> Result<PortBinding, ComposeError> {
     let (spec, protocol) = match spec.rsplit_once('/') {
         Some((s, p)) if p == "tcp" || p == "udp" => (s, p.to_string()),
-        Some((_, p)) => return Err(format!("port {spec:?}: unknown protocol {p:?}")),
+        Some((_, p)) => return Err(ComposeError::Value(format!("port {spec:?}: unknown protocol {p:?}"))),
         None => (spec, "tcp".to_string()),
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
         [ip, h, c] => (*ip, *h, *c),
-        _ => return Err(format!("port {spec:?}: must be HOST_IP:HOST_PORT:CONTAINER_PORT (bind to 127.0.0.1)")),
+        _ => return Err(ComposeError::Value(format!("port {spec:?}: must be HOST_IP:HOST_PORT:CONTAINER_PORT (bind to 127.0.0.1)"))),
     };
-    let ip: std::net::IpAddr = ip.parse().map_err(|_| format!("port {spec:?}: {ip:?} is not an IP address"))?;
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| ComposeError::Value(format!("port {spec:?}: {ip:?} is not an IP address")))?;
     if !ip.is_loopback() {
-        return Err(format!("port {spec:?}: publishes on {ip}; only loopback addresses are allowed"));
+        return Err(ComposeError::Value(format!("port {spec:?}: publishes on {ip}; only loopback addresses are allowed")));
     }
-    let num = |s: &str| s.parse::<u16>().map_err(|_| format!("port {spec:?}: {s:?} is not a port number"));
+    let num = |s: &str| s.parse::<u16>().map_err(|_| ComposeError::Value(format!("port {spec:?}: {s:?} is not a port number")));
     Ok(PortBinding { host_ip: ip.to_string(), host_port: num(host)?, container_port: num(container)?, protocol })
 }
 
 /// Parses a Compose duration ("5s", "1m30s", "500ms") into nanoseconds.
-pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("duration {s:?}: {e}"))?;
-    i64::try_from(d.as_nanos()).map_err(|_| format!("duration {s:?} too large"))
+pub fn parse_duration_ns(s: &str) -> Result<i64, ComposeError> {
+    let d = humantime::parse_duration(s).map_err(|e| ComposeError::Value(format!("duration {s:?}: {e}")))?;
+    i64::try_from(d.as_nanos()).map_err(|_| ComposeError::Value(format!("duration {s:?} too large")))
 }
 
 impl ComposeFile {
@@ -248,7 +251,7 @@ impl ComposeFile {
                 return Err(err(name, "image must not be empty".into()));
             }
             for p in &svc.ports {
-                parse_port(p).map_err(|m| err(name, m))?;
+                parse_port(p).map_err(|m| err(name, m.to_string()))?;
             }
             for (dep, _) in svc.depends_on.entries() {
                 if !self.services.contains_key(&dep) {

@@ -23,6 +23,9 @@ pub enum RuntimeError {
     Timeout { endpoint: String, secs: u64 },
     #[error("Docker engine at {endpoint}: {source}")]
     Api { endpoint: String, source: bollard::errors::Error },
+    /// The endpoint could not be used at start (kept, worded for people, by [`Runtime`]).
+    #[error("Docker endpoint {endpoint}: {reason}")]
+    Unusable { endpoint: String, reason: String },
 }
 
 #[derive(Clone)]
@@ -46,8 +49,8 @@ impl Runtime {
     }
 
     /// A clone of the engine handle for the modules that drive containers.
-    pub fn docker_handle(&self) -> Result<Docker, String> {
-        self.docker.clone()
+    pub fn docker_handle(&self) -> Result<Docker, RuntimeError> {
+        self.docker.clone().map_err(|reason| RuntimeError::Unusable { endpoint: self.endpoint.clone(), reason })
     }
 
     fn docker(&self) -> Result<&Docker, String> {

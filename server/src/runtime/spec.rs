@@ -10,7 +10,7 @@ use bollard::models::{
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::compose::{parse_duration_ns, parse_port, ServiceSpec, Ulimit};
+use super::compose::{parse_duration_ns, parse_port, ComposeError, ServiceSpec, Ulimit};
 
 pub const LABEL_PROJECT: &str = "io.bss-control.project";
 pub const LABEL_SERVICE: &str = "io.bss-control.service";
@@ -60,7 +60,7 @@ pub fn create_body(
     service: &str,
     spec: &ServiceSpec,
     base_dir: &Path,
-) -> Result<ContainerCreateBody, String> {
+) -> Result<ContainerCreateBody, ComposeError> {
     let mut labels = HashMap::new();
     labels.insert(LABEL_PROJECT.to_string(), project.to_string());
     labels.insert(LABEL_SERVICE.to_string(), service.to_string());
@@ -83,11 +83,11 @@ pub fn create_body(
     for v in &spec.volumes {
         let mut parts = v.splitn(3, ':');
         let source = parts.next().unwrap_or_default();
-        let target = parts.next().ok_or_else(|| format!("volume {v:?}: expected SOURCE:TARGET[:ro]"))?;
+        let target = parts.next().ok_or_else(|| ComposeError::Value(format!("volume {v:?}: expected SOURCE:TARGET[:ro]")))?;
         let mode = parts.next();
         let source = if source.starts_with('.') || source.starts_with('/') {
             let p = base_dir.join(source);
-            let p = p.canonicalize().map_err(|e| format!("volume {v:?}: {} does not exist: {e}", p.display()))?;
+            let p = p.canonicalize().map_err(|e| ComposeError::Value(format!("volume {v:?}: {} does not exist: {e}", p.display())))?;
             p.display().to_string()
         } else {
             volume_name(project, source)
@@ -234,6 +234,7 @@ networks: { bss: }
         let y = "services:\n  a: { image: x, volumes: [\"./nope-not-here:/x\"] }\n";
         let f = ComposeFile::from_str(y, "t").unwrap();
         let e = create_body("p", "a", &f.services["a"], Path::new("/tmp")).unwrap_err();
+        let e = e.to_string();
         assert!(e.contains("nope-not-here") && e.contains("does not exist"), "{e}");
     }
 

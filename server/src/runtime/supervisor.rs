@@ -128,6 +128,12 @@ impl Supervisor {
         }
     }
 
+    /// Marks the stack as wanted up, so the healer restores what fails from now on, without
+    /// converging anything now (a drill arms recovery this way on a stack that is up).
+    pub fn want_up(&self) {
+        self.desired_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Brings the whole stack up in dependency order. Safe to call again at any time.
     pub async fn up(&self) -> Result<(), SupervisorError> {
         let _converging = self.converging.lock().await;
@@ -137,7 +143,7 @@ impl Supervisor {
         // file changes nothing.
         for (name, svc) in &self.file.services {
             spec::create_body(&self.project, name, svc, &self.base_dir)
-                .map_err(|message| SupervisorError::Service { service: name.clone(), message })?;
+                .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
         }
         self.ensure_networks_and_volumes().await?;
         for wave in self.file.start_order()? {
@@ -221,7 +227,7 @@ impl Supervisor {
         let svc = &self.file.services[service];
         let name = spec::container_name(&self.project, service);
         let body = spec::create_body(&self.project, service, svc, &self.base_dir)
-            .map_err(|message| SupervisorError::Service { service: service.into(), message })?;
+            .map_err(|e| SupervisorError::Service { service: service.into(), message: e.to_string() })?;
         let want_hash = body.labels.as_ref().and_then(|l| l.get(LABEL_HASH)).cloned();
         let existing = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.ok();
         let current_hash = existing.as_ref().and_then(|c| c.config.as_ref()).and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_HASH)).cloned();

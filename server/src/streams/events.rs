@@ -52,7 +52,7 @@ impl CloudEvent {
 
     /// Parses and checks the required attributes; the error says what is wrong (it becomes
     /// the DLQ record's `error` header).
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, InvalidEvent> {
         // Fast path: straight into the struct (one pass); the slow path below only runs to
         // say precisely what is wrong with a bad record.
         if let Ok(ev) = serde_json::from_slice::<CloudEvent>(bytes) {
@@ -66,13 +66,13 @@ impl CloudEvent {
         for attr in ["specversion", "id", "source", "type"] {
             match obj.get(attr) {
                 Some(Value::String(s)) if !s.is_empty() => {}
-                Some(_) => return Err(format!("CloudEvents attribute {attr:?} must be a non-empty string")),
-                None => return Err(format!("missing CloudEvents attribute {attr:?}")),
+                Some(_) => return Err(format!("CloudEvents attribute {attr:?} must be a non-empty string").into()),
+                None => return Err(format!("missing CloudEvents attribute {attr:?}").into()),
             }
         }
         let ev: CloudEvent = serde_json::from_value(v).map_err(|e| format!("bad CloudEvent: {e}"))?;
         if ev.specversion != "1.0" {
-            return Err(format!("unsupported specversion {:?} (want \"1.0\")", ev.specversion));
+            return Err(format!("unsupported specversion {:?} (want \"1.0\")", ev.specversion).into());
         }
         Ok(ev)
     }
@@ -85,6 +85,23 @@ impl CloudEvent {
     pub fn time_ms(&self) -> Option<u64> {
         let t = humantime::parse_rfc3339_weak(self.time.as_deref()?).ok()?;
         t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
+    }
+}
+
+/// Why bytes are not a usable CloudEvent (becomes the DLQ record's `error` header).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEvent(pub String);
+
+impl From<String> for InvalidEvent {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for InvalidEvent {
+    fn from(s: &str) -> Self {
+        Self(s.into())
     }
 }
 
@@ -409,13 +426,13 @@ mod tests {
 
     #[test]
     fn parse_names_what_is_wrong() {
-        assert!(CloudEvent::parse(b"{nope").unwrap_err().starts_with("not JSON"));
-        assert!(CloudEvent::parse(b"[1]").unwrap_err().contains("object"));
-        let e = CloudEvent::parse(br#"{"specversion":"1.0","source":"s","type":"t"}"#).unwrap_err();
+        assert!(CloudEvent::parse(b"{nope").unwrap_err().0.starts_with("not JSON"));
+        assert!(CloudEvent::parse(b"[1]").unwrap_err().0.contains("object"));
+        let e = CloudEvent::parse(br#"{"specversion":"1.0","source":"s","type":"t"}"#).unwrap_err().0;
         assert!(e.contains("\"id\""), "{e}");
-        let e = CloudEvent::parse(br#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#).unwrap_err();
+        let e = CloudEvent::parse(br#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#).unwrap_err().0;
         assert!(e.contains("specversion"), "{e}");
-        let e = CloudEvent::parse(br#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#).unwrap_err();
+        let e = CloudEvent::parse(br#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#).unwrap_err().0;
         assert!(e.contains("\"id\""), "{e}");
     }
 

@@ -257,7 +257,7 @@ impl Streams {
                 let mut t = self.topics.lock().unwrap();
                 match r {
                     Ok(Ok(rows)) => *t = (rows, None),
-                    Ok(Err(e)) => t.1 = Some(e),
+                    Ok(Err(e)) => t.1 = Some(e.to_string()),
                     Err(e) => t.1 = Some(e.to_string()),
                 }
             }
@@ -318,7 +318,7 @@ impl Streams {
         // librdkafka resolves every delivery within message.timeout.ms (30 s); the timeout
         // only guards against a producer that never answers.
         let acks = pending.into_iter().zip(&records).map(|(d, (topic, _, _))| async move {
-            let d = d.map_err(StreamsError::Kafka)?;
+            let d = d?;
             match tokio::time::timeout(Duration::from_secs(40), d).await {
                 Ok(Ok(Ok(_))) => Ok(()),
                 Ok(Ok(Err((e, _)))) => Err(StreamsError::Kafka(format!("{topic}: {e}"))),
@@ -345,7 +345,7 @@ impl Streams {
                 bytes = events::malformed_event(run, seq);
                 malformed += 1;
             }
-            pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await.map_err(StreamsError::Kafka)?);
+            pending.push(processor::enqueue(producer, topic, key.as_bytes(), &bytes, processor::ce_headers()).await?);
         }
         use futures_util::StreamExt;
         let mut acked = 0;
@@ -425,7 +425,7 @@ async fn supervise(h: Arc<Handle>, cancel: CancellationToken) {
             h.set("stopped", r.err().map(|e| format!("stopped; while draining: {e}")));
             return;
         }
-        let reason = r.err().unwrap_or_else(|| "exited".into());
+        let reason = r.err().map_or_else(|| "exited".into(), |e| e.to_string());
         tracing::warn!(processor = %h.spec.name, %reason, ?backoff, "processor failed; restarting");
         h.set("failed", Some(reason));
         h.ctl.lock().unwrap().restarts += 1;

@@ -29,7 +29,7 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::events::{now_ms, CloudEvent, CustomerAnalytics, OrderProcessor, Outcome, CONTENT_TYPE};
+use super::{StreamsError, events::{now_ms, CloudEvent, CustomerAnalytics, OrderProcessor, Outcome, CONTENT_TYPE}};
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -130,7 +130,11 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
 
 /// Runs until `cancel` (then drains and commits: `Ok`) or a delivery fails (`Err`: the
 /// supervisor restarts it; unacknowledged records are consumed again).
-pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
+pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), StreamsError> {
+    consume(spec, stats, cancel).await.map_err(StreamsError::Kafka)
+}
+
+async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &spec.brokers)
         .set("group.id", &spec.group)
@@ -237,7 +241,7 @@ fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Messa
         return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), changes: vec![], event_ms: kafka_ms };
     };
     match CloudEvent::parse(m.payload().unwrap_or_default()) {
-        Err(reason) => dead(&reason, kafka_ms),
+        Err(reason) => dead(&reason.0, kafka_ms),
         Ok(ev) => {
             let event_ms = ev.time_ms().unwrap_or(kafka_ms);
             match transform.process(&ev, now) {
@@ -257,11 +261,11 @@ async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message,
     let mut deliveries = Vec::with_capacity(r.changes.len() + 1);
     if let Some(topic) = &spec.changelog {
         for (k, v) in &r.changes {
-            deliveries.push(enqueue(producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await?);
+            deliveries.push(enqueue(producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await.map_err(|e| e.to_string())?);
         }
     }
     let dest = if r.dlq { &spec.dlq } else { &spec.output };
-    deliveries.push(enqueue(producer, dest, m.key().unwrap_or_default(), &r.bytes, r.headers.clone()).await?);
+    deliveries.push(enqueue(producer, dest, m.key().unwrap_or_default(), &r.bytes, r.headers.clone()).await.map_err(|e| e.to_string())?);
     Ok(deliveries)
 }
 
@@ -362,7 +366,7 @@ async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
 /// Replays the changelog `topic` into `t` from the beginning to the current end of every
 /// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
 async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<(Transform, u64), String> {
-    super::topics::ensure_compacted(&spec.brokers, topic).await?;
+    super::topics::ensure_compacted(&spec.brokers, topic).await.map_err(|e| e.to_string())?;
     let (brokers, group, topic) = (spec.brokers.clone(), format!("{}-restore", spec.group), topic.to_string());
     tokio::task::spawn_blocking(move || {
         use rdkafka::{consumer::BaseConsumer, Offset, TopicPartitionList};
@@ -468,13 +472,13 @@ fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked, blocke
 
 /// Hands a record to librdkafka (waiting while its queue is full); the future resolves
 /// when the brokers acknowledge it.
-pub async fn enqueue(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, String> {
+pub async fn enqueue(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, StreamsError> {
     loop {
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers.clone());
         match producer.send_result(record) {
             Ok(d) => return Ok(d),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(5)).await,
-            Err((e, _)) => return Err(format!("produce to {topic}: {e}")),
+            Err((e, _)) => return Err(StreamsError::Kafka(format!("produce to {topic}: {e}"))),
         }
     }
 }

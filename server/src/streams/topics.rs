@@ -9,21 +9,21 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 
-use super::events::{ANALYTICS_TOPIC, CUSTOMER_TOPIC, DLQ_TOPIC, ORDER_TOPIC};
+use super::{StreamsError, events::{ANALYTICS_TOPIC, CUSTOMER_TOPIC, DLQ_TOPIC, ORDER_TOPIC}};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-fn client(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
+fn client(brokers: &str, group: &str) -> Result<BaseConsumer, StreamsError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| format!("kafka client: {e}"))
+        .map_err(|e| StreamsError::Kafka(format!("kafka client: {e}")))
 }
 
 /// `groups`: (group, the topic it reads). Topics: the four BSS topics plus any group's.
-pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicPartitionRow>, String> {
+pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicPartitionRow>, StreamsError> {
     let meta_client = client(brokers, "bss-control-inspector")?;
     let mut topics: Vec<String> = [CUSTOMER_TOPIC, ORDER_TOPIC, ANALYTICS_TOPIC, DLQ_TOPIC].map(String::from).to_vec();
     for (_, t) in groups {
@@ -33,7 +33,7 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
     }
     let mut rows = vec![];
     for topic in &topics {
-        let md = meta_client.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| format!("metadata of {topic}: {e}"))?;
+        let md = meta_client.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| StreamsError::Kafka(format!("metadata of {topic}: {e}")))?;
         let Some(t) = md.topics().first() else { continue };
         if t.error().is_some() {
             continue; // not created (yet)
@@ -41,7 +41,7 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
         for p in t.partitions() {
             let (low, high) = meta_client
                 .fetch_watermarks(topic, p.id(), TIMEOUT)
-                .map_err(|e| format!("watermarks of {topic}/{}: {e}", p.id()))?;
+                .map_err(|e| StreamsError::Kafka(format!("watermarks of {topic}/{}: {e}", p.id())))?;
             rows.push(TopicPartitionRow { topic: topic.clone(), partition: p.id(), leader: p.leader(), low, high, groups: vec![] });
         }
     }
@@ -54,7 +54,7 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
         if tpl.count() == 0 {
             continue;
         }
-        let committed = client(brokers, group)?.committed_offsets(tpl, TIMEOUT).map_err(|e| format!("offsets of group {group}: {e}"))?;
+        let committed = client(brokers, group)?.committed_offsets(tpl, TIMEOUT).map_err(|e| StreamsError::Kafka(format!("offsets of group {group}: {e}")))?;
         for r in rows.iter_mut().filter(|r| &r.topic == topic) {
             let off = committed.find_partition(topic, r.partition).and_then(|e| match e.offset() {
                 Offset::Offset(o) => Some(o),
@@ -70,22 +70,22 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
 
 /// Creates `topic` as a compacted topic (3 partitions, replication 3, min.insync 2 — the
 /// stack's settings; fewer replicas when the cluster has fewer brokers) unless it exists.
-pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), String> {
+pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), StreamsError> {
     use rdkafka::{
         admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
         client::DefaultClientContext,
         types::RDKafkaErrorCode,
     };
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("kafka admin client: {e}"))?;
-    let n = admin.inner().fetch_metadata(None, Duration::from_secs(10)).map_err(|e| format!("kafka metadata: {e}"))?.brokers().len().clamp(1, 3) as i32;
+        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| StreamsError::Kafka(format!("kafka admin client: {e}")))?;
+    let n = admin.inner().fetch_metadata(None, Duration::from_secs(10)).map_err(|e| StreamsError::Kafka(format!("kafka metadata: {e}")))?.brokers().len().clamp(1, 3) as i32;
     let min_isr = (n - 1).max(1).to_string();
     let t = NewTopic::new(topic, 3, TopicReplication::Fixed(n)).set("cleanup.policy", "compact").set("min.insync.replicas", &min_isr);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for r in admin.create_topics(&[t], &opts).await.map_err(|e| format!("create {topic}: {e}"))? {
+    for r in admin.create_topics(&[t], &opts).await.map_err(|e| StreamsError::Kafka(format!("create {topic}: {e}")))? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, e)) => return Err(format!("create {topic}: {e}")),
+            Err((_, e)) => return Err(StreamsError::Kafka(format!("create {topic}: {e}"))),
         }
     }
     Ok(())
