@@ -140,6 +140,16 @@ impl<T: Clone> RunSlot<T> {
     }
 
     /// Cancels the current run if `running` says it still runs; whether it did.
+    /// Cancels the run if `running` says it still runs, else says there is none (`what`:
+    /// "demo", "drill").
+    pub fn cancel_running(&self, running: impl Fn(&T) -> bool, what: &str) -> Result<(), AppError> {
+        if self.cancel_if(running) {
+            Ok(())
+        } else {
+            Err(AppError::Invalid(format!("no {what} is running")))
+        }
+    }
+
     pub fn cancel_if(&self, running: impl Fn(&T) -> bool) -> bool {
         match &*self.current.lock().unwrap() {
             Some((s, cancel)) if running(&s.lock().unwrap()) => {

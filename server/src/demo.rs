@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    state::{require, Act, Services},
+    state::{require, Act, Finished, Services},
     streams::{
         events::{self, now_ms, CloudEvent},
         percentile, processor, Streams,
@@ -248,16 +248,13 @@ impl DemoApi for Services {
         let act = Act { role: Role::Operator, what: "running the Kafka demo", lock: "demo", verb: "demo", audit: "demo.start", target: &target };
         self.guarded(who, act, |guard| async move {
             validate(events, rate, malformed_every)?;
-            let me = self.me()?;
             let state = Arc::new(Mutex::new(new_run(&who.user, events, rate, malformed_every)));
             let cancel = self.demo.start(state.clone());
             self.emit("demo", "action", format!("{}: demo started ({events} events at {rate}/s)", who.user));
-            tokio::spawn(async move {
-                let _guard = guard;
+            self.run_in_background(guard, "demo.finished", |me| async move {
                 let r = me.run_demo(state, cancel).await;
-                let done: Result<String, AppError> = Ok(summary(&r));
-                me.audit(&r.actor, "demo.finished", &r.status, &done).await;
-            });
+                Finished { summary: summary(&r), actor: r.actor, target: r.status }
+            })?;
             Ok("demo started".into())
         })
         .await
@@ -266,13 +263,7 @@ impl DemoApi for Services {
     async fn cancel_demo(&self, who: &Principal) -> Result<String, AppError> {
         // Not behind the demo's lock: the running demo holds it.
         let act = Act { role: Role::Operator, what: "cancelling the demo", lock: "demo-cancel", verb: "cancel", audit: "demo.cancel", target: "demo" };
-        self.guarded(who, act, |_guard| async move {
-            if self.demo.cancel_if(|r| r.status == "running") {
-                Ok("demo cancelled".to_string())
-            } else {
-                Err(AppError::Invalid("no demo is running".into()))
-            }
-        })
-        .await
+        self.guarded(who, act, |_guard| async move { self.demo.cancel_running(|r| r.status == "running", "demo").map(|()| "demo cancelled".to_string()) })
+            .await
     }
 }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     clock::now_rfc3339,
     db::boxed,
-    state::{require, Act, Services},
+    state::{require, Act, Finished, Services},
 };
 
 /// How a drill breaks its service.
@@ -420,15 +420,12 @@ impl DrillsApi for Services {
         let act = Act { role: Role::Operator, what: "running a drill", lock: "drills", verb: "drill", audit: "drill.start", target: name };
         self.guarded(who, act, |guard| async move {
             let d = find(name)?;
-            let me = self.me()?;
             let state = Arc::new(Mutex::new(new_run(d, &who.user)));
             let cancel = self.drills.start(state.clone());
-            tokio::spawn(async move {
-                let _guard = guard;
+            self.run_in_background(guard, "drill.finished", move |me| async move {
                 let r = me.run_drill(d, state, cancel).await;
-                let done: Result<String, AppError> = Ok(summary(&r));
-                me.audit(&r.actor, "drill.finished", &r.drill, &done).await;
-            });
+                Finished { summary: summary(&r), actor: r.actor, target: r.drill }
+            })?;
             Ok(format!("drill {name} started"))
         })
         .await
@@ -438,11 +435,7 @@ impl DrillsApi for Services {
         // Not behind the drills lock: the running drill holds it.
         let act = Act { role: Role::Operator, what: "cancelling a drill", lock: "drills-cancel", verb: "cancel", audit: "drill.cancel", target: "drills" };
         self.guarded(who, act, |_guard| async move {
-            if self.drills.cancel_if(|r| r.status == "running") {
-                Ok("drill cancelled; its fault is being undone".to_string())
-            } else {
-                Err(AppError::Invalid("no drill is running".into()))
-            }
+            self.drills.cancel_running(|r| r.status == "running", "drill").map(|()| "drill cancelled; its fault is being undone".to_string())
         })
         .await
     }

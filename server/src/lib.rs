@@ -3,6 +3,30 @@
 //! One owner per outside system (see README "Architecture"): `runtime` owns the Docker
 //! engine, `store` the product's SQLite state. The web layer (`web`) and the CLI (`main`)
 //! are thin and call these modules.
+
+/// A message-only error type for a pure parser: `$name(pub String)`, shown as its message,
+/// built from a `String` or `&str` (so `?` works on message results inside the parser).
+macro_rules! message_error {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+        #[error("{0}")]
+        pub struct $name(pub String);
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.into())
+            }
+        }
+    };
+}
+
 pub mod actions;
 pub mod alerts;
 pub mod auth;

@@ -69,6 +69,14 @@ pub fn require(who: &Principal, role: Role, what: &str) -> Result<(), AppError> 
     }
 }
 
+/// What a background run reports for its audit record when it ends.
+pub struct Finished {
+    pub actor: String,
+    /// The run's status or name, the record's target.
+    pub target: String,
+    pub summary: String,
+}
+
 /// A mutating action, described once for [`Services::guarded`]: who may run it, what it
 /// locks (one action at a time per target) and how the audit log names it.
 pub struct Act<'a> {
@@ -202,6 +210,24 @@ impl Services {
     }
 
     /// An owned handle for work that outlives the request (verify, the demo).
+    /// Runs `work` on its own task, holding the action's lock until it ends, then audits
+    /// `audit` ("demo.finished", …) with what it reports. The demo, drills and verify start
+    /// their runs this way.
+    pub fn run_in_background<F, Fut>(&self, guard: ActionGuard, audit: &'static str, work: F) -> Result<(), AppError>
+    where
+        F: FnOnce(Arc<Services>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Finished> + Send + 'static,
+    {
+        let me = self.me()?;
+        tokio::spawn(async move {
+            let _guard = guard;
+            let f = work(me.clone()).await;
+            let done: Result<String, AppError> = Ok(f.summary);
+            me.audit(&f.actor, audit, &f.target, &done).await;
+        });
+        Ok(())
+    }
+
     pub fn me(&self) -> Result<Arc<Services>, AppError> {
         self.me.upgrade().ok_or_else(|| AppError::Unavailable("the server is shutting down".into()))
     }

@@ -20,7 +20,7 @@ use crate::{
     gateway::Gateway,
     prometheus::Prometheus,
     runtime::supervisor::Supervisor,
-    state::{require, Act, Services},
+    state::{require, Act, Finished, Services},
     streams::{events, Streams},
 };
 
@@ -545,14 +545,11 @@ impl VerifyApi for Services {
     async fn start_verify(&self, who: &Principal) -> Result<String, AppError> {
         let act = Act { role: Role::Operator, what: "running the verification suite", lock: "verify", verb: "verify", audit: "verify.start", target: "verify" };
         self.guarded(who, act, |guard| async move {
-            let me = self.me()?;
             let actor = who.user.clone();
-            tokio::spawn(async move {
-                let _guard = guard;
+            self.run_in_background(guard, "verify.finished", |me| async move {
                 let run = me.run_verify(&actor).await;
-                let r: Result<String, AppError> = Ok(summary(&run.checks));
-                me.audit(&actor, "verify.finished", run.status.as_str(), &r).await;
-            });
+                Finished { summary: summary(&run.checks), actor, target: run.status }
+            })?;
             Ok("verification started".into())
         })
         .await

@@ -8,22 +8,10 @@ use std::collections::BTreeMap;
 use app::api::{RouteNode, RouteTestResult};
 use serde::Deserialize;
 
-/// Why a matcher, a label set or a routing config cannot be used, in AlertManager's terms.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(String);
-
-impl From<String> for ParseError {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for ParseError {
-    fn from(s: &str) -> Self {
-        Self(s.into())
-    }
-}
+message_error!(
+    /// Why a matcher, a label set or a routing config cannot be used, in AlertManager's terms.
+    ParseError
+);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {

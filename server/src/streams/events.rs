@@ -88,22 +88,10 @@ impl CloudEvent {
     }
 }
 
-/// Why bytes are not a usable CloudEvent (becomes the DLQ record's `error` header).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidEvent(pub String);
-
-impl From<String> for InvalidEvent {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for InvalidEvent {
-    fn from(s: &str) -> Self {
-        Self(s.into())
-    }
-}
+message_error!(
+    /// Why bytes are not a usable CloudEvent (becomes the DLQ record's `error` header).
+    InvalidEvent
+);
 
 pub fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
