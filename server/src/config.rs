@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use app::api::Guarantee;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +141,25 @@ pub struct StreamsConfig {
     pub autostart: bool,
     /// Tumbling window of the customer analytics tallies, e.g. "60s".
     pub window: String,
-    /// Kafka transactions (Kafka Streams' exactly_once_v2) instead of at-least-once.
-    pub exactly_once: bool,
+    /// Every processor's delivery guarantee: "at_least_once" or "exactly_once" (Kafka
+    /// transactions, Kafka Streams' exactly_once_v2).
+    pub guarantee: Guarantee,
+    /// Per processor, over `guarantee`: `bss-order-processor = "exactly_once"`.
+    pub guarantees: std::collections::BTreeMap<String, Guarantee>,
+}
+
+impl StreamsConfig {
+    /// The processors a `[streams.guarantees]` key may name.
+    pub const PROCESSORS: [&'static str; 2] = ["bss-customer-analytics", "bss-order-processor"];
+
+    pub fn guarantee_of(&self, processor: &str) -> Guarantee {
+        self.guarantees.get(processor).copied().unwrap_or(self.guarantee)
+    }
 }
 
 impl Default for StreamsConfig {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095".into(), autostart: true, window: "60s".into(), exactly_once: false }
+        Self { brokers: "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095".into(), autostart: true, window: "60s".into(), guarantee: Guarantee::AtLeastOnce, guarantees: Default::default() }
     }
 }
 
@@ -398,17 +411,15 @@ impl Config {
                 "BSS_ALLOWED_HOSTS" => {
                     self.server.allowed_hosts = value.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
                 }
-                "BSS_STREAMS_AUTOSTART" | "BSS_STREAMS_EXACTLY_ONCE" => {
-                    let on = match value.as_str() {
+                "BSS_STREAMS_AUTOSTART" => {
+                    self.streams.autostart = match value.as_str() {
                         "on" | "true" | "1" => true,
                         "off" | "false" | "0" => false,
                         _ => return Err(bad(&key, &value, "expected on or off".into())),
                     };
-                    if key == "BSS_STREAMS_AUTOSTART" {
-                        self.streams.autostart = on
-                    } else {
-                        self.streams.exactly_once = on
-                    }
+                }
+                "BSS_STREAMS_GUARANTEE" => {
+                    self.streams.guarantee = Guarantee::parse(&value).ok_or_else(|| bad(&key, &value, "expected at_least_once or exactly_once".into()))?;
                 }
                 "BSS_AUTH" => {
                     self.auth.enabled = match value.as_str() {
@@ -447,6 +458,12 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("streams.window {:?}: {e}", self.streams.window)))?;
         if w.as_millis() == 0 {
             return Err(ConfigError::Invalid("streams.window must be positive".into()));
+        }
+        if let Some(unknown) = self.streams.guarantees.keys().find(|k| !StreamsConfig::PROCESSORS.contains(&k.as_str())) {
+            return Err(ConfigError::Invalid(format!(
+                "streams.guarantees names {unknown:?}, which is not a processor (known: {})",
+                StreamsConfig::PROCESSORS.join(", ")
+            )));
         }
         if self.streams.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return Err(ConfigError::Invalid(format!("streams.brokers {:?} must be HOST:PORT[,HOST:PORT…]", self.streams.brokers)));
@@ -590,6 +607,20 @@ mod tests {
         assert!(!shown.contains("s3cret") && !shown.contains(":x@") && !shown.contains(":y@"), "{shown}");
         assert!(shown.contains("postgres://app:***@db.internal:6432/bss"), "{shown}");
         assert!(!format!("{:?}", Config::default().redacted()).contains("bss-dev-postgres"));
+    }
+
+    #[test]
+    fn delivery_guarantee_for_all_and_per_processor() {
+        let mut c = Config::from_toml("[streams]\nguarantee = \"exactly_once\"\n[streams.guarantees]\nbss-order-processor = \"at_least_once\"\n", Path::new("c")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.streams.guarantee_of("bss-customer-analytics"), Guarantee::ExactlyOnce);
+        assert_eq!(c.streams.guarantee_of("bss-order-processor"), Guarantee::AtLeastOnce);
+        c.apply_env(env(&[("BSS_STREAMS_GUARANTEE", "at-least-once")])).unwrap();
+        assert_eq!(c.streams.guarantee_of("bss-customer-analytics"), Guarantee::AtLeastOnce);
+        assert!(c.apply_env(env(&[("BSS_STREAMS_GUARANTEE", "twice")])).unwrap_err().to_string().contains("exactly_once"));
+        let typo = Config::from_toml("[streams.guarantees]\nbss-order-procesor = \"exactly_once\"\n", Path::new("c")).unwrap();
+        assert!(typo.validate().unwrap_err().to_string().contains("bss-order-procesor"));
+        assert!(Config::from_toml("[streams]\nguarantee = \"once\"\n", Path::new("c")).is_err());
     }
 
     #[test]

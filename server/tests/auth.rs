@@ -93,6 +93,7 @@ fn body_for(name: &str) -> &'static str {
         "run_stack_action" => "verb=Restart&service=no-such-service",
         "set_replay_paused" => "replica=no-such-service&paused=true",
         "processor_action" => "processor=no-such-service&verb=start",
+        "set_guarantee" => "processor=no-such-service&guarantee=exactly_once",
         "send_sample_events" => "events=0&malformed_every=0",
         "fire_test_alert" => "labels=no-such-service",
         "test_route" => "labels=a%3Db",
@@ -157,7 +158,7 @@ async fn mutating_functions_are_refused_for_a_viewer_accepted_for_an_operator_an
             // The error says what kind it is: a held lock is "busy", the rest bad input.
             let kind = match name {
                 "start_verify" => "busy",
-                "run_stack_action" | "set_replay_paused" | "processor_action" | "start_drill" => "not_found",
+                "run_stack_action" | "set_replay_paused" | "processor_action" | "set_guarantee" | "start_drill" => "not_found",
                 _ => "invalid",
             };
             assert!(body.contains(&format!(r#""kind":"{kind}"#)), "{name} as operator: {body}");

@@ -299,3 +299,78 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
     );
     (outputs, valid)
 }
+
+/// Sum of the high watermarks of `topic`'s 3 partitions.
+fn high_watermarks(topic: &str) -> i64 {
+    let c: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", BROKERS).set("group.id", "watermarks").create().unwrap();
+    (0..3).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1).sum()
+}
+
+/// Order events only (odd sequence numbers), all valid: one output each.
+async fn produce_orders(topic: &str, run: &str, from: u64, n: u64) {
+    let p = processor::producer(BROKERS).unwrap();
+    let mut pending = vec![];
+    for seq in (from..from + 2 * n).filter(|s| s % 2 == 1) {
+        let (_, key, bytes) = sample_event(run, seq, server::streams::events::now_ms());
+        pending.push(processor::enqueue(&p, topic, key.as_bytes(), &bytes, processor::ce_headers()).await.unwrap());
+    }
+    for d in pending {
+        d.await.unwrap().expect("acknowledged");
+    }
+}
+
+/// The Streams page's switch on a running processor: at-least-once writes plain records;
+/// switched to exactly-once, the processor restarts into Kafka transactions — each commit
+/// puts a marker on the output partitions, so their high watermarks grow by more than the
+/// records — and a `read_committed` reader sees every input's output exactly once across
+/// the switch.
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn switching_a_running_processor_to_exactly_once() {
+    use app::api::Guarantee;
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("g{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: Some(format!("{run}.order-changelog")),
+        exactly_once: false,
+    };
+    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    streams.start("order").unwrap();
+    let produced = |s: &Streams| s.view().processors[0].produced;
+
+    produce_orders(&ord, &run, 0, 200).await;
+    wait_until!("200 outputs at least once", 90, produced(&streams) >= 200);
+    assert_eq!(high_watermarks(&out), 200, "at-least-once writes no transaction markers");
+
+    assert!(streams.set_guarantee("order", Guarantee::ExactlyOnce).await.expect("switch"), "it was running, so it restarted");
+    let v = &streams.view().processors[0];
+    assert_eq!((v.guarantee, v.state.as_str()), (Guarantee::ExactlyOnce, "running"));
+    let again = streams.set_guarantee("order", Guarantee::ExactlyOnce).await.unwrap_err();
+    assert!(again.to_string().contains("already exactly-once"), "{again}");
+
+    produce_orders(&ord, &run, 400, 200).await;
+    wait_until!("200 more outputs in transactions", 90, produced(&streams) >= 400);
+    let hw = high_watermarks(&out);
+    assert!(hw > 400, "exactly-once commits put markers on the output (high watermarks {hw} for 400 records)");
+
+    let seen = read_all_as(&out, 400, "read_committed").await;
+    let causes: Vec<String> = seen
+        .iter()
+        .filter_map(|m| CloudEvent::parse(m.payload().unwrap_or_default()).ok())
+        .filter_map(|e| e.extensions.get("causationid").and_then(|v| v.as_str()).map(String::from))
+        .collect();
+    let distinct: HashSet<&String> = causes.iter().collect();
+    assert_eq!((causes.len(), distinct.len()), (400, 400), "each input's output exactly once across the switch");
+    streams.stop_all().await;
+}

@@ -2,6 +2,50 @@
 use serde::{Deserialize, Serialize};
 
 
+/// What a processor promises about its output (`streams.guarantee`, per processor in
+/// `[streams.guarantees]`, switchable on the Streams page).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Every input has an output (or a DLQ record), possibly more than one after a failure.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: a `read_committed` reader sees each input's output once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().replace('-', "_").as_str() {
+            "at_least_once" => Some(Guarantee::AtLeastOnce),
+            "exactly_once" => Some(Guarantee::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Guarantee::AtLeastOnce => Guarantee::ExactlyOnce,
+            Guarantee::ExactlyOnce => Guarantee::AtLeastOnce,
+        }
+    }
+}
+
 /// One Kafka stream processor hosted by the control plane.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProcessorView {
@@ -24,6 +68,7 @@ pub struct ProcessorView {
     pub changelog: Option<String>,
     /// Changelog records replayed into the state at the last start.
     pub restored: u64,
+    pub guarantee: Guarantee,
 }
 
 /// One second of one processor.

@@ -18,6 +18,8 @@ pub trait StreamsApi: Send + Sync {
     async fn streams_view(&self, who: &crate::api::Principal) -> Result<crate::api::StreamsView, AppError>;
     /// `start`, `stop` or `restart` a processor (operator).
     async fn processor_action(&self, who: &crate::api::Principal, processor: &str, verb: &str) -> Result<String, AppError>;
+    /// Switches a processor's delivery guarantee, restarting it if it runs (operator).
+    async fn set_guarantee(&self, who: &crate::api::Principal, processor: &str, guarantee: &str) -> Result<String, AppError>;
     /// Produces sample customer/order CloudEvents, some malformed on purpose (operator).
     async fn send_sample_events(&self, who: &crate::api::Principal, events: u64, malformed_every: u64) -> Result<String, AppError>;
 }
@@ -32,6 +34,12 @@ pub async fn get_streams_view() -> Result<StreamsView, AppError> {
 pub async fn processor_action(processor: String, verb: String) -> Result<String, AppError> {
     let (backend, who) = crate::backend::caller()?;
     backend.processor_action(&who, &processor, &verb).await
+}
+
+#[server]
+pub async fn set_guarantee(processor: String, guarantee: String) -> Result<String, AppError> {
+    let (backend, who) = crate::backend::caller()?;
+    backend.set_guarantee(&who, &processor, &guarantee).await
 }
 
 #[server]
@@ -67,16 +75,17 @@ pub fn Streams() -> impl IntoView {
     let can = crate::live::use_is_operator();
     let act = ServerAction::<ProcessorAction>::new();
     let send = ServerAction::<SendSampleEvents>::new();
+    let switch = ServerAction::<SetGuarantee>::new();
     let events = RwSignal::new("2000".to_string());
     let malformed = RwSignal::new("50".to_string());
     let result = move || {
-        let r = send.value().get().or_else(|| act.value().get());
+        let r = send.value().get().or_else(|| act.value().get()).or_else(|| switch.value().get());
         r.map(crate::error::outcome)
     };
 
     view! {
         <h1>"Streams"</h1>
-        <p class="muted">"Two Rust processors run inside the control plane: CloudEvents in, CloudEvents out, at-least-once (an input offset is stored only after its output is acknowledged by the brokers), malformed or invalid events to bss.dlq.events with the reason in an error header."</p>
+        <p class="muted">"Two Rust processors run inside the control plane: CloudEvents in, CloudEvents out, malformed or invalid events to bss.dlq.events with the reason in an error header. At-least-once: an input offset is stored only after its output is acknowledged by the brokers, so a failure can repeat an output, never lose one. Exactly-once: outputs, state and input offsets commit in one Kafka transaction, and read_committed readers see each output once."</p>
         <p role="status" class="action-result" data-testid="streams-result">{result}</p>
         <form class="inline" on:submit=move |ev| {
             ev.prevent_default();
@@ -98,7 +107,7 @@ pub fn Streams() -> impl IntoView {
                         <h2>"Processors"</h2>
                         <p class="muted">"Brokers " <code>{v.brokers.clone()}</code> " · the seed claims " {format!("{:.0}", v.claim_events_per_sec)} "+ events/s and < " {format!("{:.0}", v.claim_latency_ms)} " ms processing: the charts below are what this stack measures."</p>
                         <table class="services" data-testid="processors" aria-label="Processors">
-                            <thead><tr><th>"Processor"</th><th>"Topics"</th><th>"State"</th><th>"Consumed"</th><th>"Produced"</th><th>"DLQ"</th><th>"Lag"</th><th>"Restarts"</th><th></th></tr></thead>
+                            <thead><tr><th>"Processor"</th><th>"Topics"</th><th>"State"</th><th>"Guarantee"</th><th>"Consumed"</th><th>"Produced"</th><th>"DLQ"</th><th>"Lag"</th><th>"Restarts"</th><th></th></tr></thead>
                             <tbody>
                                 {v.processors.clone().into_iter().map(|p| {
                                     let badge = match p.state.as_str() { "running" => "badge ok", "failed" => "badge bad", _ => "badge" };
@@ -115,6 +124,18 @@ pub fn Streams() -> impl IntoView {
                                             <td><span class=badge data-testid="state">{p.state.clone()}</span>
                                                 <span class="muted">" since " {crate::live::clock(p.since_ms)}</span>
                                                 {p.reason.clone().map(|r| view! { <br/><span class="muted" data-testid="reason">{r}</span> })}</td>
+                                            <td>
+                                                <span data-testid="guarantee">{p.guarantee.label()}</span><br/>
+                                                {
+                                                    let (name, to) = (p.name.clone(), p.guarantee.other());
+                                                    view! {
+                                                        <button class="secondary" disabled=move || !can.get() || switch.pending().get()
+                                                            on:click=move |_| { switch.dispatch(SetGuarantee { processor: name.clone(), guarantee: to.as_str().to_string() }); }>
+                                                            {format!("Switch to {}", to.label())}
+                                                        </button>
+                                                    }
+                                                }
+                                            </td>
                                             <td data-testid="consumed">{p.consumed}</td>
                                             <td data-testid="produced">{p.produced}</td>
                                             <td data-testid="dlq">{p.dlq}</td>

@@ -1,6 +1,6 @@
 //! What the Streams page asks of the stream processors.
 use app::{
-    api::{Principal, Role, StreamsView},
+    api::{Guarantee, Principal, Role, StreamsView},
     backend::StreamsApi,
     error::AppError,
 };
@@ -36,6 +36,17 @@ impl StreamsApi for Services {
                 _ => return Err(AppError::Invalid(format!("unknown action {verb:?} (start, stop or restart)"))),
             }
             Ok(format!("{processor}: {verb} done"))
+        })
+        .await
+    }
+
+    async fn set_guarantee(&self, who: &Principal, processor: &str, guarantee: &str) -> Result<String, AppError> {
+        let target = format!("{processor} → {guarantee}");
+        let act = Act { role: Role::Operator, what: "switching a processor's guarantee", lock: processor, verb: "guarantee", audit: "processor.guarantee", target: &target };
+        self.guarded(who, act, |_guard| async move {
+            let g = Guarantee::parse(guarantee).ok_or_else(|| AppError::Invalid(format!("unknown guarantee {guarantee:?} (at_least_once or exactly_once)")))?;
+            let restarted = self.streams.set_guarantee(processor, g).await?;
+            Ok(format!("{processor}: {}{}", g.label(), if restarted { ", restarted into it" } else { " from its next start" }))
         })
         .await
     }

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use app::api::{ProcPoint, ProcessorView, StreamPoint, StreamsView, TopicPartitionRow};
+use app::api::{Guarantee, ProcPoint, ProcessorView, StreamPoint, StreamsView, TopicPartitionRow};
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, StreamConsumer},
@@ -62,6 +62,8 @@ struct Ctl {
 
 struct Handle {
     spec: ProcessorSpec,
+    /// The delivery guarantee of the next (re)start; the spec's is the configured one.
+    exactly_once: std::sync::atomic::AtomicBool,
     stats: Stats,
     ctl: Mutex<Ctl>,
 }
@@ -84,8 +86,8 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Both processors on the standard topics.
-    pub fn new(brokers: &str, window_ms: u64, exactly_once: bool) -> Arc<Self> {
+    /// Both processors on the standard topics, each with its configured guarantee.
+    pub fn new(brokers: &str, window_ms: u64, guarantee_of: impl Fn(&str) -> Guarantee) -> Arc<Self> {
         let spec = |name: &str, input: &str, kind| ProcessorSpec {
             name: name.into(),
             brokers: brokers.into(),
@@ -97,7 +99,7 @@ impl Streams {
             window_ms,
             // Kafka Streams' naming: <application id>-<store>-changelog.
             changelog: Some(format!("{name}-state-changelog")),
-            exactly_once,
+            exactly_once: guarantee_of(name) == Guarantee::ExactlyOnce,
         };
         Self::with_specs(
             brokers,
@@ -114,6 +116,7 @@ impl Streams {
             .into_iter()
             .map(|spec| {
                 Arc::new(Handle {
+                    exactly_once: spec.exactly_once.into(),
                     spec,
                     stats: Stats::default(),
                     ctl: Mutex::new(Ctl { state: "stopped", reason: None, since_ms: now_ms(), restarts: 0, cancel: None, task: None }),
@@ -177,6 +180,27 @@ impl Streams {
         }
     }
 
+    /// Switches a processor's guarantee; a running processor is restarted into it (it drains
+    /// and commits first, so nothing is lost or repeated by the switch). Returns whether it
+    /// was running.
+    pub async fn set_guarantee(&self, name: &str, g: Guarantee) -> Result<bool, StreamsError> {
+        let h = self.handle(name)?;
+        let eos = g == Guarantee::ExactlyOnce;
+        if h.exactly_once.load(Ordering::SeqCst) == eos {
+            return Err(StreamsError::Invalid(format!("{name} is already {}", g.label())));
+        }
+        h.exactly_once.store(eos, Ordering::SeqCst);
+        let running = h.ctl.lock().unwrap().task.as_ref().is_some_and(|t| !t.is_finished());
+        if running {
+            if let Err(e) = self.restart(name).await {
+                // Still draining under the old guarantee: do not claim the new one.
+                h.exactly_once.store(!eos, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(running)
+    }
+
     pub async fn restart(&self, name: &str) -> Result<(), StreamsError> {
         match self.stop(name).await {
             Ok(()) | Err(StreamsError::NotRunning(_)) => {}
@@ -227,6 +251,7 @@ impl Streams {
                     lag: lag_of(&topics, &h.spec.input, &h.spec.group),
                     changelog: h.spec.changelog.clone(),
                     restored: h.stats.restored.load(Ordering::Relaxed),
+                    guarantee: if h.exactly_once.load(Ordering::Relaxed) { Guarantee::ExactlyOnce } else { Guarantee::AtLeastOnce },
                 }
             })
             .collect();
@@ -420,7 +445,8 @@ async fn supervise(h: Arc<Handle>, cancel: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     loop {
         h.set("running", None);
-        let r = processor::run(&h.spec, &h.stats, &cancel).await;
+        let spec = ProcessorSpec { exactly_once: h.exactly_once.load(Ordering::SeqCst), ..h.spec.clone() };
+        let r = processor::run(&spec, &h.stats, &cancel).await;
         if cancel.is_cancelled() {
             h.set("stopped", r.err().map(|e| format!("stopped; while draining: {e}")));
             return;
@@ -466,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn control_errors_are_clear() {
-        let s = Streams::new("127.0.0.1:1", 1000, false);
+        let s = Streams::new("127.0.0.1:1", 1000, |_| Guarantee::AtLeastOnce);
         assert!(s.start("nope").unwrap_err().to_string().contains("unknown processor"));
         assert_eq!(s.not_running(), ["bss-customer-analytics is stopped", "bss-order-processor is stopped"]);
         assert!(s.stop("bss-order-processor").await.unwrap_err().to_string().contains("not running"));
