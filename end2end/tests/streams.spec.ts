@@ -41,4 +41,12 @@ test('Streams page: processors run, sample events flow through both, rates and l
   await expect(row.getByTestId('state')).toHaveText('stopped', { timeout: 40_000 });
   await row.getByRole('button', { name: 'Start', exact: true }).click();
   await expect(row.getByTestId('state')).toHaveText('running', { timeout: 20_000 });
+
+  // Its delivery guarantee, switched from the page: it drains, restarts into it, and back.
+  await row.getByRole('button', { name: 'Switch to exactly-once' }).click();
+  await expect(page.getByRole('status')).toContainText('bss-order-processor: exactly-once, restarted into it', { timeout: 40_000 });
+  await expect(row.getByTestId('guarantee')).toHaveText('exactly-once');
+  await expect(row.getByTestId('state')).toHaveText('running', { timeout: 20_000 });
+  await row.getByRole('button', { name: 'Switch to at-least-once' }).click();
+  await expect(row.getByTestId('guarantee')).toHaveText('at-least-once', { timeout: 40_000 });
 });
