@@ -65,6 +65,8 @@ pub fn render_outbox(o: &crate::outbox::Outbox) -> String {
     let mut out = String::new();
     let one = |v: String| vec![(String::new(), v)];
     family(&mut out, "bss_outbox_pending", "CloudEvents committed with their rows, not yet acknowledged by Kafka", "gauge", one(o.pending.load(Ordering::Relaxed).to_string()));
+    let oldest = o.oldest_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+    family(&mut out, "bss_outbox_oldest_pending_seconds", "Age of the oldest CloudEvent waiting in the outbox (0: none)", "gauge", one(oldest.to_string()));
     family(&mut out, "bss_outbox_published_total", "CloudEvents the relay published", "counter", one(o.published.load(Ordering::Relaxed).to_string()));
     let failing = o.last_error.lock().unwrap().is_some() as u8;
     family(&mut out, "bss_outbox_relay_failing", "1 while the relay's last pass failed", "gauge", one(failing.to_string()));

@@ -30,6 +30,8 @@ pub struct Outbox {
     wake: Notify,
     /// Rows not yet published, as of the last pass.
     pub pending: AtomicI64,
+    /// Age in ms of the oldest of them (0: none), as of the last pass.
+    pub oldest_ms: AtomicI64,
     pub published: AtomicU64,
     pub last_error: Mutex<Option<String>>,
 }
@@ -56,7 +58,28 @@ pub enum OutboxError {
     Publish(String),
 }
 
+/// Rows waiting for the bus and the age of the oldest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backlog {
+    pub pending: i64,
+    pub oldest: Option<Duration>,
+}
+
 impl Outbox {
+    /// Reads the backlog from the primary (the partial index on pending rows keeps it
+    /// cheap) and keeps it for `/metrics`.
+    pub async fn backlog(&self, db: &DbRouter) -> Result<Backlog, OutboxError> {
+        crate::bss::ensure_schema(db).await.map_err(|e| OutboxError::Schema(e.to_string()))?;
+        let (pending, oldest_secs): (i64, Option<f64>) =
+            sqlx::query_as("SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 FROM outbox WHERE published_at IS NULL")
+                .fetch_one(db.write())
+                .await?;
+        let oldest = oldest_secs.map(|s| Duration::from_secs_f64(s.max(0.0)));
+        self.pending.store(pending, Ordering::Relaxed);
+        self.oldest_ms.store(oldest.map_or(0, |d| d.as_millis() as i64), Ordering::Relaxed);
+        Ok(Backlog { pending, oldest })
+    }
+
     /// A write committed: publish soon rather than at the next tick.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -97,9 +120,7 @@ impl Outbox {
         }
         tx.commit().await?;
         self.published.fetch_add(published as u64, Ordering::Relaxed);
-        if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(db.write()).await {
-            self.pending.store(n, Ordering::Relaxed);
-        }
+        let _ = self.backlog(db).await;
         *self.last_error.lock().unwrap() = first_error.clone();
         match first_error {
             Some(e) if published == 0 => Err(OutboxError::Publish(e)),

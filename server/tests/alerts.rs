@@ -88,6 +88,8 @@ async fn alerts_and_gateway_on_the_real_services() {
     let up = prom.query("up").await.unwrap();
     assert_eq!(up.len(), targets.len(), "one `up` series per target: {up:?}");
     assert!(up.iter().any(|s| s.value == 1.0 && s.labels.iter().any(|(k, v)| k == "job" && v == "prometheus")), "{up:?}");
+    let rules = prom.rules().await.unwrap();
+    assert!(rules.iter().any(|r| r.name == "BssOutboxBacklogOld" && r.severity == "warning"), "the outbox rule is loaded: {rules:?}");
     let refused = prom.query("sum(").await.unwrap_err();
     assert!(matches!(refused, PrometheusError::Query { .. }), "{refused}");
     assert!(Prometheus::new("http://127.0.0.1:1").targets().await.is_err_and(|e| matches!(e, PrometheusError::Unavailable { .. })));

@@ -42,9 +42,23 @@ pub struct DbStatus {
     pub replicas: Vec<ReplicaStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The transactional outbox's backlog, read from the primary when the page asks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxView {
+    pub pending: i64,
+    /// Age of the oldest pending event; `None` when nothing waits.
+    pub oldest_secs: Option<f64>,
+    /// Published by this control plane's relay since it started.
+    pub published: u64,
+    /// Why the relay's last pass failed (the bus down…), or why the backlog could not be read.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DbView {
     pub status: DbStatus,
+    /// The BSS API's outbox: CloudEvents committed with their rows, waiting for Kafka.
+    pub outbox: OutboxView,
     pub history: Vec<LagPoint>,
     /// The seed's claim, shown beside the measurement.
     pub claim_max_lag_secs: f64,

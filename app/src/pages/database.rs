@@ -86,6 +86,23 @@ pub fn Database() -> impl IntoView {
                                 </tbody>
                             </table>
                         </section>
+                        {
+                            let o = v.outbox.clone();
+                            let waiting = o.pending > 0;
+                            view! {
+                                <section class="card" aria-label="BSS API outbox">
+                                    <h2>"BSS API outbox"</h2>
+                                    <p class="muted">"Each write commits with its CloudEvent in one transaction; the relay publishes them to Kafka and marks them. When the bus is down, writes still succeed and their events wait here."</p>
+                                    <p>
+                                        <span class=if waiting { "badge warn" } else { "badge ok" } data-testid="outbox-pending">{o.pending}</span>
+                                        " waiting"
+                                        {o.oldest_secs.map(|s| view! { " · oldest " <b data-testid="outbox-oldest">{crate::api::human_secs(s.round() as u64)}</b> })}
+                                        " · published by this control plane " <b>{o.published}</b>
+                                    </p>
+                                    {o.error.map(|e| view! { <p class="error" role="alert">"Relay: " {e}</p> })}
+                                </section>
+                            }
+                        }
                         <LineChart title="Replication lag (seconds)".to_string() unit="s" names=names.clone()
                             points=v.history.iter().map(|p| (p.at_ms, p.lag_secs.clone())).collect()
                             refs=vec![(v.claim_max_lag_secs, "seed claim: < 1 s"), (v.threshold_secs, "ejection threshold")]

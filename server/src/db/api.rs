@@ -2,7 +2,7 @@
 use std::{sync::Arc, time::Duration};
 
 use app::{
-    api::{DbView, LagPoint, Principal, Role},
+    api::{DbView, LagPoint, OutboxView, Principal, Role},
     backend::DbApi,
     error::AppError,
 };
@@ -41,7 +41,17 @@ impl DbApi for Services {
                 p.lag_secs[i] = secs;
             }
         }
+        let outbox = match self.outbox.backlog(&self.db).await {
+            Ok(b) => OutboxView {
+                pending: b.pending,
+                oldest_secs: b.oldest.map(|d| d.as_secs_f64()),
+                published: self.outbox.published.load(std::sync::atomic::Ordering::Relaxed),
+                error: self.outbox.last_error.lock().unwrap().clone(),
+            },
+            Err(e) => OutboxView { error: Some(e.to_string()), ..Default::default() },
+        };
         Ok(DbView {
+            outbox,
             long_history,
             haproxy,
             haproxy_error,
