@@ -62,6 +62,9 @@ cargo test --workspace --features app/ssr --test bss_api -- --ignored --nocaptur
 step "Kafka stream processors on the three real brokers: in = out + DLQ, restart mid-stream, DLQ reasons"
 cargo test --workspace --features app/ssr --test streams -- --ignored --nocapture
 
+step "The control plane SIGKILLed mid-stream (100 000 events): at-least-once loses nothing, exactly-once repeats nothing"
+cargo test --workspace --features app/ssr --test crash -- --ignored --nocapture
+
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
 cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 
