@@ -13,6 +13,10 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 
 /// How long one engine call may take before the UI is told it does not answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one container operation (create, start, stop, remove) may take: a loaded
+/// laptop starting three JVMs took 8 s to start a container, so the read timeout above
+/// would fail a healthy `up`.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +52,13 @@ impl Runtime {
         &self.endpoint
     }
 
-    /// A clone of the engine handle for the modules that drive containers.
+    /// A clone of the engine handle for the modules that drive containers, with the longer
+    /// timeout of container operations.
     pub fn docker_handle(&self) -> Result<Docker, RuntimeError> {
-        self.docker.clone().map_err(|reason| RuntimeError::Unusable { endpoint: self.endpoint.clone(), reason })
+        self.docker
+            .clone()
+            .map(|d| d.with_timeout(ACTION_TIMEOUT))
+            .map_err(|reason| RuntimeError::Unusable { endpoint: self.endpoint.clone(), reason })
     }
 
     fn docker(&self) -> Result<&Docker, String> {
