@@ -191,9 +191,11 @@ impl Services {
         }
     }
 
-    /// The one path of every mutating action: role check → per-target lock → run → audit.
-    /// Refusals are audited too. `run` gets the lock, so work that goes on in the background
-    /// (`up`, verify, the demo) can keep holding it.
+    /// The one path of every mutating action: role check → per-target lock → audit that it
+    /// starts → run → audit its result. Refusals are audited too. It fails closed: when the
+    /// audit log cannot be written, nothing runs (like Kubernetes' RequestReceived stage, the
+    /// "started" record comes first). `run` gets the lock, so work that goes on in the
+    /// background (`up`, verify, the demo) can keep holding it.
     pub async fn guarded<T, F, Fut>(&self, who: &Principal, act: Act<'_>, run: F) -> Result<T, AppError>
     where
         F: FnOnce(ActionGuard) -> Fut,
@@ -202,6 +204,10 @@ impl Services {
         let r = async {
             require(who, act.role, act.what)?;
             let guard = self.locks.acquire(act.lock, act.verb, &who.user)?;
+            if let Err(e) = self.store.audit(&who.user, act.audit, act.target, "started", serde_json::json!({})).await {
+                tracing::error!(error = %e, action = act.audit, "audit write failed: action refused");
+                return Err(AppError::Unavailable(format!("the audit log cannot be written, so {} was not started", act.what)));
+            }
             run(guard).await
         }
         .await;

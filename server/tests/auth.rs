@@ -328,3 +328,30 @@ async fn live_streams_are_capped_per_user_and_freed_when_closed() {
     drop(bodies.pop());
     assert_eq!(open().await.0, StatusCode::OK, "a closed stream frees its place");
 }
+
+/// The audit log fails closed: when it cannot be written, a mutating action is refused
+/// before it runs (here: starting a processor), and the refusal says why.
+#[tokio::test]
+async fn an_action_is_refused_when_the_audit_log_cannot_be_written() {
+    let (_d, services, app) = setup(true).await;
+    let otto = login(&app, "otto").await;
+    let path = server_fns().into_iter().find(|(n, _)| *n == "processor_action").expect("processor_action is registered").1;
+    let start = |who: &str| call(&path, "processor=bss-order-processor&verb=start", Some(who), Some("http://127.0.0.1:3000"));
+    sqlx::query("CREATE TRIGGER audit_full BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        .execute(services.store.pool())
+        .await
+        .unwrap();
+    let (_, _, body) = send(&app, start(&otto)).await;
+    assert!(body.contains(r#""kind":"unavailable""#) && body.contains("audit log cannot be written"), "{body}");
+    let state = |s: &Services| s.streams.view().processors.iter().find(|p| p.name == "bss-order-processor").unwrap().state.clone();
+    assert_eq!(state(&services), "stopped", "the action ran without its audit record");
+
+    // Writable again: the same call runs, with its "started" and result records.
+    sqlx::query("DROP TRIGGER audit_full").execute(services.store.pool()).await.unwrap();
+    let (_, _, body) = send(&app, start(&otto)).await;
+    assert!(body.contains("start done"), "{body}");
+    assert_ne!(state(&services), "stopped");
+    let rows = services.store.audit_filtered(Some("otto"), Some("processor.start"), 10).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.result.as_str()).collect::<Vec<_>>(), ["ok", "started"], "{rows:?}");
+    services.streams.stop_all().await;
+}
