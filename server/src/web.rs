@@ -344,29 +344,49 @@ async fn logout(State(state): State<AppState>, req: Request) -> Response {
     res
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
 }
 
 /// The audit log as JSON lines (viewer and up), same filters as the Audit page.
+/// Audit rows read per page of the streamed export.
+const EXPORT_PAGE: i64 = 500;
+
 async fn audit_export(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
     req: Request,
 ) -> Response {
-    use app::backend::AuditApi;
     let Some(who) = req.extensions().get::<app::api::Principal>().cloned() else {
         return (axum::http::StatusCode::UNAUTHORIZED, "sign in required").into_response();
     };
-    match state.services.audit_log(&who, q.actor, q.action, 10_000).await {
-        Ok(rows) => {
-            let body: String = rows.iter().rev().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect();
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
-        }
-        Err(e) => error_response(e),
+    if let Err(e) = crate::state::require(&who, app::api::Role::Viewer, "reading the audit log") {
+        return error_response(e);
     }
+    // The whole log, oldest first, streamed a page at a time: memory stays at one page
+    // however long the log is, and nothing is cut off.
+    let store = state.services.store.clone();
+    let pages = futures_util::stream::unfold(Some(0i64), move |after| {
+        let (store, q) = (store.clone(), q.clone());
+        async move {
+            let after = after?;
+            match store.audit_after(after, q.actor.as_deref(), q.action.as_deref(), EXPORT_PAGE).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let next = rows.last().map(|r| r.id);
+                    let chunk: String = rows.iter().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect();
+                    Some((Ok::<_, std::io::Error>(chunk), next))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export stopped");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(pages)).into_response()
 }
 
 /// An [`AppError`](app::error::AppError) as an HTTP answer: its status, its message.
