@@ -116,7 +116,8 @@ async fn count_responses(State(state): State<AppState>, req: Request, next: Next
 }
 
 /// The stack's live feed as server-sent events (`event: stack`, JSON data). Ends when the
-/// server shuts down (the stream is cut at the shutdown token, not left to the broadcast).
+/// server shuts down (cut at the shutdown token, not left to the broadcast) or the caller's
+/// session ends.
 async fn stack_events(State(state): State<AppState>, req: Request) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::StreamExt;
@@ -133,13 +134,40 @@ async fn stack_events(State(state): State<AppState>, req: Request) -> Response {
             let ev = ev.ok()?;
             Some(Ok::<_, std::convert::Infallible>(Event::default().event("stack").json_data(ev).ok()?))
         })
-        .take_until(state.services.shutdown.clone().cancelled_owned())
+        .take_until(stream_end(&state, &req))
         // The slot lives as long as the stream.
         .map(move |e| {
             let _ = &slot;
             e
         });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// How often an open stream re-checks its session in shared mode.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves when a live stream must end: the server shuts down, or (shared mode) the
+/// caller's session is gone (signed out, expired, user removed), checked every
+/// [`SESSION_RECHECK`]. The browser's EventSource then reconnects and meets the sign-in.
+fn stream_end(state: &AppState, req: &Request) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let shutdown = state.services.shutdown.clone();
+    let services = state.services.clone();
+    let token = services.auth.enabled.then(|| cookie(req, SESSION_COOKIE).map(String::from)).flatten();
+    async move {
+        let session_gone = async {
+            let Some(token) = token else { return std::future::pending::<()>().await };
+            loop {
+                tokio::time::sleep(SESSION_RECHECK).await;
+                if !matches!(services.auth.principal(&token).await, Ok(Some(_))) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = session_gone => {}
+        }
+    }
 }
 
 /// A place for one more live stream of the caller, or 429.
@@ -164,7 +192,7 @@ async fn log_events(State(state): State<AppState>, req: Request) -> Response {
         Ok(rx) => {
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
                 .filter_map(|l| async move { Event::default().event("log").json_data(l).ok().map(Ok::<_, std::convert::Infallible>) })
-                .take_until(state.services.shutdown.clone().cancelled_owned())
+                .take_until(stream_end(&state, &req))
                 .map(move |e| {
                     let _ = &slot;
                     e

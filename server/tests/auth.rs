@@ -379,3 +379,25 @@ async fn the_audit_export_streams_the_whole_log_in_order() {
     let anon = Request::get("/audit.jsonl").header(header::HOST, HOST).body(Body::empty()).unwrap();
     assert_eq!(send(&app, anon).await.0, StatusCode::UNAUTHORIZED);
 }
+
+/// An open live stream ends when its session does (here: the user signs out in another
+/// tab), instead of streaming on to a signed-out browser.
+#[tokio::test]
+async fn live_streams_end_when_their_session_ends() {
+    let (_d, _services, app) = setup(true).await;
+    let otto = login(&app, "otto").await;
+    let res = app.clone().oneshot(Request::get("/sse/stack").header(header::HOST, HOST).header(header::COOKIE, otto.as_str()).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    use futures_util::StreamExt;
+    let mut body = res.into_body().into_data_stream();
+    async fn drain(body: &mut axum::body::BodyDataStream) {
+        while body.next().await.is_some() {}
+    }
+    // Still open while the session lives (past one re-check).
+    let open = tokio::time::timeout(std::time::Duration::from_secs(7), drain(&mut body)).await;
+    assert!(open.is_err(), "the stream ended while its session was valid");
+    let out = Request::post("/auth/logout").header(header::HOST, HOST).header(header::ORIGIN, format!("http://{HOST}")).header(header::COOKIE, otto.as_str()).body(Body::empty()).unwrap();
+    send(&app, out).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(12), drain(&mut body)).await;
+    assert!(ended.is_ok(), "the stream outlived the sign-out");
+}
