@@ -348,16 +348,16 @@ async fn login(
             let name = form.name.trim();
             let shown = if crate::auth::valid_name(name) { name.to_string() } else { format!("(not a user name, {} bytes)", name.len()) };
             s.audit(&shown, "auth.login", &shown, &Err::<(), _>(e.to_string())).await;
-            let msg: String = url_escape(&e.to_string());
-            axum::response::Redirect::to(&format!("/login?error={msg}")).into_response()
+            // A code, never text: the sign-in page shows its own wording for each, so a link
+            // to /login cannot put an attacker's words on this panel.
+            let code = match e {
+                crate::auth::AuthError::BadCredentials | crate::auth::AuthError::BadName => "credentials".to_string(),
+                crate::auth::AuthError::RateLimited(secs) => format!("locked&retry={secs}"),
+                _ => "unavailable".to_string(),
+            };
+            axum::response::Redirect::to(&format!("/login?error={code}")).into_response()
         }
     }
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
 }
 
 async fn logout(State(state): State<AppState>, req: Request) -> Response {

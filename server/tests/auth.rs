@@ -214,10 +214,18 @@ async fn wrong_password_is_refused_and_audited() {
         .unwrap();
     let (status, headers, _) = send(&app, req).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(headers[header::LOCATION].to_str().unwrap().starts_with("/login?error="));
+    assert_eq!(headers[header::LOCATION], "/login?error=credentials", "a code in the URL, not text");
     assert!(headers.get(header::SET_COOKIE).is_none());
     let a = services.store.audit_filtered(Some("otto"), Some("auth.login"), 5).await.unwrap();
     assert!(a[0].result.starts_with("error"), "{a:?}");
+    // The page words each code itself; text put in the URL by a link is not shown.
+    let page = |q: &str| Request::get(format!("/login?{q}")).header(header::HOST, HOST).body(Body::empty()).unwrap();
+    let (_, _, body) = send(&app, page("error=credentials")).await;
+    assert!(body.contains("wrong user name or password"), "{body}");
+    let (_, _, body) = send(&app, page("error=locked&retry=42")).await;
+    assert!(body.contains("try again in 42 s"));
+    let (_, _, body) = send(&app, page("error=Your+session+expired%2C+call+555-0100")).await;
+    assert!(!body.contains("555-0100") && !body.contains("role=\"alert\""), "URL text reached the page");
 }
 
 #[tokio::test]

@@ -25,11 +25,25 @@ pub async fn get_audit(actor: Option<String>, action: Option<String>) -> Result<
     backend.audit_log(&who, actor, action, 500).await
 }
 
+/// What the sign-in page says for the error code in its URL; anything else says nothing
+/// (the URL is not trusted text).
+pub fn login_message(code: &str, retry_secs: Option<u64>) -> Option<String> {
+    match code {
+        "credentials" => Some("wrong user name or password".into()),
+        "locked" => Some(match retry_secs {
+            Some(s) if s <= 86_400 => format!("too many failed sign-ins; try again in {s} s"),
+            _ => "too many failed sign-ins; try again later".into(),
+        }),
+        "unavailable" => Some("sign-in is unavailable right now; try again, or ask an admin".into()),
+        _ => None,
+    }
+}
+
 /// A plain HTML form posting to `/auth/login`: works without JavaScript.
 #[component]
 pub fn Login() -> impl IntoView {
     let query = use_query_map();
-    let error = move || query.with(|q| q.get("error"));
+    let error = move || query.with(|q| login_message(q.get("error").as_deref()?, q.get("retry").and_then(|r| r.parse().ok())));
     view! {
         <h1>"Sign in"</h1>
         <form method="post" action="/auth/login" class="card login">
