@@ -235,6 +235,10 @@ pub struct ServerConfig {
     /// rebinding page cannot drive a local-mode panel. Empty in shared mode: any name (the
     /// session cookie is bound to the name it was set for). `BSS_ALLOWED_HOSTS=a,b`.
     pub allowed_hosts: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (the sign-in lockout and
+    /// the audit log key on it). From anyone else the header is ignored, so a client cannot
+    /// pick its own address. `BSS_TRUSTED_PROXIES=127.0.0.1,::1`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -270,7 +274,7 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site"), allowed_hosts: vec![] }
+        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site"), allowed_hosts: vec![], trusted_proxies: vec![] }
     }
 }
 
@@ -333,6 +337,7 @@ const ENV_KEYS: &[&str] = &[
     "BSS_POSTGRES_EXPORTER_URL",
     "BSS_VERIFY_LAG_WINDOW",
     "BSS_ALLOWED_HOSTS",
+    "BSS_TRUSTED_PROXIES",
 ];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
@@ -408,6 +413,14 @@ impl Config {
                 "BSS_NODE_EXPORTER_URL" => self.endpoints.node_exporter = value,
                 "BSS_POSTGRES_EXPORTER_URL" => self.endpoints.postgres_exporter = value,
                 "BSS_VERIFY_LAG_WINDOW" => self.verify.lag_window = value,
+                "BSS_TRUSTED_PROXIES" => {
+                    self.server.trusted_proxies = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| a.parse().map_err(|_| bad(&key, &value, format!("{a:?} is not an IP address"))))
+                        .collect::<Result<_, _>>()?;
+                }
                 "BSS_ALLOWED_HOSTS" => {
                     self.server.allowed_hosts = value.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
                 }

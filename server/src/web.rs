@@ -311,6 +311,26 @@ struct LoginForm {
     password: String,
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
+/// untrusted address in `X-Forwarded-For` (read from the right: each proxy appends the
+/// address it received from, and only trusted ones can be believed).
+pub fn client_ip(peer: std::net::IpAddr, headers: &axum::http::HeaderMap, trusted: &[std::net::IpAddr]) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage (left of it is whatever the client wrote): the last vouched-for hop.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
 fn session_cookie(value: &str, max_age: u64, secure: bool) -> String {
     format!(
         "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
@@ -334,7 +354,8 @@ async fn login(
 ) -> Response {
     let s = &state.services;
     let secure = wants_secure(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
-    match s.auth.login(form.name.trim(), &form.password, Some(addr.ip())).await {
+    let client = client_ip(addr.ip(), &headers, &s.config.server.trusted_proxies);
+    match s.auth.login(form.name.trim(), &form.password, Some(client)).await {
         Ok((token, p)) => {
             s.audit(&p.user, "auth.login", &p.user, &Ok::<&str, String>("ok")).await;
             let mut res = axum::response::Redirect::to("/").into_response();
@@ -425,6 +446,27 @@ pub fn error_response(e: app::error::AppError) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        use super::client_ip;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let xff = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-forwarded-for", v.parse().unwrap());
+            h
+        };
+        let proxy = [ip("10.0.0.2"), ip("10.0.0.3")];
+        // Not from a proxy: the header is the client's own claim.
+        assert_eq!(client_ip(ip("198.51.100.7"), &xff("203.0.113.5"), &proxy), ip("198.51.100.7"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &xff("203.0.113.5"), &[]), ip("10.0.0.2"));
+        // Through two trusted proxies: the nearest untrusted hop, not a spoofed left one.
+        assert_eq!(client_ip(ip("10.0.0.2"), &xff("6.6.6.6, 203.0.113.5, 10.0.0.3"), &proxy), ip("203.0.113.5"));
+        // Garbage to the right of the spoof does not let the spoof through.
+        assert_eq!(client_ip(ip("10.0.0.2"), &xff("6.6.6.6, nonsense, 203.0.113.5"), &proxy), ip("203.0.113.5"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &xff("6.6.6.6, nonsense"), &proxy), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &axum::http::HeaderMap::new(), &proxy), ip("10.0.0.2"));
+    }
+
     use super::host_allowed;
     use crate::config::ServerConfig;
 

@@ -18,12 +18,17 @@ const PW: &str = "correct horse battery staple";
 const HOST: &str = "127.0.0.1:3000";
 
 async fn setup(auth: bool) -> (tempfile::TempDir, Arc<Services>, Router) {
+    setup_with(auth, |_| {}).await
+}
+
+async fn setup_with(auth: bool, adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<Services>, Router) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.store.path = dir.path().join("state.db");
     config.auth.enabled = Some(auth);
     config.stack.compose = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/compose.yml")];
     config.stack.project = format!("bssauth{}", std::process::id());
+    adjust(&mut config);
     let store = Store::open(&config.store.path).await.unwrap();
     let runtime = Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref());
     let services = Services::new(config, runtime, store);
@@ -408,4 +413,35 @@ async fn live_streams_end_when_their_session_ends() {
     send(&app, out).await;
     let ended = tokio::time::timeout(std::time::Duration::from_secs(12), drain(&mut body)).await;
     assert!(ended.is_ok(), "the stream outlived the sign-out");
+}
+
+/// Behind a trusted reverse proxy the lockout keys on the client it names in
+/// `X-Forwarded-For` (one client locked out does not lock out everyone behind the proxy);
+/// from an untrusted peer the header is ignored (it cannot be used to escape a lockout).
+#[tokio::test]
+async fn the_lockout_keys_on_the_client_a_trusted_proxy_names() {
+    let attempt = |app: Router, xff: &'static str, password: &'static str| async move {
+        let req = Request::post("/auth/login")
+            .header(header::HOST, HOST)
+            .header("x-forwarded-for", xff)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("name=otto&password={}", password.replace(' ', "+"))))
+            .unwrap();
+        let (_, headers, _) = send(&app, req).await;
+        headers[header::LOCATION].to_str().unwrap().to_string()
+    };
+    // The test's peer is 127.0.0.1 (MockConnectInfo): trusted here.
+    let (_d, _s, app) = setup_with(true, |c| c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    for _ in 0..6 {
+        attempt(app.clone(), "203.0.113.5", "wrong-guess-123").await;
+    }
+    assert!(attempt(app.clone(), "203.0.113.5", PW).await.contains("error=locked"), "the guessing client is locked out");
+    assert_eq!(attempt(app.clone(), "203.0.113.9", PW).await, "/", "another client behind the same proxy signs in");
+
+    // Untrusted peer: a new X-Forwarded-For per attempt does not reset the lockout.
+    let (_d, _s, app) = setup(true).await;
+    for xff in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4", "203.0.113.5", "203.0.113.6"] {
+        attempt(app.clone(), xff, "wrong-guess-123").await;
+    }
+    assert!(attempt(app.clone(), "203.0.113.7", PW).await.contains("error=locked"), "a forged header escaped the lockout");
 }
