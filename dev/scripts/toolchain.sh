@@ -44,7 +44,11 @@ cargo_leptos() {
   local v=0.3.11
   if [[ -x $BSS_TOOLS/bin/cargo-leptos ]] && "$BSS_TOOLS/bin/cargo-leptos" --version 2>/dev/null | grep -q "$v"; then return; fi
   log "cargo-leptos $v: building from crates.io (unoptimised, once per machine)"
-  CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-leptos --version "$v" --locked --debug --root "$BSS_TOOLS"
+  # Its own target dir: `cargo install` honours CARGO_TARGET_DIR, and sharing the tests'
+  # would lock them out until this background install is done (measured on a fresh cache:
+  # the integration steps waited on "file lock on build directory").
+  CARGO_TARGET_DIR=$BSS_CACHE/install-target CARGO_PROFILE_DEV_DEBUG=0 \
+    cargo install cargo-leptos --version "$v" --locked --debug --root "$BSS_TOOLS"
 }
 
 locked_version() { # crate name -> version from Cargo.lock
@@ -70,7 +74,7 @@ wasm_bindgen_cli() {
   fi
   # Its lockfile pins a webpki-roots the reachable registry lacks.
   (cd "$src" && { cargo update -q -p webpki-roots --precise 1.0.10 2>/dev/null || true; } && \
-    cargo install -q --path . --locked --root "$BSS_TOOLS" --force)
+    CARGO_TARGET_DIR=$BSS_CACHE/install-target cargo install -q --path . --locked --root "$BSS_TOOLS" --force)
 }
 
 node_tools() {

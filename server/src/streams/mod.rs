@@ -201,6 +201,20 @@ impl Streams {
         Ok(running)
     }
 
+    /// Ends a processor the way a crash does: its task is aborted mid-flight, nothing is
+    /// drained or committed (fault drills and tests; an operator's stop drains).
+    pub fn abort(&self, name: &str) -> Result<(), StreamsError> {
+        let h = self.handle(name)?;
+        let mut c = h.ctl.lock().unwrap();
+        let Some(task) = c.task.take() else { return Err(StreamsError::NotRunning(name.into())) };
+        task.abort();
+        c.cancel = None;
+        c.state = "failed";
+        c.reason = Some("aborted (crash)".into());
+        c.since_ms = now_ms();
+        Ok(())
+    }
+
     pub async fn restart(&self, name: &str) -> Result<(), StreamsError> {
         match self.stop(name).await {
             Ok(()) | Err(StreamsError::NotRunning(_)) => {}
