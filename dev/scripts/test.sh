@@ -56,8 +56,8 @@ wait_bg images
 step "DB router on the real primary + replicas: spread, lag ejection, read-your-writes, failures"
 cargo test --workspace --features app/ssr --test db -- --ignored --nocapture
 
-step "BSS API (customers, orders) through the router: read-your-writes, CloudEvents, bad input, bus down"
-cargo test --workspace --features app/ssr --test bss_api -- --ignored --nocapture
+step "BSS API (customers, orders) through the router: read-your-writes, CloudEvents, bad input, bus down, the outbox under failure"
+cargo test --workspace --features app/ssr --test bss_api -- --ignored --nocapture --test-threads 1
 
 step "Kafka stream processors on the three real brokers: in = out + DLQ, restart mid-stream, DLQ reasons"
 cargo test --workspace --features app/ssr --test streams -- --ignored --nocapture

@@ -192,3 +192,98 @@ async fn bss_api_through_the_router() {
     }
     assert!(delivered, "{eve_event} never reached Kafka");
 }
+
+/// Outbox rows (pending or not) whose event mentions `marker`.
+async fn outbox_rows(marker: &str) -> (i64, i64) {
+    let mut c = common::pg_primary().await;
+    sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox WHERE convert_from(payload, 'UTF8') LIKE '%' || $1 || '%'")
+        .bind(marker)
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+/// CloudEvent ids on the customer topic whose payload mentions `marker`, read until `want`
+/// distinct ones arrived (or `secs`), then 3 s more for any extra.
+async fn events_with(obs: &rdkafka::consumer::StreamConsumer, marker: &str, want: usize, secs: u64) -> Vec<String> {
+    let mut ids = vec![];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut quiet_until: Option<tokio::time::Instant> = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now > deadline || quiet_until.is_some_and(|q| now > q) {
+            return ids;
+        }
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), obs.recv()).await {
+            let payload = m.payload().unwrap_or_default();
+            if String::from_utf8_lossy(payload).contains(marker) {
+                ids.push(server::streams::events::CloudEvent::parse(payload).unwrap().id);
+            }
+        }
+        if quiet_until.is_none() && ids.iter().collect::<std::collections::HashSet<_>>().len() >= want {
+            quiet_until = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+        }
+    }
+}
+
+/// The outbox's promises under failure: 500 creates while the bus is down all commit and
+/// later publish exactly 500 events (no more); a write whose commit fails after the insert
+/// publishes nothing; one Idempotency-Key, one row and one event.
+#[tokio::test]
+#[ignore = "needs the stack; run by `make test`"]
+async fn the_outbox_publishes_each_committed_write_once_and_nothing_else() {
+    common::stack_supervisor().up().await.expect("stack up");
+    let run = format!("ob{}", server::streams::events::now_ms());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A control plane whose bus is unreachable (its relay would fail; it is not run), and
+    // one that reaches it.
+    let (_down, app_down) = make_app(d1.path(), Some("127.0.0.1:1")).await;
+    let (up, app_up) = make_app(d2.path(), None).await;
+    let obs = server::streams::observer(&up.config.streams.brokers, &[server::streams::events::CUSTOMER_TOPIC], &format!("{run}-obs")).await.unwrap();
+
+    let marker = format!("@{run}.outage.example");
+    for i in 0..500 {
+        let body = serde_json::json!({"name": format!("Outage {i}"), "email": format!("c{i}{marker}"), "plan": "mobile-s"});
+        let (st, _, c) = send(&app_down, Method::POST, "/api/customers", Some(body), None).await;
+        assert_eq!(st, StatusCode::CREATED, "{c}");
+    }
+    assert_eq!(outbox_rows(&marker).await, (500, 500), "500 writes committed, their events waiting");
+    // The bus is back: the relay of the control plane that reaches it drains the backlog.
+    wait_until!("the backlog published", 120, {
+        let _ = up.outbox.relay_once(&up.db, &up.streams).await;
+        outbox_rows(&marker).await.1 == 0
+    });
+    let ids = events_with(&obs, &marker, 500, 60).await;
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (500, 500), "each write's event once, and nothing else");
+
+    // A commit that fails after the insert (a deferred constraint): no row, no event.
+    let mut c = common::pg_primary().await;
+    for sql in [
+        "CREATE OR REPLACE FUNCTION bss_test_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = 'refuse-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$",
+        "DROP TRIGGER IF EXISTS bss_test_refuse_at_commit ON customers",
+        "CREATE CONSTRAINT TRIGGER bss_test_refuse_at_commit AFTER INSERT ON customers DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bss_test_refuse_at_commit()",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+    let doomed = format!("doomed{marker}");
+    let (st, _, e) = send(&app_up, Method::POST, "/api/customers", Some(serde_json::json!({"name": "refuse-at-commit", "email": doomed, "plan": "x"})), None).await;
+    sqlx::query("DROP TRIGGER bss_test_refuse_at_commit ON customers").execute(&mut c).await.unwrap();
+    assert!(st.is_server_error(), "a failed commit is not a success: {st} {e}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM customers WHERE email = $1").bind(&doomed).fetch_one(&mut c).await.unwrap();
+    assert_eq!((rows, outbox_rows(&doomed).await.0), (0, 0), "nothing of the failed write remains");
+    let _ = up.outbox.relay_once(&up.db, &up.streams).await;
+    assert!(events_with(&obs, &doomed, 1, 8).await.is_empty(), "an event went out for a write that did not commit");
+
+    // One Idempotency-Key: one row, one event.
+    let once = format!("once{marker}");
+    let key = format!("{run}-key");
+    for _ in 0..3 {
+        let body = serde_json::json!({"name": "Once", "email": once, "plan": "x"});
+        let (st, _, c) = send_with(&app_up, Method::POST, "/api/customers", Some(body), &[("idempotency-key", Some(&key))]).await;
+        assert!(st == StatusCode::CREATED || st == StatusCode::OK, "{st} {c}");
+    }
+    let _ = up.outbox.relay_once(&up.db, &up.streams).await;
+    assert_eq!(outbox_rows(&once).await.0, 1);
+    assert_eq!(events_with(&obs, &once, 1, 30).await.len(), 1);
+}
