@@ -2,6 +2,8 @@
 //! (the stack's three Apache Kafka brokers, 3 partitions, RF 3, acks=all):
 //!   raw       — the same at-least-once loop with no parsing and no transform (Kind::Passthrough)
 //!   rust      — bss-customer-analytics / bss-order-processor as hosted by the control plane
+//!   rust-eos  — the same under exactly-once (Kafka transactions; latency is to the output's
+//!               append, its visibility to read_committed readers waits for the commit)
 //!   kstreams  — the same transforms as a Kafka Streams topology (dev/bench/kstreams, Java 17)
 //! For each: (1) throughput draining a backlog of N events (first → last output, broker
 //! LogAppendTime), (2) end-to-end latency at a paced rate (output LogAppendTime − input event
@@ -119,6 +121,16 @@ enum Running {
 }
 
 impl Running {
+    /// Whether `want` outputs are out: the processor's own count in process (under
+    /// exactly-once the output's watermarks also count transaction markers), the topic's
+    /// watermarks for Kafka Streams.
+    fn reached(&self, output: &str, want: u64) -> bool {
+        match self {
+            Running::InProcess(s) => s.view().processors[0].produced >= want,
+            Running::Java(_) => high_watermarks(output) >= want as i64,
+        }
+    }
+
     async fn stop(self) {
         match self {
             Running::InProcess(s) => s.stop_all().await,
@@ -161,7 +173,7 @@ fn start(contender: &str, kind: &str, input: &str, output: &str, dlq: &str, run:
         window_ms: 60_000,
         // As in production: the transform's state goes to a changelog (the raw pipe has none).
         changelog: (k != Kind::Passthrough).then(|| format!("{output}-{contender}-changelog")),
-        exactly_once: false,
+        exactly_once: contender == "rust-eos",
     };
     let s = Streams::with_specs(BROKERS, vec![spec]);
     s.start(contender).unwrap();
@@ -183,7 +195,7 @@ async fn measure(contender: &str, kind: &str, run: &str, n: u64, rate: u64, secs
     produce(&input, kind, run, 0, n, None).await;
     let running = start(contender, kind, &input, &output, &dlq, run);
     let deadline = Instant::now() + Duration::from_secs(240);
-    while high_watermarks(&output) < n as i64 {
+    while !running.reached(&output, n) {
         if Instant::now() > deadline {
             eprintln!("{contender}/{kind}: backlog not drained in 240 s ({} of {n})", high_watermarks(&output));
             running.stop().await;
@@ -195,7 +207,7 @@ async fn measure(contender: &str, kind: &str, run: &str, n: u64, rate: u64, secs
     let paced = rate * secs;
     let paced_rate = produce(&input, kind, run, n, paced, Some(rate)).await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while high_watermarks(&output) < (n + paced) as i64 && Instant::now() < deadline {
+    while !running.reached(&output, n + paced) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;
@@ -226,10 +238,10 @@ async fn main() {
     let run = format!("b{}", now_ms());
     println!("streams bench: 3 Apache Kafka 4.4 brokers (KRaft, Docker on this host), topics 3 partitions RF 3,");
     println!("  idempotent producers acks=all; backlog {n} events; paced {rate} ev/s for {secs} s");
-    println!("  throughput: backlog drain, first 10 % skipped; raw and rust run twice, interleaved, the better round counts");
+    println!("  throughput: backlog drain, first 10 % skipped; raw, rust and rust-eos run twice, interleaved, the better round counts");
     for kind in ["customer", "order"] {
         let mut rows: Vec<(&str, Option<Result>)> = vec![];
-        for (round, contender) in ["raw", "rust", "raw", "rust", "kstreams"].into_iter().enumerate() {
+        for (round, contender) in ["raw", "rust", "rust-eos", "raw", "rust", "rust-eos", "kstreams"].into_iter().enumerate() {
             let r = measure(contender, kind, &format!("{run}r{round}"), n, rate, secs).await;
             match &r {
                 Some(r) => println!(
@@ -245,6 +257,13 @@ async fn main() {
         };
         if let (Some(raw), Some(rust)) = (get("raw"), get("rust")) {
             println!("  {kind:8} rust / raw pipe throughput ratio {:.2} (goal ≥ 0.80)", rust.throughput / raw.throughput);
+        }
+        if let (Some(raw), Some(rust), Some(eos)) = (get("raw"), get("rust"), get("rust-eos")) {
+            println!(
+                "  {kind:8} exactly-once / raw pipe throughput ratio {:.2}; exactly-once / at-least-once {:.2} (the cost of transactions)",
+                eos.throughput / raw.throughput,
+                eos.throughput / rust.throughput
+            );
         }
         if let (Some(ks), Some(rust)) = (get("kstreams"), get("rust")) {
             println!(
