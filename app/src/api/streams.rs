@@ -68,6 +68,8 @@ pub struct ProcessorView {
     pub changelog: Option<String>,
     /// Changelog records replayed into the state at the last start.
     pub restored: u64,
+    /// While the state is being replayed: changelog offsets done and in all.
+    pub restoring: Option<(u64, u64)>,
     pub guarantee: Guarantee,
 }
 

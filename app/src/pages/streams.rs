@@ -120,7 +120,10 @@ pub fn Streams() -> impl IntoView {
                                         <tr data-processor=p.name.clone() aria-label=p.name.clone()>
                                             <td><b>{p.name.clone()}</b><br/><span class="muted">"group " {p.group.clone()}</span></td>
                                             <td><code>{p.input.clone()}</code> " → " <code>{p.output.clone()}</code>
-                                                {p.changelog.clone().map(|c| view! { <br/><span class="muted">"state in " <code>{c}</code> " · " <span data-testid="restored">{p.restored}</span> " records restored at start"</span> })}</td>
+                                                {p.changelog.clone().map(|c| view! { <br/><span class="muted">"state in " <code>{c}</code> " · " {match p.restoring {
+                                                    Some((done, total)) => view! { <span data-testid="restoring">{format!("restoring {done}/{total}")}</span> }.into_any(),
+                                                    None => view! { <span data-testid="restored">{p.restored}</span> " records restored at start" }.into_any(),
+                                                }}</span> })}</td>
                                             <td><span class=badge data-testid="state">{p.state.clone()}</span>
                                                 <span class="muted">" since " {crate::live::clock(p.since_ms)}</span>
                                                 {p.reason.clone().map(|r| view! { <br/><span class="muted" data-testid="reason">{r}</span> })}</td>

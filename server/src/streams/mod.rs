@@ -265,6 +265,10 @@ impl Streams {
                     lag: lag_of(&topics, &h.spec.input, &h.spec.group),
                     changelog: h.spec.changelog.clone(),
                     restored: h.stats.restored.load(Ordering::Relaxed),
+                    restoring: {
+                        let (done, total) = (h.stats.restore_progress.0.load(Ordering::Relaxed), h.stats.restore_progress.1.load(Ordering::Relaxed));
+                        (c.state == "running" && done < total).then_some((done, total))
+                    },
                     guarantee: if h.exactly_once.load(Ordering::Relaxed) { Guarantee::ExactlyOnce } else { Guarantee::AtLeastOnce },
                 }
             })

@@ -14,7 +14,7 @@ use std::{
     collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -100,6 +100,9 @@ pub struct Stats {
     pub last_error: Mutex<Option<String>>,
     /// Changelog records replayed into the state at the last start.
     pub restored: AtomicU64,
+    /// The restore in progress: changelog offsets replayed so far and in all (the page's
+    /// "restoring n/m"); equal once done.
+    pub restore_progress: Arc<(AtomicU64, AtomicU64)>,
 }
 
 /// At most this many records between consumed and acknowledged.
@@ -159,7 +162,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     // State first: nothing is consumed before the changelog has been replayed.
     if let Some(topic) = &spec.changelog {
         if let Some(t) = transform.take() {
-            let (t, n) = restore(spec, topic, t).await?;
+            let (t, n) = restore(spec, topic, t, stats.restore_progress.clone()).await?;
             stats.restored.store(n, Ordering::Relaxed);
             transform = Some(t);
         }
@@ -365,7 +368,9 @@ async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
 
 /// Replays the changelog `topic` into `t` from the beginning to the current end of every
 /// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
-async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<(Transform, u64), String> {
+async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: Arc<(AtomicU64, AtomicU64)>) -> Result<(Transform, u64), String> {
+    progress.0.store(0, Ordering::Relaxed);
+    progress.1.store(0, Ordering::Relaxed);
     super::topics::ensure_compacted(&spec.brokers, topic).await.map_err(|e| e.to_string())?;
     let (brokers, group, topic) = (spec.brokers.clone(), format!("{}-restore", spec.group), topic.to_string());
     tokio::task::spawn_blocking(move || {
@@ -381,14 +386,23 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<
         let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
         let parts = md.topics().first().map(|t| t.partitions().len() as i32).unwrap_or(0);
         let mut ends = std::collections::HashMap::new();
+        let mut starts = std::collections::HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in 0..parts {
             let (lo, hi) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).map_err(|e| format!("changelog {topic}[{p}]: {e}"))?;
             if hi > lo {
                 tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
                 ends.insert(p, hi);
+                starts.insert(p, lo);
             }
         }
+        let total: i64 = ends.iter().map(|(p, hi)| hi - starts[p]).sum();
+        progress.1.store(total.max(0) as u64, Ordering::Relaxed);
+        let mut reached: std::collections::HashMap<i32, i64> = starts.clone();
+        let report = |reached: &std::collections::HashMap<i32, i64>| {
+            let done: i64 = reached.iter().map(|(p, o)| o - starts[p]).sum();
+            progress.0.store(done.clamp(0, total) as u64, Ordering::Relaxed);
+        };
         let mut n = 0;
         if ends.is_empty() {
             return Ok((t, 0));
@@ -404,6 +418,10 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<
                     if let (Some(k), Some(v)) = (m.key(), m.payload()) {
                         t.restore(&String::from_utf8_lossy(k), v);
                         n += 1;
+                    }
+                    reached.insert(m.partition(), m.offset() + 1);
+                    if n % 1000 == 0 {
+                        report(&reached);
                     }
                     if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
                         ends.remove(&m.partition());
@@ -424,6 +442,7 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform) -> Result<
                 }
             }
         }
+        progress.0.store(total.max(0) as u64, Ordering::Relaxed);
         Ok((t, n))
     })
     .await
