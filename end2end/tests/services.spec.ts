@@ -21,7 +21,7 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   await expect(page.getByRole('status', { name: 'Last action' })).toContainText('up started');
   // Progress arrives live on the feed while provisioning runs.
   const feed = page.getByRole('log', { name: 'Stack events' });
-  await expect(feed.getByRole('listitem').first()).toBeVisible({ timeout: 30_000 });
+  await expect(feed.locator('li').first()).toBeVisible({ timeout: 30_000 });
   await expect(page.getByText(/^(\d+) of \1 services up$/)).toBeVisible({ timeout: 300_000 });
   await expect(feed).toContainText('stack bss is up', { timeout: 60_000 });
 

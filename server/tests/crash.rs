@@ -115,6 +115,7 @@ async fn kill_mid_stream(guarantee: &str, isolation: &str, port: u16) -> (usize,
     assert!(seen.len() >= KILL_AFTER, "only {} outputs before the kill", seen.len());
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
+    assert!((seen.len() as u64) < EVENTS, "the run was over before the kill: nothing was interrupted");
     println!("{guarantee}: SIGKILL after {} of {EVENTS} inputs had their output", seen.len());
 
     let mut child = control_plane(dir.path(), port, guarantee);
