@@ -51,6 +51,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/demo", "Demo"),
     ("/drills", "Drills"),
     ("/audit", "Audit"),
+    ("/users", "Users"),
 ];
 
 #[component]
@@ -109,6 +110,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("verify") view=pages::verify::Verify ssr=SsrMode::Async/>
                         <Route path=StaticSegment("demo") view=pages::demo::Demo ssr=SsrMode::Async/>
                         <Route path=StaticSegment("drills") view=pages::drills::Drills ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("users") view=pages::users::Users ssr=SsrMode::Async/>
                     </Routes>
                     </ErrorBoundary>
                 </main>

@@ -32,6 +32,12 @@ pub enum AuthError {
     WeakPassword,
     #[error("user {0:?} already exists")]
     Exists(String),
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
+    #[error("no session {0:?}")]
+    NoSuchSession(String),
+    #[error("{0} is the last active admin: make another admin first")]
+    LastAdmin(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
@@ -59,6 +65,14 @@ pub struct Auth {
     pub enabled: bool,
     pub session_ttl: Duration,
     failures: Mutex<HashMap<(String, Option<IpAddr>), Vec<Instant>>>,
+}
+
+/// Hex digits of a session's token hash that name it on the Users page.
+const SESSION_ID_LEN: usize = 16;
+
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 fn unix_now() -> i64 {
@@ -104,11 +118,10 @@ impl Auth {
         if password.chars().count() < 12 {
             return Err(AuthError::WeakPassword);
         }
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AuthError::Hash(e.to_string()))?
-            .to_string();
+        if password.len() > MAX_PASSWORD {
+            return Err(AuthError::BadCredentials);
+        }
+        let hash = hash_password(password)?;
         let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let r = sqlx::query("INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)")
             .bind(name)
@@ -121,6 +134,112 @@ impl Auth {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(AuthError::Exists(name.into())),
             r => r.map(|_| ()).map_err(AuthError::from),
         }
+    }
+
+    /// Every user with their open sessions, by name.
+    pub async fn users(&self) -> Result<Vec<app::api::UserRow>, AuthError> {
+        let users = sqlx::query("SELECT id, name, role, disabled, created_at FROM users ORDER BY name").fetch_all(self.store.pool()).await?;
+        let sessions = sqlx::query("SELECT user_id, token_hash, created_at, expires_at FROM sessions WHERE expires_at > ? ORDER BY created_at")
+            .bind(unix_now())
+            .fetch_all(self.store.pool())
+            .await?;
+        Ok(users
+            .iter()
+            .map(|u| app::api::UserRow {
+                name: u.get("name"),
+                role: Role::parse(&u.get::<String, _>("role")).unwrap_or(Role::Viewer),
+                disabled: u.get::<i64, _>("disabled") != 0,
+                created_at: u.get("created_at"),
+                sessions: sessions
+                    .iter()
+                    .filter(|s| s.get::<i64, _>("user_id") == u.get::<i64, _>("id"))
+                    .map(|s| app::api::SessionRow {
+                        id: s.get::<String, _>("token_hash")[..SESSION_ID_LEN].to_string(),
+                        created_at: s.get("created_at"),
+                        expires_at: s.get("expires_at"),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Refuses a change that would leave no active admin (nobody could administer users
+    /// from the UI any more).
+    async fn keep_an_admin(&self, name: &str) -> Result<(), AuthError> {
+        let others: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0 AND name <> ?")
+            .bind(name)
+            .fetch_one(self.store.pool())
+            .await?;
+        let is_admin: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM users WHERE name = ? AND role = 'admin' AND disabled = 0")
+            .bind(name)
+            .fetch_one(self.store.pool())
+            .await?;
+        if is_admin && others == 0 {
+            return Err(AuthError::LastAdmin(name.into()));
+        }
+        Ok(())
+    }
+
+    async fn end_sessions(&self, name: &str) -> Result<(), AuthError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)").bind(name).execute(self.store.pool()).await?;
+        Ok(())
+    }
+
+    fn exists(name: &str, changed: u64) -> Result<(), AuthError> {
+        if changed == 0 {
+            Err(AuthError::NoSuchUser(name.into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn set_role(&self, name: &str, role: Role) -> Result<(), AuthError> {
+        if role != Role::Admin {
+            self.keep_an_admin(name).await?;
+        }
+        let r = sqlx::query("UPDATE users SET role = ? WHERE name = ?").bind(role.as_str()).bind(name).execute(self.store.pool()).await?;
+        Self::exists(name, r.rows_affected())
+    }
+
+    /// Disabling ends the user's sessions at once; their name stays (the audit log names it).
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
+        if disabled {
+            self.keep_an_admin(name).await?;
+        }
+        let r = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?").bind(i64::from(disabled)).bind(name).execute(self.store.pool()).await?;
+        Self::exists(name, r.rows_affected())?;
+        if disabled {
+            self.end_sessions(name).await?;
+        }
+        Ok(())
+    }
+
+    /// A new password ends the user's sessions (whoever had the old one is signed out).
+    pub async fn reset_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        if password.chars().count() < 12 {
+            return Err(AuthError::WeakPassword);
+        }
+        if password.len() > MAX_PASSWORD {
+            return Err(AuthError::BadCredentials);
+        }
+        let hash = hash_password(password)?;
+        let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?").bind(hash).bind(name).execute(self.store.pool()).await?;
+        Self::exists(name, r.rows_affected())?;
+        self.end_sessions(name).await
+    }
+
+    /// Ends the session whose id (see [`app::api::SessionRow`]) is `id`; returns its user.
+    pub async fn revoke_session(&self, id: &str) -> Result<String, AuthError> {
+        if id.len() != SESSION_ID_LEN || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(AuthError::NoSuchSession(id.into()));
+        }
+        let user_id: Option<i64> = sqlx::query_scalar("DELETE FROM sessions WHERE substr(token_hash, 1, ?) = ? RETURNING user_id")
+            .bind(SESSION_ID_LEN as i64)
+            .bind(id.to_ascii_lowercase())
+            .fetch_optional(self.store.pool())
+            .await?;
+        let user_id = user_id.ok_or_else(|| AuthError::NoSuchSession(id.into()))?;
+        Ok(sqlx::query_scalar("SELECT name FROM users WHERE id = ?").bind(user_id).fetch_one(self.store.pool()).await?)
     }
 
     pub async fn user_count(&self) -> Result<i64, AuthError> {
@@ -156,7 +275,7 @@ impl Auth {
         }
         let key = (name.to_string(), client);
         self.reserve_attempt(&key)?;
-        let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE name = ?")
+        let row = sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(self.store.pool())
             .await?;
@@ -170,7 +289,8 @@ impl Auth {
         })
         .await
         .map_err(|e| AuthError::Hash(e.to_string()))?;
-        let Some(row) = row.filter(|_| ok) else {
+        // A disabled user gets the same answer as a wrong password, after the same work.
+        let Some(row) = row.filter(|r| ok && r.get::<i64, _>("disabled") == 0) else {
             return Err(AuthError::BadCredentials);
         };
         self.failures.lock().unwrap().remove(&key);
@@ -192,7 +312,7 @@ impl Auth {
     /// The signed-in user of a session token, if the session exists and has not expired.
     pub async fn principal(&self, token: &str) -> Result<Option<Principal>, AuthError> {
         let row = sqlx::query(
-            "SELECT u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            "SELECT u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
         )
         .bind(hash_token(token))
         .bind(unix_now())
@@ -326,5 +446,82 @@ impl app::backend::AuditApi for crate::state::Services {
     ) -> Result<Vec<app::api::AuditEntry>, app::error::AppError> {
         crate::state::require(who, Role::Viewer, "reading the audit log")?;
         Ok(self.store.audit_filtered(actor.as_deref(), action.as_deref(), limit.clamp(1, 10_000)).await?)
+    }
+}
+
+impl From<AuthError> for app::error::AppError {
+    fn from(e: AuthError) -> Self {
+        use app::error::AppError;
+        match e {
+            AuthError::BadName | AuthError::WeakPassword | AuthError::Exists(_) | AuthError::LastAdmin(_) | AuthError::BadCredentials => AppError::Invalid(e.to_string()),
+            AuthError::NoSuchUser(_) | AuthError::NoSuchSession(_) => AppError::NotFound(e.to_string()),
+            AuthError::RateLimited(_) => AppError::Busy(e.to_string()),
+            AuthError::Store(_) | AuthError::Hash(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// What the Users page asks (admin only, every change audited through `guarded`).
+#[async_trait::async_trait]
+impl app::backend::UsersApi for crate::state::Services {
+    async fn users(&self, who: &Principal) -> Result<Vec<app::api::UserRow>, app::error::AppError> {
+        crate::state::require(who, Role::Admin, "administering users")?;
+        Ok(self.auth.users().await?)
+    }
+
+    async fn add_user(&self, who: &Principal, name: &str, role: &str, password: &str) -> Result<String, app::error::AppError> {
+        let target = format!("{name} ({role})");
+        let act = crate::state::Act { role: Role::Admin, what: "administering users", lock: "users", verb: "add user", audit: "user.add", target: &target };
+        self.guarded(who, act, |_guard| async move {
+            let role = Role::parse(role).ok_or_else(|| app::error::AppError::Invalid(format!("role must be viewer, operator or admin, not {role:?}")))?;
+            self.auth.add_user(name, role, password).await?;
+            Ok(format!("user {name} added as {}", role.as_str()))
+        })
+        .await
+    }
+
+    async fn update_user(&self, who: &Principal, name: &str, verb: &str, value: &str) -> Result<String, app::error::AppError> {
+        let audit = match verb {
+            "role" => "user.role",
+            "disable" => "user.disable",
+            "enable" => "user.enable",
+            "password" => "user.password",
+            _ => "user.update",
+        };
+        // The audit target never carries a password.
+        let target = if verb == "role" { format!("{name} → {value}") } else { name.to_string() };
+        let act = crate::state::Act { role: Role::Admin, what: "administering users", lock: "users", verb: audit, audit, target: &target };
+        self.guarded(who, act, |_guard| async move {
+            match verb {
+                "role" => {
+                    let role = Role::parse(value).ok_or_else(|| app::error::AppError::Invalid(format!("role must be viewer, operator or admin, not {value:?}")))?;
+                    self.auth.set_role(name, role).await?;
+                    Ok(format!("{name} is now {}", role.as_str()))
+                }
+                "disable" => {
+                    self.auth.set_disabled(name, true).await?;
+                    Ok(format!("{name} disabled; their sessions ended"))
+                }
+                "enable" => {
+                    self.auth.set_disabled(name, false).await?;
+                    Ok(format!("{name} enabled"))
+                }
+                "password" => {
+                    self.auth.reset_password(name, value).await?;
+                    Ok(format!("password of {name} reset; their sessions ended"))
+                }
+                _ => Err(app::error::AppError::Invalid(format!("unknown change {verb:?} (role, disable, enable or password)"))),
+            }
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, who: &Principal, id: &str) -> Result<String, app::error::AppError> {
+        let act = crate::state::Act { role: Role::Admin, what: "administering users", lock: "users", verb: "end session", audit: "user.session_end", target: id };
+        self.guarded(who, act, |_guard| async move {
+            let user = self.auth.revoke_session(id).await?;
+            Ok(format!("session {id} of {user} ended"))
+        })
+        .await
     }
 }

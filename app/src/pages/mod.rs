@@ -10,4 +10,5 @@ pub mod overview;
 pub mod services;
 pub mod streams;
 pub mod topology;
+pub mod users;
 pub mod verify;
