@@ -354,8 +354,8 @@ async fn switching_a_running_processor_to_exactly_once() {
     assert_eq!(high_watermarks(&out), 200, "at-least-once writes no transaction markers");
 
     assert!(streams.set_guarantee("order", Guarantee::ExactlyOnce).await.expect("switch"), "it was running, so it restarted");
-    let v = &streams.view().processors[0];
-    assert_eq!((v.guarantee, v.state.as_str()), (Guarantee::ExactlyOnce, "running"));
+    assert_eq!(streams.view().processors[0].guarantee, Guarantee::ExactlyOnce);
+    wait_until!("running again", 30, streams.view().processors[0].state == "running");
     let again = streams.set_guarantee("order", Guarantee::ExactlyOnce).await.unwrap_err();
     assert!(again.to_string().contains("already exactly-once"), "{again}");
 
