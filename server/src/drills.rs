@@ -90,6 +90,8 @@ pub const DRILLS: &[Drill] = &[
 const LOAD_RATE: u64 = 200;
 const LOAD_SECS: u64 = 30;
 const FAULT_AT: Duration = Duration::from_secs(5);
+/// How long the load may take to be flowing before the drill gives up without a fault.
+const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn find(name: &str) -> Result<&'static Drill, AppError> {
     DRILLS.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -249,10 +251,35 @@ impl Services {
         };
         note(format!("load started: {LOAD_RATE} events/s for {LOAD_SECS} s through both processors, 10 writes + 10 reads/s through the router"));
 
+        // The fault goes in once the load is steady: FAULT_AT after the start at the
+        // earliest, and only once events come out of the processors (the observer has
+        // joined and the processors run). On a slow machine that can take longer than
+        // FAULT_AT; a fault injected before would measure nothing.
+        let steady_by = Instant::now() + LOAD_START_TIMEOUT;
+        let mut steady = false;
+        while !cancel.is_cancelled() {
+            let (flowing, over, why) = {
+                let s = demo_state.lock().unwrap();
+                (s.processed > 0, s.status != "running", s.message.clone())
+            };
+            if flowing && t0.elapsed() >= FAULT_AT {
+                steady = true;
+                break;
+            }
+            if over || Instant::now() > steady_by {
+                demo_cancel.cancel();
+                stop_load.cancel();
+                let _ = demo_task.await;
+                let _ = db_task.await;
+                let why = if why.is_empty() { format!("no output within {} s", LOAD_START_TIMEOUT.as_secs()) } else { why };
+                note(format!("the load did not start: {why}; no fault injected"));
+                return Err(format!("the drill's load did not start ({why}); no fault was injected"));
+            }
+            tokio::select! { _ = cancel.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(250)) => {} }
+        }
         // The fault, recorded before it is applied.
-        tokio::select! { _ = cancel.cancelled() => {}, _ = tokio::time::sleep(FAULT_AT) => {} }
         let mut injected = None;
-        if !cancel.is_cancelled() {
+        if steady && !cancel.is_cancelled() {
             let id = self.store.record_fault(d.name, d.service, d.fault.name()).await.map_err(|e| format!("fault journal: {e}"))?;
             let applied = match d.fault {
                 Fault::Kill => sup.kill(d.service).await,

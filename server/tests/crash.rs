@@ -91,6 +91,20 @@ async fn follow(c: &StreamConsumer, run: &str, seen: &mut HashMap<String, u32>, 
     }
 }
 
+/// SIGTERM, as a service manager stops it: the processors drain, commit and leave their
+/// groups, so the tests after this one do not wait for dead members' sessions to expire.
+async fn stop_gracefully(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    for _ in 0..60 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 async fn wait_healthy(port: u16, dir: &Path) {
     let http = reqwest::Client::new();
     for _ in 0..120 {
@@ -132,8 +146,7 @@ async fn kill_mid_stream(guarantee: &str, isolation: &str, port: u16) -> (usize,
     follow(&reader, &run, &mut seen, 300, |s| s.len() as u64 >= EVENTS).await;
     // Late duplicates (a redelivered batch still being written) are counted too.
     follow(&reader, &run, &mut seen, 5, |_| false).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    stop_gracefully(&mut child).await;
     let total: u64 = seen.values().map(|&n| u64::from(n)).sum();
     println!("{guarantee}: {} of {EVENTS} inputs have an output; {total} outputs, {} duplicates", seen.len(), total - seen.len() as u64);
     (seen.len(), total)
