@@ -184,29 +184,27 @@ impl Store {
     }
 
     /// Audit entries, newest first, optionally filtered by actor and action prefix.
-    /// Up to `limit` entries after id `after`, oldest first (a page of the export).
-    pub async fn audit_after(&self, after: i64, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE id > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action LIKE ?3 || '%') ORDER BY id LIMIT ?4",
-        )
-        .bind(after)
-        .bind(actor.filter(|s| !s.is_empty()))
-        .bind(action.filter(|s| !s.is_empty()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(audit_row).collect())
+    pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_page(0, actor, action, limit, true).await
     }
 
-    pub async fn audit_filtered(&self, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 || '%') ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(actor.filter(|s| !s.is_empty()))
-        .bind(action.filter(|s| !s.is_empty()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Up to `limit` entries after id `after`, oldest first (a page of the export).
+    pub async fn audit_after(&self, after: i64, actor: Option<&str>, action: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_page(after, actor, action, limit, false).await
+    }
+
+    async fn audit_page(&self, after: i64, actor: Option<&str>, action: Option<&str>, limit: i64, newest_first: bool) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM audit_log WHERE id > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action LIKE ?3 || '%') ORDER BY id {} LIMIT ?4",
+            if newest_first { "DESC" } else { "ASC" }
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(actor.filter(|s| !s.is_empty()))
+            .bind(action.filter(|s| !s.is_empty()))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(audit_row).collect())
     }
 
