@@ -70,6 +70,23 @@ where
 }
 
 /// Milliseconds since the epoch → "HH:MM:SS" (UTC), without a date library.
+/// The result line of a page with several actions: whichever finished last (not the first
+/// in a fixed order, which hid a newer result behind an older one).
+pub fn latest_outcome<S>(values: &[S]) -> RwSignal<Option<String>>
+where
+    S: Get<Value = Option<Result<String, crate::error::AppError>>> + Clone + Send + Sync + 'static,
+{
+    let last = RwSignal::new(None);
+    for v in values.iter().cloned() {
+        Effect::new(move |_| {
+            if let Some(r) = v.get() {
+                last.set(Some(crate::error::outcome(r)));
+            }
+        });
+    }
+    last
+}
+
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)

@@ -24,6 +24,7 @@ const PAGES: Array<[string, string]> = [
   ['Demo', 'Demo'],
   ['Drills', 'Drills'],
   ['Audit', 'Audit'],
+  ['Users', 'Users'],
   ['Overview', 'Overview'],
 ];
 

@@ -83,17 +83,11 @@ pub fn Alerts() -> impl IntoView {
     let expire = ServerAction::<ExpireSilence>::new();
     let labels = RwSignal::new("team=database, severity=critical".to_string());
     let hits = Signal::derive(move || tester.value().get().and_then(|r| r.ok()).map(|r| r.paths).unwrap_or_default());
-    let result = move || {
-        [fire.value().get(), silence.value().get(), expire.value().get()]
-            .into_iter()
-            .flatten()
-            .last()
-            .map(crate::error::outcome)
-    };
+    let result = crate::live::latest_outcome(&[fire.value(), silence.value(), expire.value()]);
 
     view! {
         <h1>"Alerts"</h1>
-        <p role="status" class="action-result" data-testid="alerts-result">{result}</p>
+        <p role="status" class="action-result" data-testid="alerts-result">{move || result.get()}</p>
         <section class="card">
             <h2>"Route tester"</h2>
             <form class="inline" on:submit=move |ev| { ev.prevent_default(); tester.dispatch(TestRoute { labels: labels.get() }); }>

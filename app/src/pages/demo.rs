@@ -49,9 +49,7 @@ pub fn Demo() -> impl IntoView {
     let rate = RwSignal::new("1000".to_string());
     let bad = RwSignal::new("50".to_string());
     let num = |s: RwSignal<String>| s.get().trim().parse::<u64>().unwrap_or(0);
-    let result = move || {
-        [start.value().get(), cancel.value().get()].into_iter().flatten().last().map(crate::error::outcome)
-    };
+    let result = crate::live::latest_outcome(&[start.value(), cancel.value()]);
 
     view! {
         <h1>"Demo"</h1>
@@ -66,7 +64,7 @@ pub fn Demo() -> impl IntoView {
             <button type="submit" disabled=move || !can.get() || start.pending().get()>"Run demo"</button>
             <button type="button" disabled=move || !can.get() on:click=move |_| { cancel.dispatch(CancelDemo {}); }>"Cancel"</button>
         </form>
-        <p role="status" data-testid="demo-result">{result}</p>
+        <p role="status" data-testid="demo-result">{move || result.get()}</p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading the demo…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => crate::error::error_view(&e),

@@ -89,11 +89,11 @@ pub fn Drills() -> impl IntoView {
     let can = crate::live::use_is_operator();
     let start = ServerAction::<StartDrill>::new();
     let cancel = ServerAction::<CancelDrill>::new();
-    let result = move || [start.value().get(), cancel.value().get()].into_iter().flatten().last().map(crate::error::outcome);
+    let result = crate::live::latest_outcome(&[start.value(), cancel.value()]);
     view! {
         <h1>"Drills"</h1>
         <p class="muted">"Each drill starts its own load (events through both processors, writes and reads through the router), breaks one part of the stack five seconds in, and measures what was lost and how long recovery took. A drill always undoes its fault: when it ends, when it is cancelled, and at the next start of the control plane if it died mid-drill."</p>
-        <p role="status" data-testid="drill-result">{result}</p>
+        <p role="status" data-testid="drill-result">{move || result.get()}</p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading drills…"</p> }>
             {move || data.get().map(|r| match r {
                 Err(e) => crate::error::error_view(&e),

@@ -78,15 +78,12 @@ pub fn Streams() -> impl IntoView {
     let switch = ServerAction::<SetGuarantee>::new();
     let events = RwSignal::new("2000".to_string());
     let malformed = RwSignal::new("50".to_string());
-    let result = move || {
-        let r = send.value().get().or_else(|| act.value().get()).or_else(|| switch.value().get());
-        r.map(crate::error::outcome)
-    };
+    let result = crate::live::latest_outcome(&[send.value(), act.value(), switch.value()]);
 
     view! {
         <h1>"Streams"</h1>
         <p class="muted">"Two Rust processors run inside the control plane: CloudEvents in, CloudEvents out, malformed or invalid events to bss.dlq.events with the reason in an error header. At-least-once: an input offset is stored only after its output is acknowledged by the brokers, so a failure can repeat an output, never lose one. Exactly-once: outputs, state and input offsets commit in one Kafka transaction, and read_committed readers see each output once."</p>
-        <p role="status" class="action-result" data-testid="streams-result">{result}</p>
+        <p role="status" class="action-result" data-testid="streams-result">{move || result.get()}</p>
         <form class="inline" on:submit=move |ev| {
             ev.prevent_default();
             let n = events.get().trim().parse::<u64>().unwrap_or(0);

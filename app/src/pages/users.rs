@@ -56,12 +56,12 @@ pub fn Users() -> impl IntoView {
     // Refetch after every change.
     let version = move || (add.version().get(), update.version().get(), revoke.version().get());
     let users = Resource::new(version, |_| get_users());
-    let result = move || add.value().get().or_else(|| update.value().get()).or_else(|| revoke.value().get()).map(crate::error::outcome);
+    let result = crate::live::latest_outcome(&[add.value(), update.value(), revoke.value()]);
     let (name, role, password) = (RwSignal::new(String::new()), RwSignal::new("viewer".to_string()), RwSignal::new(String::new()));
     view! {
         <h1>"Users"</h1>
         <p class="muted">"Who may sign in to this panel, with which role. Disabling a user or resetting a password ends their sessions. Every change is in the audit log."</p>
-        <p role="status" aria-label="Last change" class="action-result">{result}</p>
+        <p role="status" aria-label="Last change" class="action-result">{move || result.get()}</p>
         <form class="inline card" aria-label="Add a user" on:submit=move |ev| {
             ev.prevent_default();
             add.dispatch(AddUser { name: name.get(), role: role.get(), password: password.get() });
