@@ -48,5 +48,7 @@ test('Streams page: processors run, sample events flow through both, rates and l
   await expect(row.getByTestId('guarantee')).toHaveText('exactly-once');
   await expect(row.getByTestId('state')).toHaveText('running', { timeout: 20_000 });
   await row.getByRole('button', { name: 'Switch to at-least-once' }).click();
-  await expect(row.getByTestId('guarantee')).toHaveText('at-least-once', { timeout: 40_000 });
+  await expect(page.getByRole('status')).toContainText('bss-order-processor: at-least-once, restarted into it', { timeout: 40_000 });
+  await expect(row.getByTestId('guarantee')).toHaveText('at-least-once');
+  await expect(row.getByTestId('state')).toHaveText('running', { timeout: 40_000 });
 });

@@ -162,7 +162,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     // State first: nothing is consumed before the changelog has been replayed.
     if let Some(topic) = &spec.changelog {
         if let Some(t) = transform.take() {
-            let (t, n) = restore(spec, topic, t, stats.restore_progress.clone()).await?;
+            let (t, n) = restore(spec, topic, t, stats.restore_progress.clone(), cancel.clone()).await?;
             stats.restored.store(n, Ordering::Relaxed);
             transform = Some(t);
         }
@@ -368,7 +368,7 @@ async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
 
 /// Replays the changelog `topic` into `t` from the beginning to the current end of every
 /// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
-async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: Arc<(AtomicU64, AtomicU64)>) -> Result<(Transform, u64), String> {
+async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: Arc<(AtomicU64, AtomicU64)>, cancel: CancellationToken) -> Result<(Transform, u64), String> {
     progress.0.store(0, Ordering::Relaxed);
     progress.1.store(0, Ordering::Relaxed);
     super::topics::ensure_compacted(&spec.brokers, topic).await.map_err(|e| e.to_string())?;
@@ -412,6 +412,10 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: 
         while !ends.is_empty() {
             if std::time::Instant::now() > deadline {
                 return Err(format!("restoring state from {topic} took over 120 s ({n} records so far)"));
+            }
+            // A stop (or a guarantee switch) during a long restore ends it at once.
+            if cancel.is_cancelled() {
+                return Err(format!("stopped while restoring {topic} ({n} records so far)"));
             }
             match c.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
