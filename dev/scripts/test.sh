@@ -71,6 +71,9 @@ cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
+step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer; a control plane killed mid-drill"
+cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
+
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 

@@ -66,11 +66,16 @@ test('Drills: a replica stopped under load, the timeline live, the verdict besid
   // Live: the fault and its removal appear on the timeline while the drill runs.
   const timeline = page.getByTestId('drill-timeline');
   await expect(timeline).toContainText('fault injected: stop postgres-replica-1', { timeout: 30_000 });
-  await expect(timeline).toContainText('fault removed: postgres-replica-1 started', { timeout: 40_000 });
+  await expect(timeline).toContainText('fault removed: stop postgres-replica-1 undone', { timeout: 40_000 });
+  // Live charts of the load: reads through the router and through HAProxy, per second.
+  const reads = page.getByRole('img', { name: 'Reads per second' });
+  await expect(reads).toBeVisible();
+  await expect(page.getByTestId('drill-reads-chart-router ok')).not.toHaveText('0.00');
   await expect(page.getByTestId('drill-status')).toHaveText(/passed|failed/, { timeout: 150_000 });
   await expect(timeline).toContainText('load finished');
   // Whatever the verdict, it names what was measured against the expectation.
-  await expect(page.getByTestId('drill-verdict')).toContainText(/as expected|failed|lost|not healthy/);
+  await expect(page.getByTestId('drill-verdict')).toContainText(/as expected|failed|lost|not recovered/);
   await expect(page.getByTestId('drill-lost')).toHaveText('0');
+  await expect(page.getByTestId('drill-acked-missing')).toHaveText('0');
   await expect(page.getByRole('table', { name: 'History' }).locator('tbody').getByRole('row').first()).toContainText('replica-stop');
 });

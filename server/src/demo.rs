@@ -119,6 +119,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     let mut processed: HashSet<String> = HashSet::new();
     let mut dead: HashSet<Vec<u8>> = HashSet::new();
     let mut lat: Vec<u64> = vec![];
+    let mut duplicates = 0u64;
     let (mut first_out, mut last_out) = (None::<Instant>, None::<Instant>);
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -133,6 +134,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                     s.produced = p;
                     s.processed = processed.len() as u64;
                     s.dlq = dead.len() as u64;
+                    s.duplicates = duplicates;
                     s.elapsed_ms = t0.elapsed().as_millis() as u64;
                     let at = s.elapsed_ms;
                     s.progress.push((at, p, seen));
@@ -160,7 +162,11 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                 }
                 let Ok(ev) = CloudEvent::parse(payload) else { continue };
                 let Some(cause) = ev.extensions.get("causationid").and_then(|v| v.as_str()) else { continue };
-                if !cause.starts_with(&prefix) || !processed.insert(cause.to_string()) {
+                if !cause.starts_with(&prefix) {
+                    continue;
+                }
+                if !processed.insert(cause.to_string()) {
+                    duplicates += 1;
                     continue;
                 }
                 let now = Instant::now();
@@ -184,6 +190,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     s.produced = produced.load(std::sync::atomic::Ordering::Relaxed);
     s.processed = processed.len() as u64;
     s.dlq = dead.len() as u64;
+    s.duplicates = duplicates;
     s.lost = s.produced.saturating_sub(s.processed + s.dlq);
     s.elapsed_ms = t0.elapsed().as_millis() as u64;
     let mut l = lat;

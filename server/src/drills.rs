@@ -19,7 +19,7 @@ use std::{
 };
 
 use app::{
-    api::{DemoRun, DrillInfo, DrillRun, DrillsView, Principal, Role, TimelineEntry},
+    api::{DemoRun, DrillInfo, DrillRun, DrillSample, DrillsView, Principal, Role, TimelineEntry},
     backend::DrillsApi,
     error::AppError,
 };
@@ -32,20 +32,69 @@ use crate::{
     state::{require, Act, Finished, Services},
 };
 
-/// How a drill breaks its service.
+/// How a drill breaks its target, and how the break is undone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// SIGKILL the container; recovery is left to the healer (and the engine's restart policy).
     Kill,
     /// Stop the container (held, so the healer leaves it) for `hold`; the drill starts it again.
     Stop { hold: Duration },
+    /// Disconnect the container from its networks for `hold` (peers and published ports
+    /// lose it; the process keeps running); the drill reconnects it under its service name.
+    Isolate { hold: Duration },
+    /// Pause WAL replay on a replica for `hold` (`pg_wal_replay_pause()`); the drill resumes it.
+    PauseReplay { hold: Duration },
+    /// Abort a stream processor's task mid-flight, nothing drained or committed (a crash);
+    /// the drill starts it again after `hold`.
+    Crash { hold: Duration },
 }
 
 impl Fault {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill",
             Fault::Stop { .. } => "stop",
+            Fault::Isolate { .. } => "isolate",
+            Fault::PauseReplay { .. } => "pause-replay",
+            Fault::Crash { .. } => "crash",
+        }
+    }
+
+    /// How long the drill leaves the fault in place before removing it (`None`: the
+    /// healer removes it).
+    fn hold(self) -> Option<Duration> {
+        match self {
+            Fault::Kill => None,
+            Fault::Stop { hold } | Fault::Isolate { hold } | Fault::PauseReplay { hold } | Fault::Crash { hold } => Some(hold),
+        }
+    }
+}
+
+/// How a drill tells its target broken from recovered; each is asked every 500 ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The container running and healthy, as the supervisor sees it.
+    Container,
+    /// Every broker in the cluster's metadata and no partition short of its in-sync replicas.
+    Cluster,
+    /// The replica admitted to the read/write router's read pool.
+    Admitted,
+    /// The primary answering a query.
+    Primary,
+    /// A new connection through HAProxy's read pool answering a query.
+    ReadPool,
+    /// The stream processor running.
+    Processor,
+}
+
+impl Probe {
+    fn who(self) -> &'static str {
+        match self {
+            Probe::Container => "the supervisor",
+            Probe::Cluster => "the Kafka cluster",
+            Probe::Admitted | Probe::Primary => "the router",
+            Probe::ReadPool => "HAProxy's read pool",
+            Probe::Processor => "the processor host",
         }
     }
 }
@@ -53,14 +102,24 @@ impl Fault {
 pub struct Drill {
     pub name: &'static str,
     pub title: &'static str,
+    /// The container's service, the replica's name, or the processor's name.
     pub service: &'static str,
     pub fault: Fault,
     pub fault_text: &'static str,
     pub expectation: &'static str,
-    /// The service must be healthy again within this long after the fault was injected.
+    /// The target must be back (every probe healthy) within this long after the fault.
     pub recover_within: Duration,
+    pub probes: &'static [Probe],
     /// Reads through the router must all succeed (a replica's loss is the router's job).
     pub reads_must_succeed: bool,
+    /// Reads through HAProxy's read pool must all succeed.
+    pub pool_reads_must_succeed: bool,
+    /// Writes must fail (not hang) within this long of the fault: the primary is gone.
+    pub writes_fail_within: Option<Duration>,
+}
+
+const fn sec(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 pub const DRILLS: &[Drill] = &[
@@ -69,20 +128,104 @@ pub const DRILLS: &[Drill] = &[
         title: "Kafka broker killed under load",
         service: "kafka-2",
         fault: Fault::Kill,
-        fault_text: "SIGKILL kafka-2 five seconds into the load; nobody restarts it but the supervisor's healer (or the engine's restart policy)",
-        expectation: "0 events lost; producers and processors carry on; kafka-2 healthy again within 120 s",
-        recover_within: Duration::from_secs(120),
+        fault_text: "SIGKILL kafka-2 once the load flows; nobody restarts it but the supervisor's healer (or the engine's restart policy)",
+        expectation: "0 events lost; producers and processors carry on; kafka-2 healthy and back in every partition's ISR within 120 s",
+        recover_within: sec(120),
+        probes: &[Probe::Container, Probe::Cluster],
         reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "broker-isolate",
+        title: "Kafka broker cut off from the network under load",
+        service: "kafka-3",
+        fault: Fault::Isolate { hold: sec(15) },
+        fault_text: "disconnect kafka-3 from the stack network for 15 s (its peers and the clients lose it; the process keeps running), then reconnect it",
+        expectation: "0 events lost; the cluster fences kafka-3 and its partitions' leaders move; after the link is back kafka-3 rejoins every ISR within 120 s",
+        recover_within: sec(120),
+        probes: &[Probe::Cluster],
+        reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "processor-crash",
+        title: "Stream processor crashes mid-stream",
+        service: "bss-order-processor",
+        fault: Fault::Crash { hold: sec(3) },
+        fault_text: "abort bss-order-processor's task without draining or committing, start it again 3 s later",
+        expectation: "0 events lost (it re-consumes from its last committed offsets); the duplicates this causes under at-least-once are counted; running again within 60 s",
+        recover_within: sec(60),
+        probes: &[Probe::Processor],
+        reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
     },
     Drill {
         name: "replica-stop",
         title: "PostgreSQL replica stopped under load",
         service: "postgres-replica-1",
-        fault: Fault::Stop { hold: Duration::from_secs(15) },
-        fault_text: "stop postgres-replica-1 for 15 s five seconds into the load, then start it again",
-        expectation: "0 failed reads (the router ejects the replica and serves from the other one or the primary), 0 events lost; the replica healthy again within 90 s",
-        recover_within: Duration::from_secs(90),
+        fault: Fault::Stop { hold: sec(15) },
+        fault_text: "stop postgres-replica-1 for 15 s once the load flows, then start it again",
+        expectation: "0 failed reads through the router and 0 through HAProxy's read pool (the router ejects the replica, HAProxy redispatches), 0 events lost; the replica healthy and readmitted within 90 s",
+        recover_within: sec(90),
+        probes: &[Probe::Container, Probe::Admitted],
         reads_must_succeed: true,
+        pool_reads_must_succeed: true,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "replica-pause",
+        title: "Replica's WAL replay paused under write load",
+        service: "postgres-replica-2",
+        fault: Fault::PauseReplay { hold: sec(15) },
+        fault_text: "pause WAL replay on postgres-replica-2 for 15 s while writes go on, then resume it",
+        expectation: "the router ejects the lagging replica (lag over 2 s) and readmits it once it caught up, within 60 s; 0 failed reads",
+        recover_within: sec(60),
+        probes: &[Probe::Admitted],
+        reads_must_succeed: true,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "primary-stop",
+        title: "PostgreSQL primary stopped under load",
+        service: "postgres-primary",
+        fault: Fault::Stop { hold: sec(10) },
+        fault_text: "stop postgres-primary for 10 s once the load flows, then start it again",
+        expectation: "writes fail fast with a clear error (the first within 5 s), reads carry on from the replicas (0 failed), every acknowledged write is on the primary afterwards, writes resume within 90 s",
+        recover_within: sec(90),
+        probes: &[Probe::Container, Probe::Primary],
+        reads_must_succeed: true,
+        pool_reads_must_succeed: false,
+        writes_fail_within: Some(sec(5)),
+    },
+    Drill {
+        name: "haproxy-stop",
+        title: "HAProxy read pool down",
+        service: "haproxy",
+        fault: Fault::Stop { hold: sec(10) },
+        fault_text: "stop haproxy for 10 s once the load flows, then start it again",
+        expectation: "the router's own reads unaffected (0 failed); HAProxy's read pool serves again within 60 s",
+        recover_within: sec(60),
+        probes: &[Probe::Container, Probe::ReadPool],
+        reads_must_succeed: true,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "alertmanager-kill",
+        title: "Any container killed: the healer brings it back",
+        service: "alertmanager",
+        fault: Fault::Kill,
+        fault_text: "SIGKILL alertmanager; nobody restarts it but the supervisor's healer (first backoff 1 s, then 2, 4 … 60 s)",
+        expectation: "the healer restarts it and it is healthy again within 60 s; 0 events lost",
+        recover_within: sec(60),
+        probes: &[Probe::Container],
+        reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
     },
 ];
 
@@ -92,6 +235,13 @@ const LOAD_SECS: u64 = 30;
 const FAULT_AT: Duration = Duration::from_secs(5);
 /// How long the load may take to be flowing before the drill gives up without a fault.
 const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a drill waits for its target to be healthy before it starts (the previous
+/// drill's recovery may still be settling, e.g. a broker catching up its ISR).
+const SETTLE_BEFORE: Duration = Duration::from_secs(90);
+/// Each read or write of the load gives up after this long (and counts as failed).
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Samples kept for the charts (500 ms apart: 5 minutes).
+const MAX_SAMPLES: usize = 600;
 
 pub fn find(name: &str) -> Result<&'static Drill, AppError> {
     DRILLS.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -117,18 +267,106 @@ pub fn new_run(d: &Drill, actor: &str) -> DrillRun {
     }
 }
 
+impl Services {
+    /// Applies `fault` to `target`.
+    async fn inject(&self, fault: Fault, target: &str) -> Result<(), String> {
+        let sup = || self.supervisor().map_err(|e| e.to_string());
+        match fault {
+            Fault::Kill => sup()?.kill(target).await.map_err(|e| e.to_string()),
+            Fault::Stop { .. } => sup()?.stop(target).await.map_err(|e| e.to_string()),
+            Fault::Isolate { .. } => sup()?.disconnect(target).await.map_err(|e| e.to_string()),
+            Fault::PauseReplay { .. } => self.db.set_replay_paused(target, true).await.map_err(|e| e.to_string()),
+            Fault::Crash { .. } => self.streams.abort(target).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Removes `fault` from `target`; idempotent (undoing twice, or undoing what the
+    /// healer already repaired, is fine).
+    async fn undo(&self, fault: Fault, target: &str) -> Result<(), String> {
+        let sup = || self.supervisor().map_err(|e| e.to_string());
+        match fault {
+            Fault::Kill | Fault::Stop { .. } => sup()?.start(target).await.map_err(|e| e.to_string()),
+            Fault::Isolate { .. } => sup()?.reconnect(target).await.map_err(|e| e.to_string()),
+            Fault::PauseReplay { .. } => self.db.set_replay_paused(target, false).await.map_err(|e| e.to_string()),
+            Fault::Crash { .. } => match self.streams.start(target) {
+                Ok(()) | Err(crate::streams::StreamsError::AlreadyRunning { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// `Ok` when `probe` finds `target` healthy, else why not.
+    async fn probe(&self, probe: Probe, target: &str, brokers: usize) -> Result<(), String> {
+        match probe {
+            Probe::Container => {
+                let st = self.supervisor().map_err(|e| e.to_string())?.status_of(target).await.map_err(|e| e.to_string())?;
+                if st.level() == "ok" {
+                    Ok(())
+                } else {
+                    Err(format!("{target} is {}/{}", st.state, st.health))
+                }
+            }
+            Probe::Cluster => {
+                let h = crate::streams::cluster_health(self.streams.brokers()).await.map_err(|e| e.to_string())?;
+                if h.brokers >= brokers && h.under_replicated == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{} of {brokers} brokers live, {} partitions short of their ISR", h.brokers, h.under_replicated))
+                }
+            }
+            Probe::Admitted => match self.db.status().replicas.into_iter().find(|r| r.name == target).map(|r| r.admission) {
+                Some(app::api::Admission::In) => Ok(()),
+                Some(app::api::Admission::Out { reason, .. }) => Err(format!("{target} out of the read pool: {reason}")),
+                None => Err(format!("{target} is not a replica of the router")),
+            },
+            Probe::Primary => match tokio::time::timeout(Duration::from_secs(2), self.db.write_lsn()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the primary did not answer within 2 s".into()),
+            },
+            Probe::ReadPool => read_pool_once(&self.config.postgres.read_pool).await,
+            Probe::Processor => {
+                if self.streams.not_running().iter().any(|n| n == target) {
+                    Err(format!("{target} is not running"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// One new connection through HAProxy's read pool and one query, as its clients do.
+async fn read_pool_once(url: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let attempt = async {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut c).await?;
+        let _ = c.close().await;
+        Ok::<_, sqlx::Error>(())
+    };
+    match tokio::time::timeout(OP_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("read pool: {e}")),
+        Err(_) => Err(format!("read pool: no answer within {} s", OP_TIMEOUT.as_secs())),
+    }
+}
+
 /// Undoes every fault a drill applied and never undid (the control plane died mid-drill).
 /// Returns what it did, one line per fault.
 pub async fn undo_pending(svc: &Services) -> Vec<String> {
     let Ok(pending) = svc.store.pending_faults().await else { return vec![] };
     let mut done = vec![];
     for (id, drill, service, fault) in pending {
-        let r = match svc.supervisor() {
-            Ok(sup) => sup.start(&service).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let kind = DRILLS.iter().map(|d| d.fault).find(|f| f.name() == fault);
+        let r = match kind {
+            // A crashed processor died with the control plane; this one starts its own.
+            Some(Fault::Crash { .. }) => Ok("nothing to undo: processors run in the control plane that died".to_string()),
+            Some(f) => svc.undo(f, &service).await.map(|()| format!("{service} restored")),
+            None => Err(format!("unknown fault {fault:?}")),
         };
         let line = match &r {
-            Ok(()) => format!("{drill}: {fault} of {service} undone at start-up ({service} started)"),
+            Ok(how) => format!("{drill}: {fault} of {service} undone at start-up ({how})"),
             Err(e) => format!("{drill}: {fault} of {service} could not be undone at start-up: {e}"),
         };
         tracing::warn!("{line}");
@@ -148,30 +386,66 @@ struct DbLoad {
     writes_failed: AtomicU64,
     reads_ok: AtomicU64,
     reads_failed: AtomicU64,
+    pool_ok: AtomicU64,
+    pool_failed: AtomicU64,
     by: Mutex<BTreeMap<String, u64>>,
+    /// Ids of the rows whose INSERT was acknowledged.
+    acked: Mutex<Vec<i64>>,
+    /// When each of the first failed writes failed, and why.
+    write_errors: Mutex<Vec<(Instant, String)>>,
 }
 
-/// One write on the primary and one read through the router every 100 ms until `stop`.
+fn count(ok: bool, yes: &AtomicU64, no: &AtomicU64) {
+    if ok { yes } else { no }.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Until `stop`, every 100 ms each: one write on the primary, one read through the router,
+/// one read through HAProxy's read pool. Three loops, so one that hangs holds no other.
 async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken) {
     let _ = sqlx::query("CREATE TABLE IF NOT EXISTS bss_drill_load (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
         .execute(svc.db.write())
         .await;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    while !stop.is_cancelled() {
-        tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
-        let w = tokio::time::timeout(Duration::from_secs(3), sqlx::query("INSERT INTO bss_drill_load DEFAULT VALUES").execute(svc.db.write())).await;
-        let counter = if matches!(w, Ok(Ok(_))) { &load.writes_ok } else { &load.writes_failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let read = svc.db.read(|p| boxed(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bss_drill_load WHERE id > 0").fetch_one(p)));
-        match tokio::time::timeout(Duration::from_secs(3), read).await {
-            Ok(Ok((who, _))) => {
-                load.reads_ok.fetch_add(1, Ordering::Relaxed);
-                *load.by.lock().unwrap().entry(who).or_default() += 1;
-            }
-            _ => {
-                load.reads_failed.fetch_add(1, Ordering::Relaxed);
+    let every = || tokio::time::interval(Duration::from_millis(100));
+    let writes = async {
+        let mut tick = every();
+        while !stop.is_cancelled() {
+            tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
+            let w = tokio::time::timeout(OP_TIMEOUT, sqlx::query_scalar::<_, i64>("INSERT INTO bss_drill_load DEFAULT VALUES RETURNING id").fetch_one(svc.db.write())).await;
+            count(matches!(w, Ok(Ok(_))), &load.writes_ok, &load.writes_failed);
+            match w {
+                Ok(Ok(id)) => load.acked.lock().unwrap().push(id),
+                Ok(Err(e)) => note_write_error(&load, e.to_string()),
+                Err(_) => note_write_error(&load, format!("no answer within {} s", OP_TIMEOUT.as_secs())),
             }
         }
+    };
+    let reads = async {
+        let mut tick = every();
+        while !stop.is_cancelled() {
+            tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
+            let read = svc.db.read(|p| boxed(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bss_drill_load WHERE id > 0").fetch_one(p)));
+            let r = tokio::time::timeout(OP_TIMEOUT, read).await;
+            if let Ok(Ok((who, _))) = &r {
+                *load.by.lock().unwrap().entry(who.clone()).or_default() += 1;
+            }
+            count(matches!(r, Ok(Ok(_))), &load.reads_ok, &load.reads_failed);
+        }
+    };
+    let pool = async {
+        let mut tick = every();
+        while !stop.is_cancelled() {
+            tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
+            let r = read_pool_once(&svc.config.postgres.read_pool).await;
+            count(r.is_ok(), &load.pool_ok, &load.pool_failed);
+        }
+    };
+    tokio::join!(writes, reads, pool);
+}
+
+fn note_write_error(load: &DbLoad, why: String) {
+    let mut errors = load.write_errors.lock().unwrap();
+    if errors.len() < 100 {
+        errors.push((Instant::now(), why));
     }
 }
 
@@ -221,9 +495,23 @@ impl Services {
         if !down.is_empty() {
             return Err(format!("processors not running: {} (start them on the Streams page)", down.join(", ")));
         }
-        let st = sup.status_of(d.service).await.map_err(|e| e.to_string())?;
-        if st.level() != "ok" {
-            return Err(format!("{} is {}/{} before the drill: nothing to measure", d.service, st.state, st.health));
+        let brokers = self.streams.brokers().split(',').filter(|b| !b.trim().is_empty()).count();
+        // The target must be healthy by every probe first, or there is nothing to measure.
+        let settle_by = Instant::now() + SETTLE_BEFORE;
+        loop {
+            let mut why = vec![];
+            for p in d.probes {
+                if let Err(e) = self.probe(*p, d.service, brokers).await {
+                    why.push(e);
+                }
+            }
+            if why.is_empty() {
+                break;
+            }
+            if Instant::now() > settle_by || cancel.is_cancelled() {
+                return Err(format!("not healthy before the drill ({}): nothing to measure", why.join("; ")));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         // The healer only acts on a stack this control plane wants up.
         sup.want_up();
@@ -246,10 +534,26 @@ impl Services {
             s.writes_failed = db.writes_failed.load(Ordering::Relaxed);
             s.reads_ok = db.reads_ok.load(Ordering::Relaxed);
             s.reads_failed = db.reads_failed.load(Ordering::Relaxed);
+            s.pool_reads_ok = db.pool_ok.load(Ordering::Relaxed);
+            s.pool_reads_failed = db.pool_failed.load(Ordering::Relaxed);
             s.reads_by = db.by.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
             s.elapsed_ms = t0.elapsed().as_millis() as u64;
+            if s.samples.len() < MAX_SAMPLES {
+                s.samples.push(DrillSample {
+                    at_ms: s.elapsed_ms,
+                    processed: demo.processed + demo.dlq,
+                    reads_ok: s.reads_ok,
+                    reads_failed: s.reads_failed,
+                    writes_ok: s.writes_ok,
+                    writes_failed: s.writes_failed,
+                    pool_reads_ok: s.pool_reads_ok,
+                    pool_reads_failed: s.pool_reads_failed,
+                });
+            }
         };
-        note(format!("load started: {LOAD_RATE} events/s for {LOAD_SECS} s through both processors, 10 writes + 10 reads/s through the router"));
+        note(format!(
+            "load started: {LOAD_RATE} events/s for {LOAD_SECS} s through both processors; 10 writes, 10 router reads and 10 HAProxy reads per second"
+        ));
 
         // The fault goes in once the load is steady: FAULT_AT after the start at the
         // earliest, and only once events come out of the processors (the observer has
@@ -275,17 +579,15 @@ impl Services {
                 note(format!("the load did not start: {why}; no fault injected"));
                 return Err(format!("the drill's load did not start ({why}); no fault was injected"));
             }
-            tokio::select! { _ = cancel.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(250)) => {} }
+            let demo = demo_state.lock().unwrap().clone();
+            publish(&mut state.lock().unwrap(), &demo);
+            tokio::select! { _ = cancel.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(500)) => {} }
         }
         // The fault, recorded before it is applied.
         let mut injected = None;
         if steady && !cancel.is_cancelled() {
             let id = self.store.record_fault(d.name, d.service, d.fault.name()).await.map_err(|e| format!("fault journal: {e}"))?;
-            let applied = match d.fault {
-                Fault::Kill => sup.kill(d.service).await,
-                Fault::Stop { .. } => sup.stop(d.service).await,
-            };
-            match applied {
+            match self.inject(d.fault, d.service).await {
                 Ok(()) => {
                     injected = Some((id, Instant::now()));
                     note(format!("fault injected: {} {}", d.fault.name(), d.service));
@@ -297,29 +599,32 @@ impl Services {
             }
         }
 
-        // Watch: detection (the engine's event feed, the router's admission), the fault's
-        // removal, recovery (only after the service was seen down: a kill takes a moment).
-        let mut detected = false;
-        let mut router_saw = false;
+        // Watch: detection (the engine's event feed, each probe), the fault's removal,
+        // recovery (every probe healthy again, once the fault was seen).
         let mut seen_down = false;
-        let mut removed = !matches!(d.fault, Fault::Stop { .. });
+        let mut degraded = vec![false; d.probes.len()];
+        let mut back = vec![false; d.probes.len()];
+        let mut removed = d.fault.hold().is_none();
         let mut recovered = false;
         let deadline = Instant::now() + d.recover_within;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
+        let detect = |what: String, since: Instant| {
+            let mut s = state.lock().unwrap();
+            if s.detected_ms.is_none() {
+                s.detected_ms = Some(since.elapsed().as_millis() as u64);
+            }
+            drop(s);
+            note(what);
+        };
         while let Some((_, since)) = injected.filter(|_| !recovered) {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 ev = events.recv() => {
                     if let Ok(ev) = ev.as_ref().map_err(|_| ()).and_then(|e| if e.service == d.service { Ok(e) } else { Err(()) }) {
                         // The injection's own events (kill, stop) are not detection.
-                        let sign = ev.kind == "die" || ev.kind.contains("unhealthy");
-                        if sign {
+                        if (ev.kind == "die" || ev.kind.contains("unhealthy")) && !seen_down {
                             seen_down = true;
-                        }
-                        if sign && !detected {
-                            detected = true;
-                            state.lock().unwrap().detected_ms = Some(since.elapsed().as_millis() as u64);
-                            note(format!("detected by the supervisor: {}", ev.message));
+                            detect(format!("detected by the supervisor: {}", ev.message), since);
                         }
                         if ev.kind == "healed" {
                             note(format!("restarted by the healer: {}", ev.message));
@@ -327,36 +632,38 @@ impl Services {
                     }
                 }
                 _ = poll.tick() => {
-                    if let Fault::Stop { hold } = d.fault {
+                    if let Some(hold) = d.fault.hold() {
                         if !removed && since.elapsed() >= hold {
                             removed = true;
-                            match sup.start(d.service).await {
-                                Ok(()) => note(format!("fault removed: {} started", d.service)),
+                            match self.undo(d.fault, d.service).await {
+                                Ok(()) => note(format!("fault removed: {} {} undone", d.fault.name(), d.service)),
                                 Err(e) => note(format!("fault removal failed: {e}")),
                             }
                         }
                     }
-                    if !router_saw {
-                        if let Some(r) = self.db.status().replicas.into_iter().find(|r| r.name == d.service) {
-                            if r.admission != app::api::Admission::In {
-                                router_saw = true;
-                                note(format!("detected by the router: {} out of the read pool", d.service));
+                    let mut all_ok = true;
+                    for (i, p) in d.probes.iter().enumerate() {
+                        match self.probe(*p, d.service, brokers).await {
+                            Err(why) => {
+                                all_ok = false;
+                                if !degraded[i] {
+                                    degraded[i] = true;
+                                    seen_down = true;
+                                    detect(format!("detected by {}: {why}", p.who()), since);
+                                }
                             }
+                            Ok(()) if degraded[i] && removed && !back[i] => {
+                                back[i] = true;
+                                note(format!("{} sees {} back ({:.1} s after the fault)", p.who(), d.service, since.elapsed().as_secs_f64()));
+                            }
+                            Ok(()) => {}
                         }
                     }
-                    let status = sup.status_of(d.service).await;
-                    if status.as_ref().is_ok_and(|st| st.level() != "ok") {
-                        seen_down = true;
-                    }
-                    if removed && seen_down {
-                        if let Ok(st) = status {
-                            if st.level() == "ok" {
-                                recovered = true;
-                                let ms = since.elapsed().as_millis() as u64;
-                                state.lock().unwrap().recovered_ms = Some(ms);
-                                note(format!("recovered: {} running and healthy, {:.1} s after the fault", d.service, ms as f64 / 1000.0));
-                            }
-                        }
+                    if removed && seen_down && all_ok {
+                        recovered = true;
+                        let ms = since.elapsed().as_millis() as u64;
+                        state.lock().unwrap().recovered_ms = Some(ms);
+                        note(format!("recovered: {} healthy by every probe, {:.1} s after the fault", d.service, ms as f64 / 1000.0));
                     }
                     if !recovered && Instant::now() > deadline {
                         note(format!("not recovered within {} s", d.recover_within.as_secs()));
@@ -368,11 +675,11 @@ impl Services {
             }
         }
         // A drill always undoes its fault: on cancel, on a timeout, and when it went well.
-        if let Some((id, _)) = injected {
-            let undo = if recovered { Ok(()) } else { sup.start(d.service).await.map_err(|e| e.to_string()) };
+        if let Some((id, since)) = injected {
+            let undo = if recovered { Ok(()) } else { self.undo(d.fault, d.service).await };
             let result = match &undo {
                 Ok(()) if recovered => "recovered".to_string(),
-                Ok(()) => format!("{} started by the drill", d.service),
+                Ok(()) => format!("{} {} undone by the drill", d.fault.name(), d.service),
                 Err(e) => format!("undo failed: {e}"),
             };
             if undo.is_ok() {
@@ -381,23 +688,51 @@ impl Services {
             if !recovered {
                 note(format!("fault undone by the drill: {result}"));
             }
+            // Fault → the first write that failed: how fast a client learns the primary is gone.
+            if let Some((when, why)) = db.write_errors.lock().unwrap().iter().find(|(w, _)| *w >= since).cloned() {
+                let mut s = state.lock().unwrap();
+                s.first_write_error_ms = Some(when.duration_since(since).as_millis() as u64);
+                s.first_write_error = why;
+            }
         }
 
         // The load runs to its end (the demo waits for the last events), then the counts.
         let demo = demo_task.await.map_err(|e| format!("load: {e}"))?;
         stop_load.cancel();
         let _ = db_task.await;
-        publish(&mut state.lock().unwrap(), &demo);
+        // Nothing acknowledged is lost: every acknowledged write is on the primary.
+        let acked = db.acked.lock().unwrap().clone();
+        let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bss_drill_load WHERE id = ANY($1)").bind(&acked).fetch_one(self.db.write());
+        let missing = match tokio::time::timeout(Duration::from_secs(10), check).await {
+            Ok(Ok(n)) => Some((acked.len() as u64).saturating_sub(n as u64)),
+            Ok(Err(e)) => {
+                note(format!("acknowledged writes could not be checked: {e}"));
+                None
+            }
+            Err(_) => {
+                note("acknowledged writes could not be checked: the primary did not answer within 10 s".into());
+                None
+            }
+        };
+        {
+            let mut s = state.lock().unwrap();
+            publish(&mut s, &demo);
+            s.acked_writes_missing = missing;
+        }
         note(format!(
-            "load finished: {} produced, {} processed, {} DLQ, {} lost; reads {} ok / {} failed, writes {} ok / {} failed",
+            "load finished: {} produced, {} processed, {} DLQ, {} lost, {} duplicates; router reads {} ok / {} failed, HAProxy reads {} ok / {} failed, writes {} ok / {} failed, {} acknowledged writes missing",
             demo.produced,
             demo.processed,
             demo.dlq,
             demo.lost,
+            demo.duplicates,
             db.reads_ok.load(Ordering::Relaxed),
             db.reads_failed.load(Ordering::Relaxed),
+            db.pool_ok.load(Ordering::Relaxed),
+            db.pool_failed.load(Ordering::Relaxed),
             db.writes_ok.load(Ordering::Relaxed),
-            db.writes_failed.load(Ordering::Relaxed)
+            db.writes_failed.load(Ordering::Relaxed),
+            missing.map_or("?".to_string(), |m| m.to_string())
         ));
         Ok(())
     }
@@ -407,17 +742,44 @@ impl Services {
 pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
     let mut failed = vec![];
     if r.recovered_ms.is_none() {
-        failed.push(format!("{} not healthy again within {} s", d.service, d.recover_within.as_secs()));
+        failed.push(format!("{} not recovered within {} s", d.service, d.recover_within.as_secs()));
     }
     if r.events.status != "passed" || r.events.lost > 0 {
         failed.push(format!("{} of {} events lost ({})", r.events.lost, r.events.produced, r.events.message));
     }
     if d.reads_must_succeed && r.reads_failed > 0 {
-        failed.push(format!("{} of {} reads failed", r.reads_failed, r.reads_failed + r.reads_ok));
+        failed.push(format!("{} of {} reads through the router failed", r.reads_failed, r.reads_failed + r.reads_ok));
+    }
+    if d.pool_reads_must_succeed && r.pool_reads_failed > 0 {
+        failed.push(format!("{} of {} reads through HAProxy's read pool failed", r.pool_reads_failed, r.pool_reads_failed + r.pool_reads_ok));
+    }
+    match r.acked_writes_missing {
+        Some(0) => {}
+        Some(n) => failed.push(format!("{n} of {} acknowledged writes missing from the primary", r.writes_ok)),
+        None => failed.push("acknowledged writes could not be checked".into()),
+    }
+    if let Some(limit) = d.writes_fail_within {
+        match r.first_write_error_ms {
+            Some(ms) if ms <= limit.as_millis() as u64 => {}
+            Some(ms) => failed.push(format!("the first write failed {:.1} s after the fault (expected within {} s)", ms as f64 / 1000.0, limit.as_secs())),
+            None => failed.push("no write failed while the primary was down".into()),
+        }
     }
     let rec = r.recovered_ms.map(|ms| format!("recovered in {:.1} s", ms as f64 / 1000.0)).unwrap_or_default();
     if failed.is_empty() {
-        ("passed".into(), format!("as expected: 0 of {} events lost, {rec}, {} of {} reads ok", r.events.produced, r.reads_ok, r.reads_ok + r.reads_failed))
+        let mut why = format!(
+            "as expected: 0 of {} events lost ({} duplicates), {rec}; router reads {} of {} ok, HAProxy reads {} of {} ok",
+            r.events.produced,
+            r.events.duplicates,
+            r.reads_ok,
+            r.reads_ok + r.reads_failed,
+            r.pool_reads_ok,
+            r.pool_reads_ok + r.pool_reads_failed
+        );
+        if let Some(ms) = r.first_write_error_ms {
+            why.push_str(&format!("; first failed write {:.1} s after the fault: {}", ms as f64 / 1000.0, r.first_write_error));
+        }
+        ("passed".into(), why)
     } else {
         ("failed".into(), failed.join("; "))
     }
@@ -425,6 +787,36 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
 
 pub fn summary(r: &DrillRun) -> String {
     format!("{} {}: {}", r.drill, r.status, r.verdict)
+}
+
+fn secs(ms: Option<u64>) -> String {
+    ms.map_or("–".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+}
+
+/// The runs as a table: drill, load, lost, duplicated, failed requests, detection and
+/// recovery times, verdict (what `bss-control drill all` prints).
+pub fn table(runs: &[DrillRun]) -> String {
+    let mut out = format!(
+        "{:<18} {:<9} {:>24} {:>5} {:>5} {:>22} {:>8} {:>8}  {}\n",
+        "drill", "status", "load (events/reads/writes)", "lost", "dup", "failed (rd/pool/wr)", "detect", "recover", "verdict"
+    );
+    for r in runs {
+        let load = format!("{}/{}/{}", r.events.produced, r.reads_ok + r.reads_failed + r.pool_reads_ok + r.pool_reads_failed, r.writes_ok + r.writes_failed);
+        let failed = format!("{}/{}/{}", r.reads_failed, r.pool_reads_failed, r.writes_failed);
+        out.push_str(&format!(
+            "{:<18} {:<9} {:>24} {:>5} {:>5} {:>22} {:>8} {:>8}  {}\n",
+            r.drill,
+            r.status,
+            load,
+            r.events.lost,
+            r.events.duplicates,
+            failed,
+            secs(r.detected_ms),
+            secs(r.recovered_ms),
+            r.verdict
+        ));
+    }
+    out
 }
 
 /// What the Drills page asks: the drills, runs, starting and cancelling one.
@@ -477,6 +869,8 @@ mod tests {
             recovered_ms: recovered,
             reads_ok: 100,
             reads_failed,
+            writes_ok: 50,
+            acked_writes_missing: Some(0),
             events: DemoRun { status: if lost == 0 { "passed" } else { "failed" }.into(), produced: 6000, lost, ..Default::default() },
             ..Default::default()
         }
@@ -490,7 +884,44 @@ mod tests {
         assert_eq!(verdict(replica, &run(Some(9000), 0, 3)).0, "failed");
         let (s, why) = verdict(broker, &run(None, 2, 0));
         assert_eq!(s, "failed");
-        assert!(why.contains("not healthy again") && why.contains("2 of 6000 events lost"), "{why}");
+        assert!(why.contains("not recovered") && why.contains("2 of 6000 events lost"), "{why}");
         assert!(find("nope").is_err());
+
+        // Nothing acknowledged may go missing, and it must have been checked.
+        let mut r = run(Some(9000), 0, 0);
+        r.acked_writes_missing = Some(2);
+        assert!(verdict(broker, &r).1.contains("2 of 50 acknowledged writes missing"));
+        r.acked_writes_missing = None;
+        assert_eq!(verdict(broker, &r).0, "failed");
+
+        // The primary drill wants writes to fail, and fast.
+        let primary = find("primary-stop").unwrap();
+        let mut r = run(Some(20_000), 0, 0);
+        assert!(verdict(primary, &r).1.contains("no write failed"));
+        r.first_write_error_ms = Some(7_000);
+        assert!(verdict(primary, &r).1.contains("7.0 s after the fault"));
+        r.first_write_error_ms = Some(1_200);
+        assert_eq!(verdict(primary, &r).0, "passed");
+
+        // HAProxy's read pool counts only where the drill promises it.
+        let mut r = run(Some(9000), 0, 0);
+        r.pool_reads_failed = 4;
+        assert_eq!(verdict(broker, &r).0, "passed");
+        assert!(verdict(replica, &r).1.contains("4 of 4 reads through HAProxy"));
+    }
+
+    #[test]
+    fn every_drill_is_named_once_and_can_be_undone() {
+        let mut names: Vec<_> = DRILLS.iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DRILLS.len());
+        for d in DRILLS {
+            assert!(!d.probes.is_empty(), "{}: a drill needs a way to see recovery", d.name);
+            // The journal stores the fault's name; start-up finds the fault again by it.
+            assert!(DRILLS.iter().any(|o| o.fault.name() == d.fault.name()));
+        }
+        let t = table(&[run(Some(1500), 0, 0)]);
+        assert!(t.lines().count() == 2 && t.contains("1.5 s"), "{t}");
     }
 }

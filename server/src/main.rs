@@ -62,8 +62,9 @@ enum Command {
         json: bool,
     },
     /// Run a fault drill against the running stack (starts both processors and the healer
-    /// in this process); exit 1 when the drill's expectation fails. Drills: broker-kill,
-    /// replica-stop.
+    /// in this process); exit 1 when the drill's expectation fails. NAME is one of
+    /// broker-kill, broker-isolate, processor-crash, replica-stop, replica-pause,
+    /// primary-stop, haproxy-stop, alertmanager-kill, or `all` (each in turn, then a table).
     Drill {
         name: String,
         #[arg(long)]
@@ -210,10 +211,12 @@ async fn demo_cli(config: Config, events: u64, rate: u64, malformed_every: u64, 
     Ok(())
 }
 
-/// `bss-control drill NAME`: one drill with both processors and the healer in this process,
-/// the timeline on stderr as it happens; Ctrl-C cancels (and undoes the fault).
+/// `bss-control drill NAME|all`: drills with both processors and the healer in this
+/// process, each timeline on stderr as it happens; Ctrl-C cancels (and undoes the fault).
+/// `all` runs every drill in turn and prints the table (JSON: the list of runs).
 async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<()> {
-    let drill = server::drills::find(&name).map_err(|e| anyhow::anyhow!(e))?;
+    let drills: Vec<&'static server::drills::Drill> =
+        if name == "all" { server::drills::DRILLS.iter().collect() } else { vec![server::drills::find(&name).map_err(|e| anyhow::anyhow!(e))?] };
     let every = humantime::parse_duration(&config.stack.heal_interval).unwrap_or(std::time::Duration::from_secs(10));
     let services = cli_services(config).await?;
     for line in server::drills::undo_pending(&services).await {
@@ -227,33 +230,43 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
     if let Ok(sup) = services.supervisor() {
         tokio::spawn(sup.run(background.clone(), every));
     }
-    let state = std::sync::Arc::new(std::sync::Mutex::new(server::drills::new_run(drill, "cli")));
     let cancel = cancel_on_ctrl_c();
-    let progress = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut shown = 0;
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                let s = state.lock().unwrap().clone();
-                for t in s.timeline.iter().skip(shown) {
-                    eprintln!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
+    let mut runs = vec![];
+    for drill in drills {
+        if cancel.is_cancelled() {
+            break;
+        }
+        eprintln!("drill {}: {}", drill.name, drill.title);
+        let state = std::sync::Arc::new(std::sync::Mutex::new(server::drills::new_run(drill, "cli")));
+        let progress = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut shown = 0;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let s = state.lock().unwrap().clone();
+                    for t in s.timeline.iter().skip(shown) {
+                        eprintln!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
+                    }
+                    shown = s.timeline.len();
                 }
-                shown = s.timeline.len();
-            }
-        })
-    };
-    let run = services.run_drill(drill, state, cancel).await;
-    progress.abort();
+            })
+        };
+        let run = services.run_drill(drill, state, cancel.clone()).await;
+        progress.abort();
+        services.store.audit("cli", "drill.finished", &run.drill, &run.status, serde_json::json!({"verdict": run.verdict})).await?;
+        eprintln!("drill {}", server::drills::summary(&run));
+        runs.push(run);
+    }
     background.cancel();
     services.streams.stop_all().await;
-    services.store.audit("cli", "drill.finished", &run.drill, &run.status, serde_json::json!({"verdict": run.verdict})).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+        let out = if name == "all" { serde_json::to_string_pretty(&runs)? } else { serde_json::to_string_pretty(&runs.first())? };
+        println!("{out}");
     } else {
-        println!("drill {}: {}", run.status, server::drills::summary(&run));
+        print!("{}", server::drills::table(&runs));
     }
-    if run.status != "passed" {
+    if runs.iter().any(|r| r.status != "passed") {
         std::process::exit(1);
     }
     Ok(())

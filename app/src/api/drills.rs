@@ -46,6 +46,36 @@ pub struct DrillRun {
     /// Fault injected → the service running and healthy again.
     pub recovered_ms: Option<u64>,
     pub elapsed_ms: u64,
+    /// Reads through HAProxy's read pool (a new connection each, as its clients make them).
+    #[serde(default)]
+    pub pool_reads_ok: u64,
+    #[serde(default)]
+    pub pool_reads_failed: u64,
+    /// Fault injected → the first write that failed, and its error (what a client saw).
+    #[serde(default)]
+    pub first_write_error_ms: Option<u64>,
+    #[serde(default)]
+    pub first_write_error: String,
+    /// Writes acknowledged during the drill and missing from the primary afterwards
+    /// (`None` when they could not be checked).
+    #[serde(default)]
+    pub acked_writes_missing: Option<u64>,
+    /// Cumulative counts every 500 ms, for the live charts.
+    #[serde(default)]
+    pub samples: Vec<DrillSample>,
+}
+
+/// Cumulative counts of a drill's load at one moment (ms since the drill started).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrillSample {
+    pub at_ms: u64,
+    pub processed: u64,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    pub writes_ok: u64,
+    pub writes_failed: u64,
+    pub pool_reads_ok: u64,
+    pub pool_reads_failed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

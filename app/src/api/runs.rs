@@ -65,6 +65,9 @@ pub struct DemoRun {
     pub dlq: u64,
     /// Produced but neither processed nor dead-lettered when the run ended.
     pub lost: u64,
+    /// Outputs seen again for an input already processed (at-least-once after a crash).
+    #[serde(default)]
+    pub duplicates: u64,
     pub throughput: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,

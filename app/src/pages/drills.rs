@@ -4,8 +4,9 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
+use super::chart::LineChart;
 use crate::{
-    api::{DrillRun, DrillsView},
+    api::{DrillRun, DrillSample, DrillsView},
     live::poll_every,
 };
 
@@ -44,6 +45,34 @@ fn secs(ms: Option<u64>) -> String {
     ms.map(|m| format!("{:.1} s", m as f64 / 1000.0)).unwrap_or_else(|| "–".into())
 }
 
+fn missing(m: Option<u64>) -> String {
+    m.map_or_else(|| "not checked".into(), |n| n.to_string())
+}
+
+/// Per-second rates between consecutive samples: (ms since the start, one rate per field).
+fn rates(samples: &[DrillSample], fields: &[fn(&DrillSample) -> u64]) -> Vec<(u64, Vec<f64>)> {
+    samples
+        .windows(2)
+        .map(|w| {
+            let dt = (w[1].at_ms.saturating_sub(w[0].at_ms)).max(1) as f64 / 1000.0;
+            (w[1].at_ms, fields.iter().map(|f| f(&w[1]).saturating_sub(f(&w[0])) as f64 / dt).collect())
+        })
+        .collect()
+}
+
+/// The load while the drill runs: events out, reads and writes per second.
+#[component]
+fn DrillCharts(samples: Vec<DrillSample>) -> impl IntoView {
+    let events = rates(&samples, &[|s| s.processed]);
+    let reads = rates(&samples, &[|s| s.reads_ok, |s| s.reads_failed, |s| s.pool_reads_ok, |s| s.pool_reads_failed]);
+    let writes = rates(&samples, &[|s| s.writes_ok, |s| s.writes_failed]);
+    view! {
+        <LineChart title="Events out of the processors per second".to_string() unit="events/s" names=vec!["processed + DLQ".into()] points=events testid="drill-events-chart".to_string()/>
+        <LineChart title="Reads per second".to_string() unit="reads/s" names=vec!["router ok".into(), "router failed".into(), "HAProxy ok".into(), "HAProxy failed".into()] points=reads testid="drill-reads-chart".to_string()/>
+        <LineChart title="Writes per second".to_string() unit="writes/s" names=vec!["ok".into(), "failed".into()] points=writes testid="drill-writes-chart".to_string()/>
+    }
+}
+
 #[component]
 fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
     let badge = match run.status.as_str() {
@@ -69,11 +98,17 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
                     {row("Healthy again after", secs(run.recovered_ms), prev(|p| secs(p.recovered_ms)), "drill-recovered")}
                     {row("Events produced / processed / DLQ", format!("{} / {} / {}", e.produced, e.processed, e.dlq), prev(|p| format!("{} / {} / {}", p.events.produced, p.events.processed, p.events.dlq)), "drill-events")}
                     {row("Events lost", e.lost.to_string(), prev(|p| p.events.lost.to_string()), "drill-lost")}
-                    {row("Reads ok / failed", format!("{} / {}", run.reads_ok, run.reads_failed), prev(|p| format!("{} / {}", p.reads_ok, p.reads_failed)), "drill-reads")}
+                    {row("Duplicates (outputs seen twice)", e.duplicates.to_string(), prev(|p| p.events.duplicates.to_string()), "drill-duplicates")}
+                    {row("Reads through the router ok / failed", format!("{} / {}", run.reads_ok, run.reads_failed), prev(|p| format!("{} / {}", p.reads_ok, p.reads_failed)), "drill-reads")}
+                    {row("Reads through HAProxy (5435) ok / failed", format!("{} / {}", run.pool_reads_ok, run.pool_reads_failed), prev(|p| format!("{} / {}", p.pool_reads_ok, p.pool_reads_failed)), "drill-pool-reads")}
                     {row("Writes ok / failed", format!("{} / {}", run.writes_ok, run.writes_failed), prev(|p| format!("{} / {}", p.writes_ok, p.writes_failed)), "drill-writes")}
+                    {row("First failed write after", secs(run.first_write_error_ms), prev(|p| secs(p.first_write_error_ms)), "drill-first-write-error")}
+                    {row("Acknowledged writes missing", missing(run.acked_writes_missing), prev(|p| missing(p.acked_writes_missing)), "drill-acked-missing")}
                     {row("Reads served by", run.reads_by.iter().map(|(b, n)| format!("{b} {n}")).collect::<Vec<_>>().join(", "), String::new(), "drill-reads-by")}
                 </tbody>
             </table>
+            {(!run.first_write_error.is_empty()).then(|| view! { <p class="muted">"What a writer saw: " <code>{run.first_write_error.clone()}</code></p> })}
+            <DrillCharts samples=run.samples.clone()/>
             <h3>"Timeline"</h3>
             <ol class="timeline" data-testid="drill-timeline">
                 {run.timeline.iter().map(|t| view! { <li><code>{format!("+{:.1} s", t.at_ms as f64 / 1000.0)}</code> " " {t.what.clone()}</li> }).collect_view()}
@@ -92,7 +127,7 @@ pub fn Drills() -> impl IntoView {
     let result = crate::live::latest_outcome(&[start.value(), cancel.value()]);
     view! {
         <h1>"Drills"</h1>
-        <p class="muted">"Each drill starts its own load (events through both processors, writes and reads through the router), breaks one part of the stack five seconds in, and measures what was lost and how long recovery took. A drill always undoes its fault: when it ends, when it is cancelled, and at the next start of the control plane if it died mid-drill."</p>
+        <p class="muted">"Each drill starts its own load (events through both processors; writes, reads through the router and reads through HAProxy's read pool), breaks one part of the stack once the load flows, and measures what was lost and how long recovery took. A drill always undoes its fault: when it ends, when it is cancelled, and at the next start of the control plane if it died mid-drill."</p>
         <p role="status" data-testid="drill-result">{move || result.get()}</p>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading drills…"</p> }>
             {move || data.get().map(|r| match r {

@@ -343,6 +343,46 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Cuts the service's container off its networks (a drill's partition): it keeps
+    /// running, but neither its peers nor the published ports reach it. Not held: the
+    /// container is running, so the healer has nothing to do; [`Self::reconnect`] undoes it.
+    pub async fn disconnect(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        let name = spec::container_name(&self.project, service);
+        for net in spec::service_networks(&self.file.services[service]) {
+            let req = bollard::models::NetworkDisconnectRequest { container: name.clone(), force: Some(true) };
+            self.docker.disconnect_network(&spec::network_name(&self.project, &net), req).await?;
+        }
+        self.emit(service, "isolated", format!("{name} disconnected from its networks"));
+        Ok(())
+    }
+
+    /// Joins the service's container to each of its networks it is not on, under its
+    /// service name (the alias its peers resolve). Idempotent.
+    pub async fn reconnect(&self, service: &str) -> Result<(), SupervisorError> {
+        self.check_service(service)?;
+        let name = spec::container_name(&self.project, service);
+        let on: BTreeSet<String> = self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await?
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        for net in spec::service_networks(&self.file.services[service]) {
+            let full = spec::network_name(&self.project, &net);
+            if on.contains(&full) {
+                continue;
+            }
+            let endpoint = bollard::models::EndpointSettings { aliases: Some(vec![service.to_string()]), ..Default::default() };
+            let req = bollard::models::NetworkConnectRequest { container: name.clone(), endpoint_config: Some(endpoint) };
+            self.docker.connect_network(&full, req).await?;
+        }
+        self.emit(service, "reconnected", format!("{name} joined its networks again"));
+        Ok(())
+    }
+
     pub async fn restart(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
         self.held.lock().await.remove(service);

@@ -440,6 +440,27 @@ pub async fn broker_count(brokers: &str) -> Result<usize, StreamsError> {
     .map_err(|e| StreamsError::Kafka(format!("metadata: {e}")))
 }
 
+/// The cluster as its metadata shows it: live (unfenced) brokers, and partitions whose
+/// in-sync replicas are fewer than their replicas (a broker out of the ISR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterHealth {
+    pub brokers: usize,
+    pub under_replicated: usize,
+}
+
+pub async fn cluster_health(brokers: &str) -> Result<ClusterHealth, StreamsError> {
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let m = c.fetch_metadata(None, Duration::from_secs(3))?;
+        let under_replicated = m.topics().iter().flat_map(|t| t.partitions()).filter(|p| p.isr().len() < p.replicas().len()).count();
+        Ok::<_, rdkafka::error::KafkaError>(ClusterHealth { brokers: m.brokers().len(), under_replicated })
+    })
+    .await
+    .map_err(|e| StreamsError::Kafka(e.to_string()))?
+    .map_err(|e| StreamsError::Kafka(format!("metadata: {e}")))
+}
+
 fn lag_of(topics: &[TopicPartitionRow], topic: &str, group: &str) -> Option<i64> {
     let lags: Vec<i64> = topics
         .iter()
