@@ -53,8 +53,10 @@ pub const NAV: &[(&str, &str)] = &[
     ("/demo", "Demo"),
     ("/drills", "Drills"),
     ("/audit", "Audit"),
-    ("/users", "Users"),
 ];
+
+/// Entries only an admin can use, shown to admins only (the server refuses the rest anyway).
+pub const ADMIN_NAV: &[(&str, &str)] = &[("/users", "Users")];
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -63,6 +65,7 @@ pub fn App() -> impl IntoView {
     // which is what the end-to-end tests wait for.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
+    let who = Resource::new(|| (), |_| pages::auth::whoami());
     view! {
         <Stylesheet id="leptos" href="/pkg/bss-control.css"/>
         <Title text="bss-control"/>
@@ -86,6 +89,11 @@ pub fn App() -> impl IntoView {
                                 }
                             })
                             .collect_view()}
+                        <Suspense fallback=|| ()>
+                            {move || who.get().and_then(Result::ok).filter(|p| p.may(crate::api::Role::Admin)).map(|_| {
+                                ADMIN_NAV.iter().map(|(path, label)| view! { <li><A href=*path exact=true>{*label}</A></li> }).collect_view()
+                            })}
+                        </Suspense>
                     </ul>
                 </nav>
                 <main id="content">

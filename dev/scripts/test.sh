@@ -87,7 +87,7 @@ export E2E_SHARED_SERVER="env BSS_STREAMS_AUTOSTART=off BSS_STORE_PATH=$E2E_STAT
 # Users of the sign-in server: a fresh random password per run, given on stdin.
 E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 export E2E_PASSWORD
-for u in vera:viewer olga:operator oscar:operator; do
+for u in vera:viewer olga:operator oscar:operator ada:admin; do
   printf '%s\n' "$E2E_PASSWORD" | BSS_STORE_PATH=$E2E_STATE/shared.db "$BIN" user add --name "${u%%:*}" --role "${u##*:}"
 done
 (cd end2end && npx playwright test)

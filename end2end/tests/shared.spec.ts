@@ -63,3 +63,40 @@ test('two operators: the second is refused while the first one\'s action runs, b
   await oscar.goto('/audit?action=stack.down');
   await expect(oscar.getByRole('table', { name: 'Audit log' })).toContainText('olga');
 });
+
+test('an admin adds a user, changes the role and disables them; only an admin sees Users', async ({ browser }) => {
+  const ada = await signIn(browser, 'ada');
+  await hydrated(ada);
+  await ada.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Users', exact: true }).click();
+  await expect(ada.getByRole('heading', { level: 1, name: 'Users' })).toBeVisible();
+  const name = `uma${Date.now() % 1_000_000}`;
+  await ada.getByLabel('New user name').fill(name);
+  await ada.getByLabel('New user role').selectOption('viewer');
+  await ada.getByLabel('New user password').fill(PASSWORD);
+  await ada.getByRole('button', { name: 'Add user' }).click();
+  const result = ada.getByRole('status', { name: 'Last change' });
+  await expect(result).toContainText(`user ${name} added as viewer`);
+  const row = ada.getByRole('table', { name: 'Users' }).getByRole('row', { name, exact: true });
+  await expect(row).toContainText('active');
+
+  // The new user signs in as a viewer: no Users link, and the page itself is refused.
+  const uma = await signIn(browser, name);
+  await hydrated(uma);
+  await expect(uma.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Drills', exact: true })).toBeVisible();
+  await expect(uma.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Users', exact: true })).toHaveCount(0);
+  await uma.goto('/users');
+  await expect(uma.getByRole('alert')).toContainText('admin');
+
+  await row.getByLabel(`Role of ${name}`).selectOption('operator');
+  await expect(result).toContainText(`${name} is now operator`);
+  await row.getByRole('button', { name: 'Disable' }).click();
+  await expect(result).toContainText(`${name} disabled; their sessions ended`);
+  await expect(row).toContainText('disabled');
+  // Their session ended: the next page sends them to sign in, and signing in is refused.
+  await uma.goto('/services');
+  await expect(uma).toHaveURL(/\/login$/);
+  await uma.getByLabel('User name').fill(name);
+  await uma.getByLabel('Password').fill(PASSWORD);
+  await uma.getByRole('button', { name: 'Sign in' }).click();
+  await expect(uma.getByRole('alert')).toContainText('wrong user name or password');
+});
