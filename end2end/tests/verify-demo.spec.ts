@@ -66,6 +66,12 @@ test('Drills: a replica stopped under load, the timeline live, the verdict besid
   // Live: the fault and its removal appear on the timeline while the drill runs.
   const timeline = page.getByTestId('drill-timeline');
   await expect(timeline).toContainText('fault injected: stop postgres-replica-1', { timeout: 30_000 });
+  // The topology shows the faulted part and links to the drill while it runs.
+  const topo = await page.context().newPage();
+  await topo.goto('/topology');
+  await expect(topo.getByTestId('topology-drill')).toContainText('replica-stop running: postgres-replica-1');
+  await expect(topo.locator('[data-service="postgres-replica-1"]')).toHaveClass(/faulted/);
+  await topo.close();
   await expect(timeline).toContainText('fault removed: stop postgres-replica-1 undone', { timeout: 40_000 });
   // Live charts of the load: reads through the router and through HAProxy, per second.
   const reads = page.getByRole('img', { name: 'Reads per second' });

@@ -250,7 +250,7 @@ pub fn find(name: &str) -> Result<&'static Drill, AppError> {
 }
 
 fn info(d: &Drill) -> DrillInfo {
-    DrillInfo { name: d.name.into(), title: d.title.into(), fault: d.fault_text.into(), expectation: d.expectation.into() }
+    DrillInfo { name: d.name.into(), title: d.title.into(), service: d.service.into(), fault: d.fault_text.into(), expectation: d.expectation.into() }
 }
 
 /// The drill in progress or last finished in this process, and how to cancel it.

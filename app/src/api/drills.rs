@@ -7,6 +7,8 @@ use super::{DemoRun, RunSummary};
 pub struct DrillInfo {
     pub name: String,
     pub title: String,
+    /// What it breaks: a compose service, a replica or a stream processor.
+    pub service: String,
     /// What is broken, and how it is undone.
     pub fault: String,
     /// What the product promises while it is broken; the verdict checks it.

@@ -2,7 +2,8 @@
 //! follow the start order (dependencies to the left); solid arrows are traffic (client →
 //! Envoy → control plane; processors ↔ Kafka; router → primary / HAProxy → replicas;
 //! Prometheus → targets → AlertManager), dashed ones are start-order dependencies. Each
-//! node links to the page about it.
+//! node links to the page about it; the target of a running drill is drawn as faulted and
+//! links to the drill.
 use std::collections::HashMap;
 
 use leptos::prelude::*;
@@ -54,6 +55,9 @@ pub fn Topology() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
     let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
+    // A running drill's target is drawn as faulted and links to the drill (drills report
+    // on the same feed, so the tick follows them too).
+    let drills = Resource::new(move || tick.get(), |_| crate::pages::drills::get_drills_view());
     view! {
         <h1>"Topology"</h1>
         <p class="muted">"Solid arrows: traffic. Dashed: start order. Colours: "
@@ -65,6 +69,13 @@ pub fn Topology() -> impl IntoView {
                 Err(e) => crate::error::error_view(&e),
                 Ok(o) if o.error.is_some() => view! { <p class="error" role="alert">{o.error.clone()}</p> }.into_any(),
                 Ok(o) => {
+                    // (node, drill) under a running drill; a processor is part of this control plane.
+                    let faulted = drills.get().and_then(Result::ok).and_then(|v| {
+                        let run = v.current.filter(|c| c.status == "running")?;
+                        let d = v.drills.into_iter().find(|d| d.name == run.drill)?;
+                        let node = if o.services.iter().any(|s| s.service == d.service) { d.service } else { "bss-control".to_string() };
+                        Some((node, run.drill))
+                    });
                     // (name, state line, level) for every node; the two outside nodes first.
                     let mut nodes: Vec<(String, String, &'static str)> = vec![
                         ("client".into(), "browsers, apps".into(), "idle"),
@@ -98,11 +109,21 @@ pub fn Topology() -> impl IntoView {
                             </g>
                         })
                     }).collect_view();
+                    let banner = faulted.clone().map(|(node, drill)| view! {
+                        <p class="banner" role="status" data-testid="topology-drill">
+                            "Drill " <a href="/drills">{drill.clone()}</a> " running: " {node} " is faulted on purpose"
+                        </p>
+                    });
                     let boxes = nodes.into_iter().filter_map(|(name, state, level)| pos.get(&name).map(|&(x, y)| (name, state, level, x, y))).map(|(name, state, level, x, y)| {
+                        let drill = faulted.as_ref().filter(|f| f.0 == name).map(|f| f.1.clone());
+                        let (class, href, state) = match &drill {
+                            Some(d) => (format!("node faulted {level}"), "/drills", format!("drill {d}: {state}")),
+                            None => (format!("node {level}"), page_of(&name), state),
+                        };
                         let label = format!("{name}: {state}");
                         view! {
-                        <a href=page_of(&name)>
-                            <g class=format!("node {level}") data-service=name.clone() role="img" aria-label=label>
+                        <a href=href>
+                            <g class=class data-service=name.clone() role="img" aria-label=label>
                                 <rect x=x y=y width=NODE_W height=NODE_H rx="6"/>
                                 <text x=x + 8.0 y=y + 18.0 class="name">{name.clone()}</text>
                                 <text x=x + 8.0 y=y + 35.0 class="state">{state}</text>
@@ -110,6 +131,7 @@ pub fn Topology() -> impl IntoView {
                         </a>
                     }}).collect_view();
                     view! {
+                        {banner}
                         <svg class="topology" viewBox=format!("0 0 {width} {height}") width=width height=height data-testid="topology">
                             <defs>
                                 <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker>
