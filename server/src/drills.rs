@@ -608,9 +608,12 @@ impl Services {
         let mut injected = None;
         if steady && !cancel.is_cancelled() {
             let id = self.store.record_fault(d.name, d.service, d.fault.name()).await.map_err(|e| format!("fault journal: {e}"))?;
+            // Times count from the moment the fault starts going in: a stop takes effect
+            // (connections terminated) while the engine's call is still running.
+            let at = Instant::now();
             match self.inject(d.fault, d.service).await {
                 Ok(()) => {
-                    injected = Some((id, Instant::now()));
+                    injected = Some((id, at));
                     note(format!("fault injected: {} {}", d.fault.name(), d.service));
                 }
                 Err(e) => {
