@@ -120,6 +120,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     let mut dead: HashSet<Vec<u8>> = HashSet::new();
     let mut lat: Vec<u64> = vec![];
     let mut duplicates = 0u64;
+    let mut lat_at: Vec<(u64, u64)> = vec![];
     let (mut first_out, mut last_out) = (None::<Instant>, None::<Instant>);
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -178,7 +179,9 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map(|d| d.as_millis() as u64);
                 if let Some(t) = input_ms {
-                    lat.push(now_ms().saturating_sub(t));
+                    let at = now_ms();
+                    lat.push(at.saturating_sub(t));
+                    lat_at.push((at, at.saturating_sub(t)));
                 }
             }
         }
@@ -197,7 +200,9 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     (s.p50_ms, s.p95_ms, s.p99_ms) = (percentile(&mut l, 0.50), percentile(&mut l, 0.95), percentile(&mut l, 0.99));
     s.status = outcome.0.into();
     s.message = outcome.1;
-    s.clone()
+    let mut r = s.clone();
+    r.latencies = lat_at;
+    r
 }
 
 /// "5000 produced → 4900 processed + 100 DLQ, 0 lost; 2400 ev/s; p99 35 ms".

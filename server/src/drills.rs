@@ -19,7 +19,7 @@ use std::{
 };
 
 use app::{
-    api::{DemoRun, DrillInfo, DrillRun, DrillSample, DrillsView, Principal, Role, TimelineEntry},
+    api::{DemoRun, DrillInfo, DrillRun, DrillSample, DrillsView, LatencyPhase, Principal, Role, TimelineEntry},
     backend::DrillsApi,
     error::AppError,
 };
@@ -47,7 +47,13 @@ pub enum Fault {
     /// Abort a stream processor's task mid-flight, nothing drained or committed (a crash);
     /// the drill starts it again after `hold`.
     Crash { hold: Duration },
+    /// A slow, lossy link: `tc qdisc … netem` with [`NETEM`] on every interface of the
+    /// container (it needs NET_ADMIN and `tc`) for `hold`; the drill deletes the qdisc.
+    Netem { hold: Duration },
 }
+
+/// What [`Fault::Netem`] does to a link: 100 ms ± 20 ms of delay and 2 % packet loss.
+pub const NETEM: &str = "delay 100ms 20ms loss 2%";
 
 impl Fault {
     pub fn name(self) -> &'static str {
@@ -57,6 +63,7 @@ impl Fault {
             Fault::Isolate { .. } => "isolate",
             Fault::PauseReplay { .. } => "pause-replay",
             Fault::Crash { .. } => "crash",
+            Fault::Netem { .. } => "netem",
         }
     }
 
@@ -65,8 +72,14 @@ impl Fault {
     fn hold(self) -> Option<Duration> {
         match self {
             Fault::Kill => None,
-            Fault::Stop { hold } | Fault::Isolate { hold } | Fault::PauseReplay { hold } | Fault::Crash { hold } => Some(hold),
+            Fault::Stop { hold } | Fault::Isolate { hold } | Fault::PauseReplay { hold } | Fault::Crash { hold } | Fault::Netem { hold } => Some(hold),
         }
+    }
+
+    /// Whether the fault takes its target out (a slow link only slows it: recovery is then
+    /// "removed and every probe healthy", with nothing required to have failed).
+    fn outage(self) -> bool {
+        !matches!(self, Fault::Netem { .. })
     }
 }
 
@@ -144,6 +157,19 @@ pub const DRILLS: &[Drill] = &[
         fault_text: "disconnect kafka-3 from the stack network for 15 s (its peers and the clients lose it; the process keeps running), then reconnect it",
         expectation: "0 events lost; the cluster fences kafka-3 and its partitions' leaders move; after the link is back kafka-3 rejoins every ISR within 120 s",
         recover_within: sec(120),
+        probes: &[Probe::Cluster],
+        reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+    },
+    Drill {
+        name: "broker-slow-link",
+        title: "Slow, lossy link to a Kafka broker under load",
+        service: "kafka-1",
+        fault: Fault::Netem { hold: sec(15) },
+        fault_text: "tc netem on kafka-1's interfaces for 15 s: 100 ms ± 20 ms delay and 2 % packet loss, then removed",
+        expectation: "0 events lost; the events' rate and p99 latency before, during and after shown; the cluster whole again within 60 s of the fault",
+        recover_within: sec(60),
         probes: &[Probe::Cluster],
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
@@ -277,6 +303,20 @@ impl Services {
             Fault::Isolate { .. } => sup()?.disconnect(target).await.map_err(|e| e.to_string()),
             Fault::PauseReplay { .. } => self.db.set_replay_paused(target, true).await.map_err(|e| e.to_string()),
             Fault::Crash { .. } => self.streams.abort(target).map_err(|e| e.to_string()),
+            Fault::Netem { .. } => {
+                let script = format!("for i in $(ls /sys/class/net); do [ \"$i\" = lo ] || tc qdisc replace dev \"$i\" root netem {NETEM} || exit 1; done");
+                self.exec_ok(target, &script).await
+            }
+        }
+    }
+
+    /// Runs a shell script in `target`'s container; an error carries its output.
+    async fn exec_ok(&self, target: &str, script: &str) -> Result<(), String> {
+        let sup = self.supervisor().map_err(|e| e.to_string())?;
+        match sup.exec(target, &["sh", "-c", script]).await {
+            Ok((0, _)) => Ok(()),
+            Ok((code, out)) => Err(format!("in {target}: exit {code}: {out}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -292,6 +332,8 @@ impl Services {
                 Ok(()) | Err(crate::streams::StreamsError::AlreadyRunning { .. }) => Ok(()),
                 Err(e) => Err(e.to_string()),
             },
+            // `del` fails where there is no qdisc to delete: that is the undone state.
+            Fault::Netem { .. } => self.exec_ok(target, "for i in $(ls /sys/class/net); do [ \"$i\" = lo ] || tc qdisc del dev \"$i\" root 2>/dev/null; done; true").await,
         }
     }
 
@@ -549,7 +591,7 @@ impl Services {
             tokio::spawn(async move { crate::demo::run(&me.streams, st, c).await })
         };
         let publish = |s: &mut DrillRun, demo: &DemoRun| {
-            s.events = DemoRun { progress: vec![], ..demo.clone() };
+            s.events = DemoRun { progress: vec![], latencies: vec![], ..demo.clone() };
             s.writes_ok = db.writes_ok.load(Ordering::Relaxed);
             s.writes_failed = db.writes_failed.load(Ordering::Relaxed);
             s.reads_ok = db.reads_ok.load(Ordering::Relaxed);
@@ -606,11 +648,14 @@ impl Services {
         }
         // The fault, recorded before it is applied.
         let mut injected = None;
+        let mut fault_unix = 0;
+        let mut back_unix = None;
         if steady && !cancel.is_cancelled() {
             let id = self.store.record_fault(d.name, d.service, d.fault.name()).await.map_err(|e| format!("fault journal: {e}"))?;
             // Times count from the moment the fault starts going in: a stop takes effect
             // (connections terminated) while the engine's call is still running.
             let at = Instant::now();
+            fault_unix = crate::clock::now_ms();
             match self.inject(d.fault, d.service).await {
                 Ok(()) => {
                     injected = Some((id, at));
@@ -659,6 +704,7 @@ impl Services {
                     if let Some(hold) = d.fault.hold() {
                         if !removed && since.elapsed() >= hold {
                             removed = true;
+                            back_unix = Some(crate::clock::now_ms());
                             match self.undo(d.fault, d.service).await {
                                 Ok(()) => note(format!("fault removed: {} {} undone", d.fault.name(), d.service)),
                                 Err(e) => note(format!("fault removal failed: {e}")),
@@ -686,9 +732,10 @@ impl Services {
                             Ok(()) => {}
                         }
                     }
-                    if removed && seen_down && all_ok {
+                    if removed && (seen_down || !d.fault.outage()) && all_ok {
                         recovered = true;
                         let ms = since.elapsed().as_millis() as u64;
+                        back_unix.get_or_insert(crate::clock::now_ms());
                         state.lock().unwrap().recovered_ms = Some(ms);
                         note(format!("recovered: {} healthy by every probe, {:.1} s after the fault", d.service, ms as f64 / 1000.0));
                     }
@@ -753,6 +800,12 @@ impl Services {
             let mut s = state.lock().unwrap();
             publish(&mut s, &demo);
             s.acked_writes_missing = missing;
+            if injected.is_some() {
+                s.phases = phases(&demo.latencies, fault_unix, back_unix.unwrap_or(u64::MAX));
+            }
+        }
+        for p in state.lock().unwrap().phases.clone() {
+            note(format!("{}: {} events, {:.0}/s, p50 {:.0} ms, p99 {:.0} ms", p.name, p.events, p.per_sec, p.p50_ms, p.p99_ms));
         }
         note(format!(
             "load finished: {} produced, {} processed, {} DLQ, {} lost, {} duplicates; router reads {} ok / {} failed, HAProxy reads {} ok / {} failed, writes {} ok / {} failed, {} acknowledged writes missing",
@@ -771,6 +824,26 @@ impl Services {
         ));
         Ok(())
     }
+}
+
+/// Splits (unix ms observed, latency ms) into before the fault, while it was in (until
+/// it was removed, or the target recovered), and after.
+pub fn phases(latencies: &[(u64, u64)], fault: u64, back: u64) -> Vec<LatencyPhase> {
+    let (first, last) = (latencies.iter().map(|l| l.0).min().unwrap_or(0), latencies.iter().map(|l| l.0).max().unwrap_or(0));
+    [("before", first, fault), ("during", fault, back.min(last + 1)), ("after", back, last + 1)]
+        .into_iter()
+        .map(|(name, from, to)| {
+            let mut v: Vec<u64> = latencies.iter().filter(|l| l.0 >= from && l.0 < to).map(|l| l.1).collect();
+            let secs = to.saturating_sub(from) as f64 / 1000.0;
+            LatencyPhase {
+                name: name.into(),
+                events: v.len() as u64,
+                per_sec: if secs > 0.0 { v.len() as f64 / secs } else { 0.0 },
+                p50_ms: crate::streams::percentile(&mut v, 0.50),
+                p99_ms: crate::streams::percentile(&mut v, 0.99),
+            }
+        })
+        .collect()
 }
 
 /// The verdict against the drill's expectation: (status, why).
@@ -946,6 +1019,18 @@ mod tests {
         r.pool_reads_failed = 4;
         assert_eq!(verdict(broker, &r).0, "passed");
         assert!(verdict(replica, &r).1.contains("4 of 4 reads through HAProxy"));
+    }
+
+    #[test]
+    fn latencies_split_around_the_fault() {
+        let lat: Vec<(u64, u64)> = (0..30).map(|s| (1_000 + s * 1000, if (10..20).contains(&s) { 300 } else { 20 })).collect();
+        let p = phases(&lat, 11_000, 21_000);
+        assert_eq!(p.iter().map(|p| (p.name.as_str(), p.events)).collect::<Vec<_>>(), vec![("before", 10), ("during", 10), ("after", 10)]);
+        assert_eq!((p[0].p99_ms, p[1].p99_ms, p[2].p99_ms), (20.0, 300.0, 20.0));
+        assert!((p[1].per_sec - 1.0).abs() < 1e-9);
+        // Never removed: everything after the fault is "during".
+        let p = phases(&lat, 11_000, u64::MAX);
+        assert_eq!((p[1].events, p[2].events), (20, 0));
     }
 
     #[test]

@@ -63,7 +63,7 @@ enum Command {
     },
     /// Run a fault drill against the running stack (starts both processors and the healer
     /// in this process); exit 1 when the drill's expectation fails. NAME is one of
-    /// broker-kill, broker-isolate, processor-crash, replica-stop, replica-pause,
+    /// broker-kill, broker-isolate, broker-slow-link, processor-crash, replica-stop, replica-pause,
     /// primary-stop, haproxy-stop, alertmanager-kill, or `all` (each in turn, then a table).
     Drill {
         name: String,

@@ -68,6 +68,20 @@ pub struct DrillRun {
     /// Cumulative counts every 500 ms, for the live charts.
     #[serde(default)]
     pub samples: Vec<DrillSample>,
+    /// The events' end-to-end latency and rate before the fault, while it was in, after.
+    #[serde(default)]
+    pub phases: Vec<LatencyPhase>,
+}
+
+/// Outputs observed in one phase of a drill, their rate and end-to-end latency.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPhase {
+    /// `before`, `during` or `after`.
+    pub name: String,
+    pub events: u64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// Cumulative counts of a drill's load at one moment (ms since the drill started).

@@ -76,6 +76,10 @@ pub struct DemoRun {
     pub message: String,
     /// (elapsed ms, produced, processed) every 500 ms, for the progress chart.
     pub progress: Vec<(u64, u64, u64)>,
+    /// (unix ms observed, end-to-end ms) per output, for callers in the server (a drill
+    /// splits them around its fault); never sent to the browser.
+    #[serde(skip)]
+    pub latencies: Vec<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

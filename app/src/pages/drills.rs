@@ -108,6 +108,15 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
                 </tbody>
             </table>
             {(!run.first_write_error.is_empty()).then(|| view! { <p class="muted">"What a writer saw: " <code>{run.first_write_error.clone()}</code></p> })}
+            {(!run.phases.is_empty()).then(|| view! {
+                <table class="services" aria-label="Events before, during and after the fault">
+                    <thead><tr><th>"Events"</th><th>"observed"</th><th>"per second"</th><th>"p50"</th><th>"p99"</th></tr></thead>
+                    <tbody>{run.phases.iter().map(|p| view! {
+                        <tr aria-label=p.name.clone()><td>{format!("{} the fault", p.name)}</td><td>{p.events}</td><td>{format!("{:.0}", p.per_sec)}</td>
+                            <td>{format!("{:.0} ms", p.p50_ms)}</td><td>{format!("{:.0} ms", p.p99_ms)}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            })}
             <DrillCharts samples=run.samples.clone()/>
             <h3>"Timeline"</h3>
             <ol class="timeline" data-testid="drill-timeline">

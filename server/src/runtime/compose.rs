@@ -80,7 +80,14 @@ pub struct ServiceSpec {
     pub container_name: Option<String>,
     #[serde(default)]
     pub stop_grace_period: Option<String>,
+    /// Extra kernel capabilities; only those in [`ALLOWED_CAPS`].
+    #[serde(default)]
+    pub cap_add: Vec<String>,
 }
+
+/// Capabilities a service may add: NET_ADMIN lets a container shape its own network
+/// namespace (the fault drills' `tc netem`), nothing beyond it.
+pub const ALLOWED_CAPS: &[&str] = &["NET_ADMIN"];
 
 /// Compose allows numbers and booleans as environment values.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -284,6 +291,11 @@ impl ComposeFile {
                     _ => return Err(err(name, "healthcheck.test must start with CMD, CMD-SHELL or NONE".into())),
                 }
             }
+            for c in &svc.cap_add {
+                if !ALLOWED_CAPS.contains(&c.trim_start_matches("CAP_")) {
+                    return Err(err(name, format!("cap_add {c:?} is not allowed (allowed: {})", ALLOWED_CAPS.join(", "))));
+                }
+            }
             for (k, u) in &svc.ulimits {
                 if k == "nofile" {
                     let hard = match u { Ulimit::Single(n) => *n, Ulimit::Range { hard, .. } => *hard };
@@ -413,6 +425,17 @@ networks: { bss: }
         let y = "services:\n  a: { image: x, privileged: true }\n";
         let e = ComposeFile::from_str(y, "c.yml").unwrap_err().to_string();
         assert!(e.contains("privileged"), "{e}");
+    }
+
+    #[test]
+    fn only_allowed_capabilities_are_added() {
+        let f = ComposeFile::from_str("services:\n  a: { image: x, cap_add: [NET_ADMIN] }\n", "c").unwrap();
+        assert_eq!(f.services["a"].cap_add, vec!["NET_ADMIN"]);
+        for bad in ["SYS_ADMIN", "ALL", "CAP_SYS_PTRACE"] {
+            let y = format!("services:\n  a: {{ image: x, cap_add: [{bad}] }}\n");
+            let e = ComposeFile::from_str(&y, "c").unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("not allowed"), "{bad}: {e}");
+        }
     }
 
     #[test]

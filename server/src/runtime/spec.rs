@@ -165,6 +165,7 @@ pub fn create_body(
             ulimits: (!ulimits.is_empty()).then_some(ulimits),
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             network_mode: Some(first),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig { endpoints_config: Some(endpoints) }),

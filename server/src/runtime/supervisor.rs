@@ -357,6 +357,33 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Runs `cmd` inside the service's running container (a drill's `tc`); returns its exit
+    /// code and its output (stdout and stderr, at most 4 KiB).
+    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<(i64, String), SupervisorError> {
+        use futures_util::StreamExt;
+        self.check_service(service)?;
+        let name = spec::container_name(&self.project, service);
+        let config = bollard::models::ExecConfig {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            // Inside the container only; `tc` needs it whatever user the service runs as.
+            user: Some("root".into()),
+            ..Default::default()
+        };
+        let id = self.docker.create_exec(&name, config).await?.id;
+        let mut out = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&id, None).await? {
+            while let Some(chunk) = output.next().await {
+                if out.len() < 4096 {
+                    out.push_str(&chunk?.to_string());
+                }
+            }
+        }
+        let code = self.docker.inspect_exec(&id).await?.exit_code.unwrap_or(-1);
+        Ok((code, out.trim().to_string()))
+    }
+
     /// Joins the service's container to each of its networks it is not on, under its
     /// service name (the alias its peers resolve). Idempotent.
     pub async fn reconnect(&self, service: &str) -> Result<(), SupervisorError> {
