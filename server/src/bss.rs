@@ -237,7 +237,7 @@ pub async fn create_customer(svc: &Services, c: NewCustomer, key: Option<&str>) 
             return Ok(Created { row: customer_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
         }
     }
-    let mut tx = svc.db.write().begin().await.map_err(db_err)?;
+    let mut tx = svc.db.writer().map_err(db_err)?.begin().await.map_err(db_err)?;
     let row: Customer = sqlx::query_as(&format!("INSERT INTO customers (name, email, plan) VALUES ($1, $2, $3) RETURNING {CUSTOMER_COLS}"))
         .bind(c.name.trim())
         .bind(&c.email)
@@ -272,7 +272,7 @@ pub async fn create_order(svc: &Services, o: NewOrder, key: Option<&str>) -> Res
             return Ok(Created { row: order_on_primary(&svc.db, id).await?, lsn: lsn_after_commit(&svc.db).await, replayed: true });
         }
     }
-    let mut tx = svc.db.write().begin().await.map_err(db_err)?;
+    let mut tx = svc.db.writer().map_err(db_err)?.begin().await.map_err(db_err)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)").bind(o.customer_id).fetch_one(&mut *tx).await.map_err(db_err)?;
     if !exists {
         return Err(ApiError::Invalid(format!("customer {} does not exist", o.customer_id)));

@@ -94,6 +94,9 @@ pub struct DbRouter {
     fallbacks: AtomicU64,
     retried_reads: AtomicU64,
     primary_state: Mutex<(bool, Option<Lsn>)>,
+    /// Why a check found the primary refusing (refused, reset: gone, not slow), until a
+    /// check gets an answer again; `None` when it answered or was never refused.
+    primary_refused: Mutex<Option<String>>,
     history: Mutex<VecDeque<LagPoint>>,
     /// The primary's WAL position at each check (ms, LSN), 15 min: dates a replica's lag.
     primary_positions: Mutex<VecDeque<(u64, Lsn)>>,
@@ -142,9 +145,21 @@ impl DbRouter {
             fallbacks: AtomicU64::new(0),
             retried_reads: AtomicU64::new(0),
             primary_state: Mutex::new((false, None)),
+            primary_refused: Mutex::new(None),
             history: Mutex::new(VecDeque::new()),
             primary_positions: Mutex::new(VecDeque::new()),
             ryw_waits: tokio::sync::Semaphore::new(RYW_WAITS),
+        }
+    }
+
+    /// The pool for writes, failing at once with the reason when the monitor's last check
+    /// found the primary refusing connections (until one gets an answer again): a writer
+    /// learns "the primary is down" within a check interval instead of waiting out the
+    /// pool's acquire timeout. A check that only timed out (a slow primary) does not close it.
+    pub fn writer(&self) -> Result<&PgPool, DbError> {
+        match self.primary_refused.lock().unwrap().clone() {
+            Some(why) => Err(DbError::PrimaryDown(why)),
+            None => Ok(self.write()),
         }
     }
 
@@ -274,7 +289,15 @@ impl DbRouter {
     /// One monitor pass: the primary's position, then each replica's state and lag.
     pub async fn check_once(&self) {
         let t = self.cfg.check_timeout;
-        let primary_lsn = match tokio::time::timeout(t, sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary)).await {
+        let checked = tokio::time::timeout(t, sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary)).await;
+        // Closed by a refusal, opened by an answer; a timeout changes nothing (the pool may be
+        // retrying a refused connect until its acquire timeout, or the primary is just slow).
+        match &checked {
+            Ok(Ok(_)) => *self.primary_refused.lock().unwrap() = None,
+            Ok(Err(e)) if refused(e) => *self.primary_refused.lock().unwrap() = Some(format!("the primary refused the router's check: {e}")),
+            _ => {}
+        }
+        let primary_lsn = match checked {
             Ok(Ok(s)) => Lsn::parse(&s),
             _ => None,
         };
@@ -389,6 +412,17 @@ impl DbRouter {
     }
 }
 
+/// Whether `e` says the server is not there (connection refused, reset, closed, shutting
+/// down) rather than slow.
+fn refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Seconds since the primary's recorded position first exceeded `replayed` (0 when it never
 /// has: caught up). `positions` are (ms, LSN), oldest first.
 pub fn lag_secs(positions: &VecDeque<(u64, Lsn)>, replayed: Lsn, now: u64) -> f64 {
@@ -414,6 +448,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_refusal_closes_the_write_gate() {
+        assert!(refused(&sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))));
+        assert!(refused(&sqlx::Error::PoolClosed));
+        assert!(!refused(&sqlx::Error::PoolTimedOut), "slow is not gone");
+        assert!(!refused(&sqlx::Error::RowNotFound));
+    }
+
+    #[tokio::test]
+    async fn the_write_gate_opens_without_a_check_and_closes_with_the_reason() {
+        let db = DbRouter::new(DbConfig::dev_stack());
+        assert!(db.writer().is_ok(), "never checked: writes are not refused");
+        *db.primary_refused.lock().unwrap() = Some("the primary refused the router's check: connection refused".into());
+        let e = db.writer().unwrap_err().to_string();
+        assert!(e.starts_with("primary unavailable for writes: the primary refused"), "{e}");
+    }
 
     #[test]
     fn lag_is_dated_by_the_primary_positions() {
