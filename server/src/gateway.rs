@@ -76,11 +76,11 @@ pub fn parse_stats(text: &str) -> Vec<(String, u64)> {
 }
 
 /// HAProxy's `;csv` stats: the `# pxname,svname,…` header names the columns.
-pub fn parse_haproxy_csv(text: &str) -> Result<Vec<HaproxyRow>, String> {
+pub fn parse_haproxy_csv(text: &str) -> Result<Vec<HaproxyRow>, GatewayError> {
     let mut lines = text.lines();
-    let header = lines.next().and_then(|h| h.strip_prefix("# ")).ok_or("HAProxy stats: no CSV header")?;
+    let header = lines.next().and_then(|h| h.strip_prefix("# ")).ok_or_else(|| GatewayError::Unavailable("HAProxy stats: no CSV header".into()))?;
     let cols: Vec<&str> = header.split(',').collect();
-    let idx = |name: &str| cols.iter().position(|c| *c == name).ok_or_else(|| format!("HAProxy stats: no column {name}"));
+    let idx = |name: &str| cols.iter().position(|c| *c == name).ok_or_else(|| GatewayError::Unavailable(format!("HAProxy stats: no column {name}")));
     let (px, sv, st, scur, stot, chk) = (idx("pxname")?, idx("svname")?, idx("status")?, idx("scur")?, idx("stot")?, idx("check_status")?);
     Ok(lines
         .filter(|l| !l.trim().is_empty())
@@ -181,7 +181,7 @@ impl Gateway {
     }
 
     pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, GatewayError> {
-        parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?).map_err(|e| GatewayError::Unavailable(format!("HAProxy stats: {e}")))
+        parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?)
     }
 
     pub async fn view(&self) -> GatewayView {
@@ -306,8 +306,8 @@ mod tests {
         let csv = "# pxname,svname,qcur,scur,stot,status,check_status\npg,FRONTEND,,1,5,OPEN,\npg,r1,0,2,9,UP,L7OK\n";
         let rows = parse_haproxy_csv(csv).unwrap();
         assert_eq!(rows[1], HaproxyRow { proxy: "pg".into(), server: "r1".into(), status: "UP".into(), sessions: 2, total: 9, check: "L7OK".into() });
-        assert!(parse_haproxy_csv("pxname\n").unwrap_err().contains("header"));
-        assert!(parse_haproxy_csv("# pxname,svname\n").unwrap_err().contains("status"));
+        assert!(parse_haproxy_csv("pxname\n").unwrap_err().to_string().contains("header"));
+        assert!(parse_haproxy_csv("# pxname,svname\n").unwrap_err().to_string().contains("status"));
     }
 
     #[test]
