@@ -339,6 +339,47 @@ async fn parallel_guesses_hit_the_lockout_and_junk_names_stay_out_of_the_audit_l
     assert!(rows.iter().any(|r| r.actor == "(not a user name, 100000 bytes)"));
 }
 
+/// 300 parallel bad sign-ins (the guessing attack: one name, one address, each a spawned
+/// request) while `/healthz` is asked every 10 ms: every probe is answered with 200 (a
+/// liveness check, bounded at 5 s each; speed is `make bench`'s business) and the p50/p99
+/// are printed for the record; the lockout turns away all but 5 guesses before any hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_300_bad_sign_ins_run() {
+    let (_d, _services, app) = setup(true).await;
+    let attack: Vec<_> = (0..300)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let req = Request::post("/auth/login")
+                    .header(header::HOST, HOST)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("name=otto&password=wrong-guess-{i}")))
+                    .unwrap();
+                send(&app, req).await.1[header::LOCATION].to_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    let mut lat = vec![];
+    while lat.len() < 20 || !attack.iter().all(|h| h.is_finished()) {
+        let t = std::time::Instant::now();
+        let req = Request::get("/healthz").header(header::HOST, HOST).body(Body::empty()).unwrap();
+        let (status, _, _) = tokio::time::timeout(std::time::Duration::from_secs(5), send(&app, req)).await.expect("/healthz answered within 5 s");
+        assert_eq!(status, StatusCode::OK);
+        lat.push(t.elapsed().as_micros() as u64);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut locked = 0;
+    for h in attack {
+        let loc = h.await.unwrap();
+        assert!(loc.contains("error=credentials") || loc.contains("error=locked"), "{loc}");
+        locked += usize::from(loc.contains("error=locked"));
+    }
+    assert!(locked >= 295, "at most 5 of 300 guesses may reach the password check: {locked} locked out");
+    lat.sort_unstable();
+    let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1000.0;
+    println!("/healthz during 300 parallel bad sign-ins: {} probes, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {locked} of 300 guesses locked out", lat.len(), q(0.5), q(0.99), q(1.0));
+}
+
 /// Live streams are capped per user (16): the 17th gets 429, and a closed one frees its
 /// place (the slot lives as long as the stream).
 #[tokio::test]
