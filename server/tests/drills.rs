@@ -108,6 +108,9 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
     let replica_url = Config::default().postgres.replicas.iter().find(|r| r.name == "postgres-replica-2").unwrap().url.clone();
     assert!(!replay_paused(&replica_url).await, "replay runs before the test");
 
+    // The store exists (migrated) before the CLI opens it: two processes migrating one new
+    // SQLite file at once race on its tables.
+    let store = Store::open(&store_path).await.unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let log = std::fs::File::create(dir.path().join("drill.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bss-control"))
@@ -120,7 +123,6 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
         .spawn()
         .expect("start bss-control drill");
     // Wait for the fault to be journalled and applied, then kill the control plane.
-    let store = Store::open(&store_path).await.unwrap();
     let mut applied = false;
     for _ in 0..300 {
         if !store.pending_faults().await.unwrap_or_default().is_empty() && replay_paused(&replica_url).await {
