@@ -71,6 +71,15 @@ cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
+step "The seed's scripts by name: dev/verify-phase3.sh and dev/demo-kafka-streams.sh pass their exit codes through"
+BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/verify-phase3.sh > "$LOGS/verify-phase3.out"
+tail -2 "$LOGS/verify-phase3.out"
+BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 400 --rate 400 --malformed-every 20
+if BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 0 2> "$LOGS/demo-bad.err"; then
+  echo "dev/demo-kafka-streams.sh --events 0 should have failed" >&2; exit 1
+fi
+grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad.err" >&2; exit 1; }
+
 step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer; a control plane killed mid-drill"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 

@@ -340,7 +340,7 @@ const ENV_KEYS: &[&str] = &[
     "BSS_TRUSTED_PROXIES",
 ];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
-const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN"];
+const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN", "BSS_CONTROL"];
 
 impl Config {
     /// Parses a TOML document.
