@@ -27,6 +27,8 @@ use crate::{
 
 pub const MAX_EVENTS: u64 = 100_000;
 pub const MAX_RATE: u64 = 20_000;
+/// How long a run waits for processors still restoring their state before it produces.
+pub const READY_WITHIN: Duration = Duration::from_secs(120);
 /// How long the run waits for the last events after production ended.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -59,6 +61,11 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     let down = streams.not_running();
     if !down.is_empty() {
         return finish("failed", format!("processors not running: {}", down.join(", ")));
+    }
+    // A processor replaying its changelog consumes nothing yet: wait for it (bounded), so
+    // the run measures processing, not a restore.
+    if let Err(e) = streams.wait_ready(READY_WITHIN).await {
+        return finish("failed", e.to_string());
     }
     let obs = match crate::streams::observer(brokers, &[events::ANALYTICS_TOPIC, events::DLQ_TOPIC], &format!("bss-demo-{run}")).await {
         Ok(c) => c,

@@ -96,7 +96,7 @@ pub enum Probe {
     Primary,
     /// A new connection through HAProxy's read pool answering a query.
     ReadPool,
-    /// The stream processor running.
+    /// The stream processor running, its state restored.
     Processor,
 }
 
@@ -367,10 +367,10 @@ impl Services {
                 Err(_) => Err("the primary did not answer within 2 s".into()),
             },
             Probe::ReadPool => read_pool_once(&self.config.postgres.read_pool).await,
-            Probe::Processor => match self.streams.is_running(target) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!("{target} is not running")),
-                Err(e) => Err(e.to_string()),
+            // Running and done restoring its state: records produced now are processed.
+            Probe::Processor => match self.streams.unready().into_iter().find(|u| u.starts_with(&format!("{target} "))) {
+                Some(why) => Err(why),
+                None => Ok(()),
             },
         }
     }

@@ -228,11 +228,14 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             name: "An event comes out of each processor",
             claim: "bss-customer-analytics and bss-order-processor process events",
             method: "produce one customer and one order CloudEvent; wait for outputs caused by them on bss.analytics.events".into(),
-            timeout: Duration::from_secs(45),
+            timeout: Duration::from_secs(45 + crate::demo::READY_WITHIN.as_secs()),
             run: check!({
                 let states = svc.streams.not_running();
                 if !states.is_empty() {
                     return Ok(Fail(states.join(", ")));
+                }
+                if let Err(e) = svc.streams.wait_ready(crate::demo::READY_WITHIN).await {
+                    return Ok(Fail(e.to_string()));
                 }
                 let run = format!("verify-{}", events::now_ms());
                 let found = fail_on(follow_outputs(&svc.streams, &run).await, "kafka")?;

@@ -13,7 +13,7 @@ impl From<StreamsError> for AppError {
         match e {
             StreamsError::UnknownProcessor { .. } => AppError::NotFound(e.to_string()),
             StreamsError::AlreadyRunning { .. } | StreamsError::NotRunning(_) | StreamsError::Invalid(_) => AppError::Invalid(e.to_string()),
-            StreamsError::StopTimeout(_) | StreamsError::Kafka(_) => AppError::Unavailable(e.to_string()),
+            StreamsError::StopTimeout(_) | StreamsError::Kafka(_) | StreamsError::NotReady(_) => AppError::Unavailable(e.to_string()),
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum StreamsError {
     AlreadyRunning { name: String, state: &'static str },
     #[error("{0} is not running")]
     NotRunning(String),
+    #[error("processors not ready: {0}")]
+    NotReady(String),
     #[error("{0} did not stop within 30 s")]
     StopTimeout(String),
     #[error("{0}")]
@@ -231,9 +233,38 @@ impl Streams {
 
     /// "name is state" for every processor that is neither running nor starting (empty when
     /// all are up): what the verify check and the demo refuse to go on without.
-    /// Whether the processor is running (consuming), not merely starting.
-    pub fn is_running(&self, name: &str) -> Result<bool, StreamsError> {
-        Ok(self.handle(name)?.ctl.lock().unwrap().state == "running")
+    /// Processors that would not process a record produced now, and why: not running, or
+    /// still replaying their changelog ("restoring n/m").
+    pub fn unready(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter_map(|h| {
+                let state = h.ctl.lock().unwrap().state;
+                if state != "running" {
+                    return Some(format!("{} is {state}", h.spec.name));
+                }
+                if h.stats.ready.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let (done, total) = (h.stats.restore_progress.0.load(Ordering::Relaxed), h.stats.restore_progress.1.load(Ordering::Relaxed));
+                Some(format!("{} is restoring its state ({done}/{total})", h.spec.name))
+            })
+            .collect()
+    }
+
+    /// Waits until every processor is ready ([`Self::unready`] empty), at most `within`.
+    pub async fn wait_ready(&self, within: Duration) -> Result<(), StreamsError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let unready = self.unready();
+            if unready.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(StreamsError::NotReady(format!("{} after {} s", unready.join(", "), within.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     pub fn not_running(&self) -> Vec<String> {

@@ -103,6 +103,8 @@ pub struct Stats {
     /// The restore in progress: changelog offsets replayed so far and in all (the page's
     /// "restoring n/m"); equal once done.
     pub restore_progress: Arc<(AtomicU64, AtomicU64)>,
+    /// State restored and the input subscribed: records given to it now are processed.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// At most this many records between consumed and acknowledged.
@@ -138,6 +140,7 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
 }
 
 async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
+    stats.ready.store(false, Ordering::Relaxed);
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &spec.brokers)
         .set("group.id", &spec.group)
@@ -168,6 +171,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         }
     }
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
+    stats.ready.store(true, Ordering::Relaxed);
     if spec.exactly_once {
         return run_transactional(spec, stats, cancel, consumer, transform).await;
     }

@@ -80,13 +80,30 @@ pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), StreamsE
         ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| StreamsError::Kafka(format!("kafka admin client: {e}")))?;
     let n = admin.inner().fetch_metadata(None, Duration::from_secs(10)).map_err(|e| StreamsError::Kafka(format!("kafka metadata: {e}")))?.brokers().len().clamp(1, 3) as i32;
     let min_isr = (n - 1).max(1).to_string();
-    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(n)).set("cleanup.policy", "compact").set("min.insync.replicas", &min_isr);
+    // Compaction only cleans closed segments: roll one a minute (the default, a week or
+    // 1 GiB, left every record in the active segment, so a restore replayed every state
+    // change ever made, slower each run) and clean once a tenth is dirty.
+    let settings = [("cleanup.policy", "compact"), ("min.insync.replicas", min_isr.as_str()), ("segment.ms", "60000"), ("min.cleanable.dirty.ratio", "0.1")];
+    let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(n));
+    for (k, v) in settings {
+        t = t.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for r in admin.create_topics(&[t], &opts).await.map_err(|e| StreamsError::Kafka(format!("create {topic}: {e}")))? {
         match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => return Ok(()),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, e)) => return Err(StreamsError::Kafka(format!("create {topic}: {e}"))),
         }
+    }
+    // A topic made by an earlier version: the same settings (AlterConfigs replaces the
+    // topic's whole set, so all of them).
+    let mut alter = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic));
+    for (k, v) in settings {
+        alter = alter.set(k, v);
+    }
+    for r in admin.alter_configs(&[alter], &opts).await.map_err(|e| StreamsError::Kafka(format!("configure {topic}: {e}")))? {
+        r.map_err(|(_, e)| StreamsError::Kafka(format!("configure {topic}: {e}")))?;
     }
     Ok(())
 }
