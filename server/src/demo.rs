@@ -125,8 +125,8 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     let prefix = format!("{run}-");
     let mut processed: HashSet<String> = HashSet::new();
     let mut dead: HashSet<Vec<u8>> = HashSet::new();
-    let mut lat: Vec<u64> = vec![];
     let mut duplicates = 0u64;
+    // (observed at, end-to-end ms) per output: the percentiles and a drill's phases.
     let mut lat_at: Vec<(u64, u64)> = vec![];
     let (mut first_out, mut last_out) = (None::<Instant>, None::<Instant>);
     let mut last_progress = Instant::now();
@@ -146,7 +146,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                     s.elapsed_ms = t0.elapsed().as_millis() as u64;
                     let at = s.elapsed_ms;
                     s.progress.push((at, p, seen));
-                    let mut l = lat.clone();
+                    let mut l: Vec<u64> = lat_at.iter().map(|x| x.1).collect();
                     (s.p50_ms, s.p95_ms, s.p99_ms) = (percentile(&mut l, 0.50), percentile(&mut l, 0.95), percentile(&mut l, 0.99));
                     if let (Some(a), Some(b)) = (first_out, last_out) {
                         s.throughput = processed.len() as f64 / b.duration_since(a).as_secs_f64().max(0.001);
@@ -187,7 +187,6 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                     .map(|d| d.as_millis() as u64);
                 if let Some(t) = input_ms {
                     let at = now_ms();
-                    lat.push(at.saturating_sub(t));
                     lat_at.push((at, at.saturating_sub(t)));
                 }
             }
@@ -203,7 +202,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     s.duplicates = duplicates;
     s.lost = s.produced.saturating_sub(s.processed + s.dlq);
     s.elapsed_ms = t0.elapsed().as_millis() as u64;
-    let mut l = lat;
+    let mut l: Vec<u64> = lat_at.iter().map(|x| x.1).collect();
     (s.p50_ms, s.p95_ms, s.p99_ms) = (percentile(&mut l, 0.50), percentile(&mut l, 0.95), percentile(&mut l, 0.99));
     s.status = outcome.0.into();
     s.message = outcome.1;

@@ -501,18 +501,20 @@ async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken)
     tokio::join!(writes, reads, pool);
 }
 
-fn note_read_error(load: &DbLoad, path: &'static str, why: String) {
-    let mut errors = load.read_errors.lock().unwrap();
-    if errors.len() < 100 {
-        errors.push((Instant::now(), path, why));
+/// Keeps the first 100 of something (failures of the load), dropping the rest.
+fn keep_first<T>(list: &Mutex<Vec<T>>, item: T) {
+    let mut list = list.lock().unwrap();
+    if list.len() < 100 {
+        list.push(item);
     }
 }
 
+fn note_read_error(load: &DbLoad, path: &'static str, why: String) {
+    keep_first(&load.read_errors, (Instant::now(), path, why));
+}
+
 fn note_write_error(load: &DbLoad, why: String) {
-    let mut errors = load.write_errors.lock().unwrap();
-    if errors.len() < 100 {
-        errors.push((Instant::now(), why));
-    }
+    keep_first(&load.write_errors, (Instant::now(), why));
 }
 
 impl Services {
