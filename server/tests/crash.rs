@@ -132,7 +132,20 @@ async fn kill_mid_stream(guarantee: &str, isolation: &str, port: u16) -> (usize,
     // Mid-stream: the processors' committed offsets are short of the input's end.
     let behind = tokio::task::spawn_blocking(|| {
         let groups = [("bss-customer-analytics", CUSTOMER_TOPIC), ("bss-order-processor", ORDER_TOPIC)].map(|(g, t)| (g.to_string(), t.to_string()));
-        let rows = server::streams::topics::read(BROKERS, &groups).expect("topic table");
+        // Right after the kill the group coordinator may take longer than the page's 3 s
+        // bound to answer (seen once in CI under load): a few tries.
+        let mut tries = 0;
+        let rows = loop {
+            match server::streams::topics::read(BROKERS, &groups) {
+                Ok(rows) => break rows,
+                Err(e) if tries < 5 => {
+                    eprintln!("topic table, try {}: {e}", tries + 1);
+                    tries += 1;
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(e) => panic!("topic table: {e}"),
+            }
+        };
         rows.iter().flat_map(|r| r.groups.iter().filter(|g| groups.iter().any(|(n, t)| *n == g.0 && *t == r.topic)).filter_map(|g| g.2)).sum::<i64>()
     })
     .await
