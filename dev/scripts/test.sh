@@ -72,7 +72,8 @@ step "Verification suite and Kafka demo on the real stack (a stopped replica is 
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
 step "The seed's scripts by name: dev/verify-phase3.sh and dev/demo-kafka-streams.sh pass their exit codes through"
-BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/verify-phase3.sh > "$LOGS/verify-phase3.out"
+BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/verify-phase3.sh > "$LOGS/verify-phase3.out" 2>&1 \
+  || { cat "$LOGS/verify-phase3.out" >&2; echo "dev/verify-phase3.sh failed" >&2; exit 1; }
 tail -2 "$LOGS/verify-phase3.out"
 BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 400 --rate 400 --malformed-every 20
 if BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 0 2> "$LOGS/demo-bad.err"; then

@@ -62,6 +62,10 @@ async fn verify_passes_on_a_healthy_stack_and_names_the_failing_check() {
     wait_until!("replica 2 streaming again", 90, {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetch_one(&mut c).await.unwrap() == 2
     });
+    // …and healthy, and back in HAProxy's read pool: the next step verifies the whole stack.
+    let sup = svc.supervisor().unwrap();
+    wait_until!("replica 2 healthy again", 90, sup.status_of("postgres-replica-2").await.is_ok_and(|s| s.level() == "ok"));
+    wait_until!("replica 2 UP in HAProxy", 60, common::haproxy_replicas_up(&svc.gateway).await == 2);
     svc.streams.stop_all().await;
 }
 
