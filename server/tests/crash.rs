@@ -172,6 +172,9 @@ async fn kill_mid_stream(guarantee: &str, isolation: &str, port: u16) -> (usize,
 async fn control_plane_sigkilled_mid_stream_loses_nothing() {
     let sup = common::stack_supervisor();
     sup.up().await.expect("stack up");
+    // Healthy containers are not yet a settled cluster (leaders elected, every ISR full):
+    // 100 000 acks=all records right after a fresh start timed out once.
+    wait_until!("every broker live and every ISR full", 120, server::streams::cluster_health(BROKERS).await.is_ok_and(|h| h.brokers == 3 && h.under_replicated == 0));
 
     let (inputs, _) = kill_mid_stream("at_least_once", "read_uncommitted", 3931).await;
     assert_eq!(inputs as u64, EVENTS, "at-least-once: every input has an output after the crash");
