@@ -304,8 +304,7 @@ impl Services {
             Fault::PauseReplay { .. } => self.db.set_replay_paused(target, true).await.map_err(|e| e.to_string()),
             Fault::Crash { .. } => self.streams.abort(target).map_err(|e| e.to_string()),
             Fault::Netem { .. } => {
-                let script = format!("for i in $(ls /sys/class/net); do [ \"$i\" = lo ] || tc qdisc replace dev \"$i\" root netem {NETEM} || exit 1; done");
-                self.exec_ok(target, &script).await
+                self.exec_ok(target, &on_every_link(&format!("tc qdisc replace dev \"$i\" root netem {NETEM} || exit 1"))).await
             }
         }
     }
@@ -333,7 +332,7 @@ impl Services {
                 Err(e) => Err(e.to_string()),
             },
             // `del` fails where there is no qdisc to delete: that is the undone state.
-            Fault::Netem { .. } => self.exec_ok(target, "for i in $(ls /sys/class/net); do [ \"$i\" = lo ] || tc qdisc del dev \"$i\" root 2>/dev/null; done; true").await,
+            Fault::Netem { .. } => self.exec_ok(target, &format!("{}; true", on_every_link("tc qdisc del dev \"$i\" root 2>/dev/null"))).await,
         }
     }
 
@@ -374,6 +373,12 @@ impl Services {
             },
         }
     }
+}
+
+/// A shell loop running `cmd` (with `$i` the interface) on every interface but loopback:
+/// the container's links, whatever they are named after a reconnect.
+fn on_every_link(cmd: &str) -> String {
+    format!("for i in $(ls /sys/class/net); do [ \"$i\" = lo ] || {cmd}; done")
 }
 
 /// One new connection through HAProxy's read pool and one query, as its clients do.
