@@ -2,7 +2,7 @@
 //! time, each with the seed report's claim beside what was measured. Checks run
 //! concurrently; each result is reported the moment it is known; one failing check never
 //! stops the others. Used by the Verify page and by `bss-control verify [--json]`.
-use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::{BTreeMap, BTreeSet}, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use app::{
     api::{CheckResult, Principal, Role, VerifyRun, VerifyView},
@@ -30,6 +30,10 @@ pub enum Outcome {
     Skip(String),
 }
 use Outcome::*;
+
+/// Connections the read-pool check opens: enough that a live standby cannot be missed by
+/// chance while another client shares the round-robin.
+const POOL_READS: usize = 12;
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
@@ -308,11 +312,18 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             group: "PostgreSQL",
             name: "HAProxy serves reads only from standbys, round-robin",
             claim: "read pool on 5435, round-robin, 5 s health checks",
-            method: format!("6 new connections to {}: pg_is_in_recovery() and the server address", host_port(&pgc.read_pool)),
+            method: format!("{POOL_READS} new connections to {}: pg_is_in_recovery() and the server address; HAProxy's stats for each server's status and sessions", host_port(&pgc.read_pool)),
             timeout: Duration::from_secs(20),
             run: check!({
+                // HAProxy's own view, before and after: which servers it has UP and how many
+                // of the connections each took (another client of the pool shares the
+                // rotation, so the counts say what the addresses alone cannot).
+                let pool = |rows: Vec<app::api::HaproxyRow>| -> BTreeMap<String, (String, u64)> {
+                    rows.into_iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.server != "FRONTEND").map(|r| (r.server, (r.status, r.total))).collect()
+                };
+                let before = pool(svc.gateway.haproxy().await.unwrap_or_default());
                 let mut servers = BTreeSet::new();
-                for _ in 0..6 {
+                for _ in 0..POOL_READS {
                     let mut c = fail_on(pg(&svc.postgres.read_pool).connect().await, "connect to the read pool")?;
                     let (standby, addr): (bool, String) = fail_on(sqlx::query_as("SELECT pg_is_in_recovery(), host(inet_server_addr())").fetch_one(&mut c).await, "query")?;
                     if !standby {
@@ -321,7 +332,12 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                     servers.insert(addr);
                     let _ = c.close().await;
                 }
-                let m = format!("6 of 6 on standbys, {} distinct servers", servers.len());
+                let after = pool(svc.gateway.haproxy().await.unwrap_or_default());
+                let view: Vec<String> = after
+                    .iter()
+                    .map(|(name, (status, total))| format!("{name} {status} +{}", total - before.get(name).map_or(*total, |b| b.1.min(*total))))
+                    .collect();
+                let m = format!("{POOL_READS} of {POOL_READS} on standbys, {} distinct servers (HAProxy: {})", servers.len(), if view.is_empty() { "stats unreadable".into() } else { view.join(", ") });
                 Ok(if servers.len() == 2 { Pass(m) } else { Fail(m) })
             }),
         },

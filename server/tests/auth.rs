@@ -26,7 +26,7 @@ async fn setup_with(auth: bool, adjust: impl FnOnce(&mut Config)) -> (tempfile::
     let mut config = Config::default();
     config.store.path = dir.path().join("state.db");
     config.auth.enabled = Some(auth);
-    config.stack.compose = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/compose.yml")];
+    config.stack.compose = vec![std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../dev/compose.yml")];
     config.stack.project = format!("bssauth{}", std::process::id());
     adjust(&mut config);
     let store = Store::open(&config.store.path).await.unwrap();

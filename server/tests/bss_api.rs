@@ -6,7 +6,7 @@
 //! back. `#[ignore]`d; run by `make test`.
 mod common;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -19,7 +19,7 @@ use server::{config::Config, runtime::Runtime, state::Services, store::Store};
 use tower::ServiceExt;
 
 async fn make_app(dir: &std::path::Path, brokers: Option<&str>) -> (Arc<Services>, Router) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = common::repo_root();
     let mut config = Config::default();
     config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
     config.store.path = dir.join("state.db");

@@ -7,7 +7,7 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::Arc,
     time::Duration,
@@ -17,7 +17,7 @@ use server::{config::Config, runtime::Runtime, state::Services, store::Store};
 use tokio_util::sync::CancellationToken;
 
 async fn services(store: &Path) -> Arc<Services> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = common::repo_root();
     let mut config = Config::default();
     config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
     config.store.path = store.to_path_buf();
@@ -111,7 +111,7 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
     // The store exists (migrated) before the CLI opens it: two processes migrating one new
     // SQLite file at once race on its tables.
     let store = Store::open(&store_path).await.unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = common::repo_root();
     let log = std::fs::File::create(dir.path().join("drill.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bss-control"))
         .args(["drill", "replica-pause"])

@@ -378,6 +378,82 @@ async fn switching_a_running_processor_to_exactly_once() {
     streams.stop_all().await;
 }
 
+/// Another member joins the processor's group mid-stream, holds partitions for a few
+/// seconds without processing them, and leaves, twice: four rebalances while transactions
+/// are open. The records consumed under the old assignment must not be committed under the
+/// new one (the processor's own new assignment starts again from the committed offsets),
+/// so a `read_committed` reader still sees every input's output exactly once.
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn exactly_once_holds_while_the_group_rebalances() {
+    const CHUNKS: u64 = 16;
+    const PER_CHUNK: u64 = 500;
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("r{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let group = format!("{run}-order");
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: group.clone(),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: None,
+        exactly_once: true,
+    };
+    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    streams.start("order").unwrap();
+    wait_until!("processor ready", 60, streams.view().processors[0].state == "running");
+
+    // The input arrives over about 8 s while members come and go.
+    let producer = tokio::spawn({
+        let (ord, run) = (ord.clone(), run.clone());
+        async move {
+            for c in 0..CHUNKS {
+                produce_orders(&ord, &run, c * 2 * PER_CHUNK, PER_CHUNK).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let squatter: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", BROKERS)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .unwrap();
+        squatter.subscribe(&[&ord]).unwrap();
+        let (mut held, until) = (0, tokio::time::Instant::now() + Duration::from_secs(3));
+        while let Ok(r) = tokio::time::timeout_at(until, squatter.recv()).await {
+            held += u64::from(r.is_ok());
+        }
+        println!("a second member held partitions for 3 s ({held} records seen, none processed), then left");
+        drop(squatter);
+    }
+    producer.await.unwrap();
+    let total = CHUNKS * PER_CHUNK;
+    wait_until!("every input's output committed", 120, streams.view().processors[0].produced >= total);
+    let seen = read_all_as(&out, total as usize, "read_committed").await;
+    let mut per_input = std::collections::HashMap::<String, u32>::new();
+    for e in seen.iter().filter_map(|m| CloudEvent::parse(m.payload().unwrap_or_default()).ok()) {
+        if let Some(c) = e.extensions.get("causationid").and_then(|v| v.as_str()) {
+            *per_input.entry(c.to_string()).or_default() += 1;
+        }
+    }
+    let outputs: u32 = per_input.values().sum();
+    let view = streams.view().processors[0].clone();
+    println!("{} inputs with an output, {outputs} outputs; processor: produced {}, restarts {}, reason {:?}", per_input.len(), view.produced, view.restarts, view.reason);
+    assert_eq!((per_input.len() as u64, u64::from(outputs)), (total, total), "each input's output exactly once through four rebalances");
+    streams.stop_all().await;
+}
+
 /// The last value of every key of a compacted changelog, as a read_committed reader sees it.
 async fn changelog_state(topic: &str) -> std::collections::BTreeMap<String, String> {
     let mut state = std::collections::BTreeMap::new();

@@ -2,7 +2,7 @@
 //! `Services` the web UI and the CLI use. `#[ignore]`d by default; run by `make test`.
 mod common;
 
-use std::{path::PathBuf, process::Command, sync::Arc};
+use std::{process::Command, sync::Arc};
 
 use server::{config::Config, runtime::Runtime, state::Services, store::Store};
 
@@ -11,7 +11,7 @@ fn docker(args: &[&str]) {
 }
 
 async fn services(dir: &std::path::Path) -> Arc<Services> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = common::repo_root();
     let mut config = Config::default();
     config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
     config.store.path = dir.join("state.db");

@@ -21,8 +21,9 @@ use std::{
 
 use futures_util::{stream::FuturesOrdered, StreamExt};
 use rdkafka::{
+    client::ClientContext,
     config::ClientConfig,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Message, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
@@ -133,6 +134,24 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// Counts the consumer's partition revocations. librdkafka serves rebalances inside
+/// `recv()`, on the loop's own task, so the count read between two `recv()`s tells whether
+/// the records in hand were all consumed under one assignment.
+#[derive(Default)]
+pub struct Revocations(AtomicU64);
+
+impl ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(_)) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+type Input = StreamConsumer<Revocations>;
+
 /// Runs until `cancel` (then drains and commits: `Ok`) or a delivery fails (`Err`: the
 /// supervisor restarts it; unacknowledged records are consumed again).
 pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), StreamsError> {
@@ -141,7 +160,7 @@ pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
 
 async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
     stats.ready.store(false, Ordering::Relaxed);
-    let consumer: StreamConsumer = ClientConfig::new()
+    let consumer: Input = ClientConfig::new()
         .set("bootstrap.servers", &spec.brokers)
         .set("group.id", &spec.group)
         .set("client.id", &spec.name)
@@ -155,7 +174,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         .set("session.timeout.ms", "10000")
         // A subscribed topic created after start (the stack provisioned later) is found soon.
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .create()
+        .create_with_context(Revocations::default())
         .map_err(|e| format!("consumer config: {e}"))?;
     let mut transform = match spec.kind {
         Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
@@ -285,7 +304,7 @@ const TX_LINGER: Duration = Duration::from_millis(100);
 /// a `read_committed` reader sees every output (and state change) once or not at all. A
 /// failure aborts the transaction and ends the loop: the supervisor's restart resumes
 /// from the last committed offsets with the state restored from the committed changelog.
-async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, consumer: StreamConsumer, mut transform: Option<Transform>) -> Result<(), String> {
+async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, consumer: Input, mut transform: Option<Transform>) -> Result<(), String> {
     use rdkafka::{producer::Producer, TopicPartitionList};
     const T: Duration = Duration::from_secs(30);
     let producer: FutureProducer = ClientConfig::new()
@@ -297,10 +316,16 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         .create()
         .map_err(|e| format!("transactional producer config: {e}"))?;
     producer.init_transactions(T).map_err(|e| format!("init transactions: {e}"))?;
+    let revocations = || consumer.context().0.load(Ordering::SeqCst);
+    // A record received after a revocation, kept for the next transaction.
+    let mut carried = None;
     loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
+        let first = match carried.take() {
+            Some(m) => Ok(m),
+            None => tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                m = consumer.recv() => m,
+            },
         };
         let first = match first {
             Ok(m) => m,
@@ -310,14 +335,25 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
                 continue;
             }
         };
+        // One transaction holds records of one assignment, and its offsets go with the
+        // group generation they were consumed under (taken now): if the group rebalanced
+        // meanwhile, the coordinator refuses them instead of committing offsets that the
+        // partitions' new owner (this consumer included) has already started from.
+        let revoked = revocations();
+        let meta = consumer.group_metadata().ok_or_else(|| "no consumer group metadata".to_string())?;
         let mut batch = vec![first];
         let until = tokio::time::Instant::now() + TX_LINGER;
         while batch.len() < TX_BATCH {
             match tokio::time::timeout_at(until, consumer.recv()).await {
+                Ok(Ok(m)) if revocations() != revoked => {
+                    carried = Some(m);
+                    break;
+                }
                 Ok(Ok(m)) => batch.push(m),
                 _ => break,
             }
         }
+        let rebalanced = revocations() != revoked;
         stats.last_error.lock().unwrap().take();
         producer.begin_transaction().map_err(|e| format!("begin transaction: {e}"))?;
         let fail = |what: String| {
@@ -347,9 +383,20 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         for ((topic, p), o) in &next {
             tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o)).map_err(|e| fail(e.to_string()))?;
         }
-        let meta = consumer.group_metadata().ok_or_else(|| fail("no consumer group metadata".into()))?;
-        producer.send_offsets_to_transaction(&tpl, &meta, T).map_err(|e| fail(format!("offsets into the transaction: {e}")))?;
-        producer.commit_transaction(T).map_err(|e| fail(format!("commit transaction: {e}")))?;
+        let committed = producer
+            .send_offsets_to_transaction(&tpl, &meta, T)
+            .map_err(|e| format!("offsets into the transaction: {e}"))
+            .and_then(|()| producer.commit_transaction(T).map_err(|e| format!("commit transaction: {e}")));
+        if let Err(e) = committed {
+            if rebalanced && producer.abort_transaction(T).is_ok() {
+                // Refused for the old generation: every partition was reassigned from its
+                // committed offset, so the batch is consumed again by its owner. Nothing
+                // of it was counted; the loop goes on with the new assignment.
+                *stats.last_error.lock().unwrap() = Some(format!("a rebalance moved partitions during a transaction ({e}); it was aborted and its records are consumed again"));
+                continue;
+            }
+            return Err(fail(e));
+        }
         stats.consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.produced.fetch_add(out, Ordering::Relaxed);
         stats.dlq.fetch_add(dead, Ordering::Relaxed);
@@ -476,7 +523,7 @@ impl Blocked {
 /// Stores the input's offset once its output is on the brokers and nothing before it on
 /// its partition failed; a failed delivery is an `Err` (the loop stops) and blocks the
 /// partition, so the record is consumed again after the restart.
-fn acknowledge(consumer: &StreamConsumer, stats: &Stats, (src, r): Acked, blocked: &mut Blocked) -> Result<(), String> {
+fn acknowledge(consumer: &Input, stats: &Stats, (src, r): Acked, blocked: &mut Blocked) -> Result<(), String> {
     let failure = r.err().map(|e| format!("{e} ({})", if src.dlq { "to the DLQ" } else { "to the output" }));
     if !blocked.admit(&src, failure.is_none()) {
         return match failure {

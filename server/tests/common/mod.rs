@@ -6,9 +6,15 @@ use server::runtime::{compose::ComposeFile, supervisor::Supervisor};
 
 pub const PROJECT: &str = "bss";
 
+/// The repository, read when the test runs: a path compiled in (`env!`) would point at
+/// whichever checkout first built the shared, per-machine target directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test")).parent().unwrap().to_path_buf()
+}
+
 /// The supervisor for dev/compose.yml + dev/compose.offline.yml, as `make test` runs it.
 pub fn stack_supervisor() -> Arc<Supervisor> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = repo_root();
     let (file, base) = ComposeFile::load(&[root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")])
         .expect("compose files parse");
     Supervisor::new(bollard::Docker::connect_with_local_defaults().unwrap(), PROJECT, file, base)
