@@ -72,8 +72,16 @@ step "Verification suite and Kafka demo on the real stack (a stopped replica is 
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
 step "The seed's scripts by name: dev/verify-phase3.sh and dev/demo-kafka-streams.sh pass their exit codes through"
+# A settled stack first (the steps before stop and restart a replica): both standbys UP in
+# HAProxy's read pool, as its stats say, for up to 60 s.
+for _ in $(seq 60); do
+  [[ $(curl -s 'http://127.0.0.1:8084/stats;csv' | awk -F, '$1=="pg_replicas" && $2 ~ /^postgres-replica/ && $18=="UP"' | wc -l) == 2 ]] && break
+  sleep 1
+done
 BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/verify-phase3.sh > "$LOGS/verify-phase3.out" 2>&1 \
-  || { cat "$LOGS/verify-phase3.out" >&2; echo "dev/verify-phase3.sh failed" >&2; exit 1; }
+  || { cat "$LOGS/verify-phase3.out" >&2
+       echo "HAProxy's server transitions:" >&2; docker logs --since 10m bss-haproxy 2>&1 | grep -E "^\[(WARNING|ALERT)\]" | tail -20 >&2
+       echo "dev/verify-phase3.sh failed" >&2; exit 1; }
 tail -2 "$LOGS/verify-phase3.out"
 BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 400 --rate 400 --malformed-every 20
 if BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --events 0 2> "$LOGS/demo-bad.err"; then
