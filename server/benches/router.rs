@@ -2,7 +2,11 @@
 //!   reads  — `router.read` (round-robin over the two replicas) vs direct sqlx pools on the
 //!            same two replicas taken in turn, a simple indexed select by primary key;
 //!   writes — `router.write()` vs a direct pool on the primary, a one-row insert;
-//! and how the router spread its reads over the replicas (goal ±10 %). Rounds alternate
+//! and how the router spread its reads over the replicas (goal ±10 %); and
+//!   outbox — the relay draining a backlog of BSS API events (claim, publish with acks=all,
+//!            mark, in one primary transaction per 500 rows) vs the same events published
+//!            straight from memory with the same producer.
+//! Rounds alternate
 //! (direct, router, direct, router…) so drift on this shared machine hits both alike; the
 //! ratio of medians is printed, nothing is asserted. Needs the stack up (bench.sh).
 use std::time::{Duration, Instant};
@@ -125,4 +129,53 @@ async fn main() {
         reads.iter().map(|n| (*n as f64 - even).abs() / even * 100.0).fold(0.0, f64::max)
     );
     sqlx::query("DROP TABLE bench_router").execute(&primary).await.unwrap();
+    outbox(&router).await;
+}
+
+const BROKERS: &str = "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9095";
+const OUTBOX_ROWS: usize = 5000;
+
+/// The outbox relay's publish rate against a direct publish of the same events.
+async fn outbox(router: &DbRouter) {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        config::ClientConfig,
+    };
+    let topic = format!("bench.outbox.{}", server::streams::events::now_ms());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
+    admin.create_topics(&[NewTopic::new(&topic, 3, TopicReplication::Fixed(3))], &AdminOptions::new()).await.unwrap();
+    server::bss::ensure_schema(router).await.unwrap();
+    let streams = server::streams::Streams::with_specs(BROKERS, vec![]);
+    let events: Vec<(String, Vec<u8>)> = (0..OUTBOX_ROWS as u64)
+        .map(|i| {
+            let (_, key, bytes) = server::streams::events::sample_event("bench", i, server::streams::events::now_ms());
+            (key, bytes)
+        })
+        .collect();
+    let ob = server::outbox::Outbox::default();
+    let (mut direct, mut relayed) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        for chunk in events.chunks(500) {
+            let results = streams.publish_batch(chunk.iter().map(|(k, b)| (topic.as_str(), k.as_str(), b.as_slice()))).await;
+            assert!(results.iter().all(Result::is_ok), "direct publish failed");
+        }
+        direct.push(OUTBOX_ROWS as f64 / t0.elapsed().as_secs_f64());
+        // The backlog a bus outage leaves: committed rows, nothing published yet.
+        let mut tx = router.write().begin().await.unwrap();
+        for (k, b) in &events {
+            server::outbox::enqueue(&mut tx, &topic, k, b).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let t0 = Instant::now();
+        let mut published = 0;
+        while published < OUTBOX_ROWS {
+            published += ob.relay_once(router, &streams).await.expect("relay");
+        }
+        relayed.push(published as f64 / t0.elapsed().as_secs_f64());
+    }
+    let (d, r) = (median(direct), median(relayed));
+    println!("outbox bench: {OUTBOX_ROWS} BSS events (about {} bytes each) × {ROUNDS} alternating rounds, 3 brokers, acks=all", events[0].1.len());
+    println!("  published straight from memory {d:>8.0} events/s; relayed from the outbox {r:>8.0} events/s; relay / direct {:.2}", r / d);
 }

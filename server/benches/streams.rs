@@ -174,6 +174,7 @@ fn start(contender: &str, kind: &str, input: &str, output: &str, dlq: &str, run:
         // As in production: the transform's state goes to a changelog (the raw pipe has none).
         changelog: (k != Kind::Passthrough).then(|| format!("{output}-{contender}-changelog")),
         exactly_once: contender == "rust-eos",
+        instance: "test".into(),
     };
     let s = Streams::with_specs(BROKERS, vec![spec]);
     s.start(contender).unwrap();

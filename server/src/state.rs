@@ -104,7 +104,8 @@ impl Services {
             tracing::warn!(error = %e, "stack supervisor unavailable");
         }
         let window_ms = humantime::parse_duration(&config.streams.window).map(|d| d.as_millis() as u64).unwrap_or(60_000);
-        let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms, |name| config.streams.guarantee_of(name));
+        let instance = crate::streams::instance_id(&config.store.path);
+        let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms, &instance, |name| config.streams.guarantee_of(name));
         let db = Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::new(&config.postgres)));
         let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints));
         let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)));

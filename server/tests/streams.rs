@@ -100,6 +100,7 @@ async fn processors_on_real_brokers() {
         window_ms: 10_000,
         changelog: Some(format!("{run}.{name}-changelog")),
         exactly_once: false,
+        instance: "test".into(),
     };
     let streams = Streams::with_specs(
         BROKERS,
@@ -261,6 +262,7 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
         window_ms: 10_000,
         changelog: None,
         exactly_once,
+        instance: "test".into(),
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("customer").unwrap();
@@ -347,6 +349,7 @@ async fn switching_a_running_processor_to_exactly_once() {
         window_ms: 10_000,
         changelog: Some(format!("{run}.order-changelog")),
         exactly_once: false,
+        instance: "test".into(),
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("order").unwrap();
@@ -407,6 +410,7 @@ async fn exactly_once_holds_while_the_group_rebalances() {
         window_ms: 10_000,
         changelog: None,
         exactly_once: true,
+        instance: "test".into(),
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("order").unwrap();
@@ -501,6 +505,7 @@ async fn counters_after_a_crash_equal_an_uninterrupted_run() {
         window_ms: 60_000,
         changelog: Some(format!("{run}.{id}-changelog")),
         exactly_once: true,
+        instance: "test".into(),
     };
     let (a, b) = (Streams::with_specs(BROKERS, vec![spec("a", &out_a)]), Streams::with_specs(BROKERS, vec![spec("b", &out_b)]));
     a.start("customer").unwrap();

@@ -79,6 +79,23 @@ impl Handle {
     }
 }
 
+/// This control plane among others on the same brokers: its host name and a digest of its
+/// store's path, stable across restarts on the same store (so a restarted control plane
+/// fences the transactions its previous run left open, as Kafka Streams' persisted process
+/// id does) and distinct between control planes (which must not fence each other).
+pub fn instance_id(store_path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect::<String>())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let path = std::fs::canonicalize(store_path).unwrap_or_else(|_| store_path.to_path_buf());
+    let digest = Sha256::digest(path.to_string_lossy().as_bytes());
+    format!("{host}-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 pub struct Streams {
     brokers: String,
     procs: Vec<Arc<Handle>>,
@@ -88,8 +105,9 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Both processors on the standard topics, each with its configured guarantee.
-    pub fn new(brokers: &str, window_ms: u64, guarantee_of: impl Fn(&str) -> Guarantee) -> Arc<Self> {
+    /// Both processors on the standard topics, each with its configured guarantee, run by
+    /// the control plane `instance` ([`instance_id`]).
+    pub fn new(brokers: &str, window_ms: u64, instance: &str, guarantee_of: impl Fn(&str) -> Guarantee) -> Arc<Self> {
         let spec = |name: &str, input: &str, kind| ProcessorSpec {
             name: name.into(),
             brokers: brokers.into(),
@@ -102,6 +120,7 @@ impl Streams {
             // Kafka Streams' naming: <application id>-<store>-changelog.
             changelog: Some(format!("{name}-state-changelog")),
             exactly_once: guarantee_of(name) == Guarantee::ExactlyOnce,
+            instance: instance.into(),
         };
         Self::with_specs(
             brokers,
@@ -543,6 +562,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn instance_id_is_stable_per_store_and_differs_between_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+        std::fs::write(&a, b"").unwrap();
+        assert_eq!(instance_id(&a), instance_id(&a), "the same store after a restart: the same transactional ids");
+        assert_eq!(instance_id(&a), instance_id(&dir.path().join(".").join("a.db")), "however the path is spelled");
+        assert_ne!(instance_id(&a), instance_id(&b), "two control planes must not fence each other");
+        assert!(instance_id(&a).chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'), "{}", instance_id(&a));
+    }
+
+    #[test]
     fn percentiles_nearest_rank() {
         let mut v: Vec<u64> = (1..=100).rev().collect();
         assert_eq!(percentile(&mut v, 0.5), 50.0);
@@ -567,7 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn control_errors_are_clear() {
-        let s = Streams::new("127.0.0.1:1", 1000, |_| Guarantee::AtLeastOnce);
+        let s = Streams::new("127.0.0.1:1", 1000, "test", |_| Guarantee::AtLeastOnce);
         assert!(s.start("nope").unwrap_err().to_string().contains("unknown processor"));
         assert_eq!(s.not_running(), ["bss-customer-analytics is stopped", "bss-order-processor is stopped"]);
         assert!(s.stop("bss-order-processor").await.unwrap_err().to_string().contains("not running"));

@@ -50,6 +50,10 @@ pub struct ProcessorSpec {
     pub changelog: Option<String>,
     /// Kafka transactions instead of at-least-once (`streams.exactly_once`).
     pub exactly_once: bool,
+    /// Which control plane runs it ([`super::instance_id`]): part of the transactional id,
+    /// so a restart of this control plane fences its own unfinished transaction while
+    /// another control plane in the same group has transactions of its own.
+    pub instance: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,7 +313,10 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
     const T: Duration = Duration::from_secs(30);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &spec.brokers)
-        .set("transactional.id", format!("{}-tx", spec.group))
+        .set("transactional.id", format!("{}-{}", spec.group, spec.instance))
+        // Kafka Streams' default under exactly-once: a dead control plane's open
+        // transaction holds the group's offsets (unstable) for at most this long.
+        .set("transaction.timeout.ms", "10000")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
