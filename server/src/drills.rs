@@ -50,7 +50,15 @@ pub enum Fault {
     /// A slow, lossy link: `tc qdisc … netem` with [`NETEM`] on every interface of the
     /// container (it needs NET_ADMIN and `tc`) for `hold`; the drill deletes the qdisc.
     Netem { hold: Duration },
+    /// Stop the container (AlertManager), then make an alert fire: `bss_drill_alert` in
+    /// node-exporter's textfile collector, which the rule `BssDrillAlert` turns into an
+    /// alert. The drill starts the container again once Prometheus has the alert firing
+    /// (and `hold` passed); the metric is removed when the drill ends.
+    StopWhileFiring { hold: Duration },
 }
+
+/// Where [`Fault::StopWhileFiring`] writes its metric (node-exporter's textfile directory).
+const DRILL_METRIC_DIR: &str = "/textfile";
 
 /// What [`Fault::Netem`] does to a link: 100 ms ± 20 ms of delay and 2 % packet loss.
 pub const NETEM: &str = "delay 100ms 20ms loss 2%";
@@ -64,6 +72,7 @@ impl Fault {
             Fault::PauseReplay { .. } => "pause-replay",
             Fault::Crash { .. } => "crash",
             Fault::Netem { .. } => "netem",
+            Fault::StopWhileFiring { .. } => "stop-while-firing",
         }
     }
 
@@ -72,7 +81,12 @@ impl Fault {
     fn hold(self) -> Option<Duration> {
         match self {
             Fault::Kill => None,
-            Fault::Stop { hold } | Fault::Isolate { hold } | Fault::PauseReplay { hold } | Fault::Crash { hold } | Fault::Netem { hold } => Some(hold),
+            Fault::Stop { hold }
+            | Fault::Isolate { hold }
+            | Fault::PauseReplay { hold }
+            | Fault::Crash { hold }
+            | Fault::Netem { hold }
+            | Fault::StopWhileFiring { hold } => Some(hold),
         }
     }
 
@@ -98,6 +112,9 @@ pub enum Probe {
     ReadPool,
     /// The stream processor running, its state restored.
     Processor,
+    /// The drill's alert (`BssDrillAlert` with this run's label) delivered to its receiver
+    /// by the local sink; before the fault there is nothing to deliver.
+    AlertDelivered,
 }
 
 impl Probe {
@@ -108,6 +125,7 @@ impl Probe {
             Probe::Admitted | Probe::Primary => "the router",
             Probe::ReadPool => "HAProxy's read pool",
             Probe::Processor => "the processor host",
+            Probe::AlertDelivered => "the alert path",
         }
     }
 }
@@ -129,6 +147,8 @@ pub struct Drill {
     pub pool_reads_must_succeed: bool,
     /// Writes must fail (not hang) within this long of the fault: the primary is gone.
     pub writes_fail_within: Option<Duration>,
+    /// The drill's alert must reach its receiver within this long of the fault's removal.
+    pub alert_within: Option<Duration>,
 }
 
 const fn sec(n: u64) -> Duration {
@@ -148,6 +168,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "broker-isolate",
@@ -161,6 +182,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "broker-slow-link",
@@ -174,6 +196,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "processor-crash",
@@ -187,6 +210,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "replica-stop",
@@ -200,6 +224,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: true,
         pool_reads_must_succeed: true,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "replica-pause",
@@ -213,6 +238,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: true,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
     Drill {
         name: "primary-stop",
@@ -226,6 +252,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: true,
         pool_reads_must_succeed: false,
         writes_fail_within: Some(sec(2)),
+        alert_within: None,
     },
     Drill {
         name: "haproxy-stop",
@@ -239,6 +266,21 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: true,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
+    },
+    Drill {
+        name: "alertmanager-down-while-firing",
+        title: "AlertManager down while an alert fires",
+        service: "alertmanager",
+        fault: Fault::StopWhileFiring { hold: sec(10) },
+        fault_text: "stop alertmanager, then raise bss_drill_alert on node-exporter (rule BssDrillAlert, severity warning, team platform); start alertmanager once Prometheus has the alert firing",
+        expectation: "Prometheus re-sends the alert (every 15 s) and it reaches warning-slack within 60 s of AlertManager's return; 0 events lost",
+        recover_within: sec(150),
+        probes: &[Probe::Container, Probe::AlertDelivered],
+        reads_must_succeed: false,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+        alert_within: Some(sec(60)),
     },
     Drill {
         name: "alertmanager-kill",
@@ -252,6 +294,7 @@ pub const DRILLS: &[Drill] = &[
         reads_must_succeed: false,
         pool_reads_must_succeed: false,
         writes_fail_within: None,
+        alert_within: None,
     },
 ];
 
@@ -266,6 +309,8 @@ const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE_BEFORE: Duration = Duration::from_secs(90);
 /// Each read or write of the load gives up after this long (and counts as failed).
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How much longer than its hold the alert drill waits for Prometheus to fire the alert.
+const FIRE_WAIT: Duration = Duration::from_secs(60);
 /// Samples kept for the charts (500 ms apart: 5 minutes).
 const MAX_SAMPLES: usize = 600;
 
@@ -294,8 +339,8 @@ pub fn new_run(d: &Drill, actor: &str) -> DrillRun {
 }
 
 impl Services {
-    /// Applies `fault` to `target`.
-    async fn inject(&self, fault: Fault, target: &str) -> Result<(), String> {
+    /// Applies `fault` to `target`; `run` labels what the fault raises (the drill's alert).
+    async fn inject(&self, fault: Fault, target: &str, run: &str) -> Result<(), String> {
         let sup = || self.supervisor().map_err(|e| e.to_string());
         match fault {
             Fault::Kill => sup()?.kill(target).await.map_err(|e| e.to_string()),
@@ -306,7 +351,30 @@ impl Services {
             Fault::Netem { .. } => {
                 self.exec_ok(target, &on_every_link(&format!("tc qdisc replace dev \"$i\" root netem {NETEM} || exit 1"))).await
             }
+            Fault::StopWhileFiring { .. } => {
+                sup()?.stop(target).await.map_err(|e| e.to_string())?;
+                // Written aside and renamed: the collector never reads half a file.
+                let metric = format!("bss_drill_alert{{run=\\\"{run}\\\"}} 1");
+                self.exec_ok("node-exporter", &format!("printf '%s\\n' \"{metric}\" > {DRILL_METRIC_DIR}/bss-drill.tmp && mv {DRILL_METRIC_DIR}/bss-drill.tmp {DRILL_METRIC_DIR}/bss-drill.prom"))
+                    .await
+                    .map_err(|e| format!("raising the drill's alert: {e}"))
+            }
         }
+    }
+
+    /// What a fault leaves behind once its target is back and measured: the drill's
+    /// alert metric. Idempotent; also run at start-up for a drill that died.
+    async fn clean_up(&self, fault: Fault) -> Result<(), String> {
+        match fault {
+            Fault::StopWhileFiring { .. } => self.exec_ok("node-exporter", &format!("rm -f {DRILL_METRIC_DIR}/bss-drill.prom {DRILL_METRIC_DIR}/bss-drill.tmp")).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether Prometheus has the drill's alert for `run` firing.
+    async fn alert_firing(&self, run: &str) -> bool {
+        let q = format!("ALERTS{{alertname=\"BssDrillAlert\",alertstate=\"firing\",run=\"{run}\"}}");
+        self.prometheus.query(&q).await.is_ok_and(|v| !v.is_empty())
     }
 
     /// Runs a shell script in `target`'s container; an error carries its output.
@@ -324,7 +392,7 @@ impl Services {
     async fn undo(&self, fault: Fault, target: &str) -> Result<(), String> {
         let sup = || self.supervisor().map_err(|e| e.to_string());
         match fault {
-            Fault::Kill | Fault::Stop { .. } => sup()?.start(target).await.map_err(|e| e.to_string()),
+            Fault::Kill | Fault::Stop { .. } | Fault::StopWhileFiring { .. } => sup()?.start(target).await.map_err(|e| e.to_string()),
             Fault::Isolate { .. } => sup()?.reconnect(target).await.map_err(|e| e.to_string()),
             Fault::PauseReplay { .. } => self.db.set_replay_paused(target, false).await.map_err(|e| e.to_string()),
             Fault::Crash { .. } => match self.streams.start(target) {
@@ -336,8 +404,9 @@ impl Services {
         }
     }
 
-    /// `Ok` when `probe` finds `target` healthy, else why not.
-    async fn probe(&self, probe: Probe, target: &str, brokers: usize) -> Result<(), String> {
+    /// `Ok` when `probe` finds `target` healthy, else why not. `run`: the drill run whose
+    /// fault is in (`None` before the fault).
+    async fn probe(&self, probe: Probe, target: &str, brokers: usize, run: Option<&str>) -> Result<(), String> {
         match probe {
             Probe::Container => {
                 let st = self.supervisor().map_err(|e| e.to_string())?.status_of(target).await.map_err(|e| e.to_string())?;
@@ -371,6 +440,16 @@ impl Services {
                 Some(why) => Err(why),
                 None => Ok(()),
             },
+            Probe::AlertDelivered => {
+                let Some(run) = run else { return Ok(()) };
+                let cfg = self.alerts.config().await.map_err(|e| e.to_string())?;
+                let tag = format!("run={run}");
+                let seen = self.alerts.deliveries(&cfg, std::slice::from_ref(&tag)).await.map_err(|e| e.to_string())?;
+                match seen.iter().find(|m| m.alerts.contains(&tag)) {
+                    Some(_) => Ok(()),
+                    None => Err(format!("BssDrillAlert {tag} not delivered yet")),
+                }
+            }
         }
     }
 }
@@ -407,7 +486,10 @@ pub async fn undo_pending(svc: &Services) -> Vec<String> {
         let r = match kind {
             // A crashed processor died with the control plane; this one starts its own.
             Some(Fault::Crash { .. }) => Ok("nothing to undo: processors run in the control plane that died".to_string()),
-            Some(f) => svc.undo(f, &service).await.map(|()| format!("{service} restored")),
+            Some(f) => match svc.undo(f, &service).await {
+                Ok(()) => svc.clean_up(f).await.map(|()| format!("{service} restored")),
+                Err(e) => Err(e),
+            },
             None => Err(format!("unknown fault {fault:?}")),
         };
         let line = match &r {
@@ -574,7 +656,7 @@ impl Services {
         loop {
             let mut why = vec![];
             for p in d.probes {
-                if let Err(e) = self.probe(*p, d.service, brokers).await {
+                if let Err(e) = self.probe(*p, d.service, brokers, None).await {
                     why.push(e);
                 }
             }
@@ -659,6 +741,7 @@ impl Services {
         }
         // The fault, recorded before it is applied.
         let mut injected = None;
+        let mut run = String::new();
         let mut fault_unix = 0;
         let mut back_unix = None;
         if steady && !cancel.is_cancelled() {
@@ -667,7 +750,8 @@ impl Services {
             // (connections terminated) while the engine's call is still running.
             let at = Instant::now();
             fault_unix = crate::clock::now_ms();
-            match self.inject(d.fault, d.service).await {
+            run = format!("{}-{id}", d.name);
+            match self.inject(d.fault, d.service, &run).await {
                 Ok(()) => {
                     injected = Some((id, at));
                     note(format!("fault injected: {} {}", d.fault.name(), d.service));
@@ -685,6 +769,8 @@ impl Services {
         let mut degraded = vec![false; d.probes.len()];
         let mut back = vec![false; d.probes.len()];
         let mut removed = d.fault.hold().is_none();
+        let mut removed_at = None;
+        let mut firing = !matches!(d.fault, Fault::StopWhileFiring { .. });
         let mut recovered = false;
         let deadline = Instant::now() + d.recover_within;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
@@ -712,9 +798,16 @@ impl Services {
                     }
                 }
                 _ = poll.tick() => {
+                    if !firing && self.alert_firing(&run).await {
+                        firing = true;
+                        note(format!("Prometheus has BssDrillAlert {run} firing, {:.1} s after the fault; its notifications fail while {} is down", since.elapsed().as_secs_f64(), d.service));
+                    }
                     if let Some(hold) = d.fault.hold() {
-                        if !removed && since.elapsed() >= hold {
+                        // The alert drill keeps its target down until the alert fires (at
+                        // most FIRE_WAIT more), or there is nothing for it to deliver late.
+                        if !removed && since.elapsed() >= hold && (firing || since.elapsed() >= hold + FIRE_WAIT) {
                             removed = true;
+                            removed_at = Some(Instant::now());
                             back_unix = Some(crate::clock::now_ms());
                             match self.undo(d.fault, d.service).await {
                                 Ok(()) => note(format!("fault removed: {} {} undone", d.fault.name(), d.service)),
@@ -724,7 +817,7 @@ impl Services {
                     }
                     let mut all_ok = true;
                     for (i, p) in d.probes.iter().enumerate() {
-                        match self.probe(*p, d.service, brokers).await {
+                        match self.probe(*p, d.service, brokers, Some(&run)).await {
                             Err(why) => {
                                 all_ok = false;
                                 if !degraded[i] {
@@ -735,6 +828,12 @@ impl Services {
                                     }
                                     seen_down = true;
                                 }
+                            }
+                            Ok(()) if degraded[i] && removed && !back[i] && *p == Probe::AlertDelivered => {
+                                back[i] = true;
+                                let after = removed_at.map_or(0, |t: Instant| t.elapsed().as_millis() as u64);
+                                state.lock().unwrap().alert_delivered_ms = Some(after);
+                                note(format!("BssDrillAlert {run} delivered by AlertManager {:.1} s after it was started again", after as f64 / 1000.0));
                             }
                             Ok(()) if degraded[i] && removed && !back[i] => {
                                 back[i] = true;
@@ -767,8 +866,14 @@ impl Services {
                 Ok(()) => format!("{} {} undone by the drill", d.fault.name(), d.service),
                 Err(e) => format!("undo failed: {e}"),
             };
+            let undo = match (undo, self.clean_up(d.fault).await) {
+                (Ok(()), Err(e)) => Err(e),
+                (u, _) => u,
+            };
             if undo.is_ok() {
                 let _ = self.store.fault_undone(id, &result).await;
+            } else if let Err(e) = &undo {
+                note(format!("fault not fully undone: {e}"));
             }
             if !recovered {
                 note(format!("fault undone by the drill: {result}"));
@@ -877,6 +982,13 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
         Some(n) => failed.push(format!("{n} of {} acknowledged writes missing from the primary", r.writes_ok)),
         None => failed.push("acknowledged writes could not be checked".into()),
     }
+    if let Some(limit) = d.alert_within {
+        match r.alert_delivered_ms {
+            Some(ms) if ms <= limit.as_millis() as u64 => {}
+            Some(ms) => failed.push(format!("the alert reached its receiver {:.1} s after AlertManager's return (expected within {} s)", ms as f64 / 1000.0, limit.as_secs())),
+            None => failed.push("the alert raised during the outage never reached its receiver".into()),
+        }
+    }
     if let Some(limit) = d.writes_fail_within {
         match r.first_write_error_ms {
             Some(ms) if ms <= limit.as_millis() as u64 => {}
@@ -897,6 +1009,9 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
         );
         if r.pool_reads_retried > 0 {
             why.push_str(&format!(" ({} retried once on a new connection)", r.pool_reads_retried));
+        }
+        if let Some(ms) = r.alert_delivered_ms {
+            why.push_str(&format!("; the alert raised during the outage delivered {:.1} s after AlertManager's return", ms as f64 / 1000.0));
         }
         if let Some(ms) = r.first_write_error_ms {
             why.push_str(&format!("; first failed write {:.1} s after the fault: {}", ms as f64 / 1000.0, r.first_write_error));
@@ -1030,6 +1145,18 @@ mod tests {
         r.pool_reads_failed = 4;
         assert_eq!(verdict(broker, &r).0, "passed");
         assert!(verdict(replica, &r).1.contains("4 of 4 reads through HAProxy"));
+
+        // The alert drill wants its alert delivered, soon after AlertManager's return.
+        let alert = find("alertmanager-down-while-firing").unwrap();
+        let mut r = run(Some(40_000), 0, 0);
+        assert!(verdict(alert, &r).1.contains("never reached its receiver"));
+        r.alert_delivered_ms = Some(75_000);
+        assert!(verdict(alert, &r).1.contains("75.0 s after AlertManager's return"));
+        r.alert_delivered_ms = Some(21_500);
+        let (s, why) = verdict(alert, &r);
+        assert_eq!(s, "passed");
+        assert!(why.contains("delivered 21.5 s after"), "{why}");
+        assert_eq!(verdict(broker, &run(Some(9000), 0, 0)).0, "passed", "only the alert drill promises an alert");
     }
 
     #[test]

@@ -88,6 +88,13 @@ async fn every_drill_meets_its_expectation() {
     assert!(during.events > 0 && during.p99_ms >= 100.0, "{:?}", slow.phases);
     let qdisc = Command::new("docker").args(["exec", "bss-kafka-1", "tc", "qdisc", "show"]).output().unwrap();
     assert!(qdisc.status.success() && !String::from_utf8_lossy(&qdisc.stdout).contains("netem"), "{qdisc:?}");
+    // An alert that fired while AlertManager was down reached its receiver after its
+    // return, and the drill's metric is gone (the alert resolves).
+    let alert = by("alertmanager-down-while-firing");
+    assert!(alert.alert_delivered_ms.is_some_and(|ms| ms <= 60_000), "{:#?}", alert.timeline);
+    assert!(alert.timeline.iter().any(|t| t.what.contains("BssDrillAlert") && t.what.contains("firing")), "{:#?}", alert.timeline);
+    let left = Command::new("docker").args(["exec", "bss-node-exporter", "ls", "/textfile"]).output().unwrap();
+    assert!(left.status.success() && !String::from_utf8_lossy(&left.stdout).contains("bss-drill"), "{left:?}");
     let paused = by("replica-pause");
     assert!(paused.timeline.iter().any(|t| t.what.contains("out of the read pool")), "{:#?}", paused.timeline);
 

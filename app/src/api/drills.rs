@@ -65,6 +65,10 @@ pub struct DrillRun {
     /// (`None` when they could not be checked).
     #[serde(default)]
     pub acked_writes_missing: Option<u64>,
+    /// The alert raised while its target was down: the target's return → the alert at its
+    /// receiver (the alert drill).
+    #[serde(default)]
+    pub alert_delivered_ms: Option<u64>,
     /// Cumulative counts every 500 ms, for the live charts.
     #[serde(default)]
     pub samples: Vec<DrillSample>,
