@@ -311,17 +311,7 @@ const TX_LINGER: Duration = Duration::from_millis(100);
 async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, consumer: Input, mut transform: Option<Transform>) -> Result<(), String> {
     use rdkafka::{producer::Producer, TopicPartitionList};
     const T: Duration = Duration::from_secs(30);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &spec.brokers)
-        .set("transactional.id", format!("{}-{}", spec.group, spec.instance))
-        // Kafka Streams' default under exactly-once: a dead control plane's open
-        // transaction holds the group's offsets (unstable) for at most this long.
-        .set("transaction.timeout.ms", "10000")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .map_err(|e| format!("transactional producer config: {e}"))?;
+    let producer = transactional_producer(spec).map_err(|e| format!("transactional producer config: {e}"))?;
     producer.init_transactions(T).map_err(|e| format!("init transactions: {e}"))?;
     let revocations = || consumer.context().0.load(Ordering::SeqCst);
     // A record received after a revocation, kept for the next transaction.
@@ -409,6 +399,22 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         stats.dlq.fetch_add(dead, Ordering::Relaxed);
         stats.latencies_us.lock().unwrap().extend(lat);
     }
+}
+
+/// The producer of one processor's transactions: its id names the group and this control
+/// plane, so a restart fences the transaction its predecessor left open.
+fn transactional_producer(spec: &ProcessorSpec) -> rdkafka::error::KafkaResult<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &spec.brokers)
+        .set("transactional.id", format!("{}-{}", spec.group, spec.instance))
+        // Kafka Streams' default under exactly-once: a dead control plane's open
+        // transaction holds the group's offsets (unstable) for at most this long.
+        // (librdkafka bounds each record's delivery by it too: message.timeout.ms follows,
+        // and may not be set above it.)
+        .set("transaction.timeout.ms", "10000")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
 }
 
 async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
@@ -583,6 +589,27 @@ mod tests {
 
     fn src(partition: i32, offset: i64) -> Source {
         Source { topic: "in".into(), partition, offset, dlq: false, event_ms: 0 }
+    }
+
+    #[test]
+    fn the_transactional_producer_config_is_accepted() {
+        // librdkafka checks the settings against each other at creation (no broker needed).
+        let spec = ProcessorSpec {
+            name: "p".into(),
+            brokers: "127.0.0.1:1".into(),
+            group: "g".into(),
+            input: "in".into(),
+            output: "out".into(),
+            dlq: "dlq".into(),
+            kind: Kind::Passthrough,
+            window_ms: 1000,
+            changelog: None,
+            exactly_once: true,
+            instance: "host-0a1b2c3d".into(),
+        };
+        if let Err(e) = transactional_producer(&spec) {
+            panic!("{e}");
+        }
     }
 
     #[test]
