@@ -880,7 +880,8 @@ impl Services {
             }
             // What the readers saw: the first failure of each path, relative to the fault.
             let mut shown = std::collections::BTreeSet::new();
-            for (when, path, why) in db.read_errors.lock().unwrap().iter() {
+            let read_errors = db.read_errors.lock().unwrap().clone();
+            for (when, path, why) in read_errors.iter() {
                 if shown.insert(*path) {
                     let rel = if *when >= since { format!("{:.1} s after", when.duration_since(since).as_secs_f64()) } else { format!("{:.1} s before", since.duration_since(*when).as_secs_f64()) };
                     note(format!("first failed {path} {rel} the fault: {why}"));
@@ -920,7 +921,10 @@ impl Services {
                 s.phases = phases(&demo.latencies, fault_unix, back_unix.unwrap_or(u64::MAX));
             }
         }
-        for p in state.lock().unwrap().phases.clone() {
+        // (Taken out first: a guard in the `for` head lives through the loop, and `note`
+        // locks the same state.)
+        let phases = state.lock().unwrap().phases.clone();
+        for p in phases {
             note(format!("{}: {} events, {:.0}/s, p50 {:.0} ms, p99 {:.0} ms", p.name, p.events, p.per_sec, p.p50_ms, p.p99_ms));
         }
         note(format!(

@@ -238,22 +238,28 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
         }
         eprintln!("drill {}: {}", drill.name, drill.title);
         let state = std::sync::Arc::new(std::sync::Mutex::new(server::drills::new_run(drill, "cli")));
+        let shown = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let print_new = |timeline: &[app::api::TimelineEntry], shown: &std::sync::atomic::AtomicUsize| {
+            for t in timeline.iter().skip(shown.load(std::sync::atomic::Ordering::SeqCst)) {
+                eprintln!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
+            }
+            shown.store(timeline.len(), std::sync::atomic::Ordering::SeqCst);
+        };
         let progress = {
-            let state = state.clone();
+            let (state, shown) = (state.clone(), shown.clone());
             tokio::spawn(async move {
-                let mut shown = 0;
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let s = state.lock().unwrap().clone();
-                    for t in s.timeline.iter().skip(shown) {
-                        eprintln!("  +{:>5.1} s  {}", t.at_ms as f64 / 1000.0, t.what);
-                    }
-                    shown = s.timeline.len();
+                    let timeline = state.lock().unwrap().timeline.clone();
+                    print_new(&timeline, &shown);
                 }
             })
         };
         let run = services.run_drill(drill, state, cancel.clone()).await;
         progress.abort();
+        let _ = progress.await;
+        // What the last half second added (the end of the timeline).
+        print_new(&run.timeline, &shown);
         services.store.audit("cli", "drill.finished", &run.drill, &run.status, serde_json::json!({"verdict": run.verdict})).await?;
         eprintln!("drill {}", server::drills::summary(&run));
         runs.push(run);
