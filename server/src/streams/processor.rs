@@ -201,10 +201,14 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
     let mut in_flight = FuturesOrdered::new();
     let mut blocked = Blocked::default();
+    let mut idle = idle_ticks();
     let result = loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
+            // Idle input: a fresh recv() below polls librdkafka, which is what keeps the
+            // member in its group (max.poll.interval.ms, 5 min, counts from the last poll).
+            _ = idle.tick() => {}
             Some(a) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Err(e) = acknowledge(&consumer, stats, a, &mut blocked) {
                     break Err(e);
@@ -299,6 +303,17 @@ async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message,
     Ok(deliveries)
 }
 
+/// How long a loop waits on an idle input before it polls the consumer afresh. A
+/// `StreamConsumer` waiting in `recv()` is woken by new records only, and librdkafka takes a
+/// member that has not polled for max.poll.interval.ms (5 min) out of its group: seen after
+/// a drill's load, "Application maximum poll interval (300000ms) exceeded … leaving group".
+const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// Ticks every [`IDLE_POLL`] from now on (one timer for the loop, not one per record).
+fn idle_ticks() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + IDLE_POLL, IDLE_POLL)
+}
+
 /// Records per transaction at most, and how long a transaction waits to fill.
 const TX_BATCH: usize = 500;
 const TX_LINGER: Duration = Duration::from_millis(100);
@@ -314,14 +329,19 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
     let producer = transactional_producer(spec).map_err(|e| format!("transactional producer config: {e}"))?;
     producer.init_transactions(T).map_err(|e| format!("init transactions: {e}"))?;
     let revocations = || consumer.context().0.load(Ordering::SeqCst);
+    let mut idle = idle_ticks();
     // A record received after a revocation, kept for the next transaction.
     let mut carried = None;
     loop {
         let first = match carried.take() {
             Some(m) => Ok(m),
-            None => tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                m = consumer.recv() => m,
+            None => loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    m = consumer.recv() => break m,
+                    // Idle input: poll again (see IDLE_POLL).
+                    _ = idle.tick() => {}
+                }
             },
         };
         let first = match first {
