@@ -63,6 +63,11 @@ const DRILL_METRIC_DIR: &str = "/textfile";
 /// What [`Fault::Netem`] does to a link: 100 ms ± 20 ms of delay and 2 % packet loss.
 pub const NETEM: &str = "delay 100ms 20ms loss 2%";
 
+/// The slow link where the kernel has no netem (`CONFIG_NET_SCH_NETEM` unset, as on some
+/// VM kernels): a token bucket of 1 Mbit/s whose queue holds 400 ms, past which packets
+/// are dropped (TCP retransmits them). Slower and lossy, without a fixed delay.
+pub const TBF: &str = "rate 1mbit burst 16kbit latency 400ms";
+
 impl Fault {
     pub fn name(self) -> &'static str {
         match self {
@@ -189,7 +194,7 @@ pub const DRILLS: &[Drill] = &[
         title: "Slow, lossy link to a Kafka broker under load",
         service: "kafka-1",
         fault: Fault::Netem { hold: sec(15) },
-        fault_text: "tc netem on kafka-1's interfaces for 15 s: 100 ms ± 20 ms delay and 2 % packet loss, then removed",
+        fault_text: "tc netem on kafka-1's interfaces for 15 s: 100 ms ± 20 ms delay and 2 % packet loss (where the kernel has no netem: tbf, 1 Mbit/s with a 400 ms queue), then removed",
         expectation: "0 events lost; the events' rate and p99 latency before, during and after shown; the cluster whole again within 60 s of the fault",
         recover_within: sec(60),
         probes: &[Probe::Cluster],
@@ -340,16 +345,23 @@ pub fn new_run(d: &Drill, actor: &str) -> DrillRun {
 
 impl Services {
     /// Applies `fault` to `target`; `run` labels what the fault raises (the drill's alert).
-    async fn inject(&self, fault: Fault, target: &str, run: &str) -> Result<(), String> {
+    /// `Ok(Some(note))`: applied, with something the timeline should say about how.
+    async fn inject(&self, fault: Fault, target: &str, run: &str) -> Result<Option<String>, String> {
         let sup = || self.supervisor().map_err(|e| e.to_string());
-        match fault {
+        let done = match fault {
             Fault::Kill => sup()?.kill(target).await.map_err(|e| e.to_string()),
             Fault::Stop { .. } => sup()?.stop(target).await.map_err(|e| e.to_string()),
             Fault::Isolate { .. } => sup()?.disconnect(target).await.map_err(|e| e.to_string()),
             Fault::PauseReplay { .. } => self.db.set_replay_paused(target, true).await.map_err(|e| e.to_string()),
             Fault::Crash { .. } => self.streams.abort(target).map_err(|e| e.to_string()),
             Fault::Netem { .. } => {
-                self.exec_ok(target, &on_every_link(&format!("tc qdisc replace dev \"$i\" root netem {NETEM} || exit 1"))).await
+                // netem where the kernel has it, else the token bucket; says which it used.
+                let per_link = format!(
+                    "if tc qdisc replace dev \"$i\" root netem {NETEM} 2>/dev/null; then echo \"netem on $i\"; \
+                     else tc qdisc replace dev \"$i\" root tbf {TBF} || exit 1; echo \"tbf on $i\"; fi"
+                );
+                let out = self.exec_out(target, &on_every_link(&per_link)).await?;
+                return Ok(out.contains("tbf on").then(|| format!("this kernel has no netem (CONFIG_NET_SCH_NETEM): the link is slowed with tbf {TBF} instead")));
             }
             Fault::StopWhileFiring { .. } => {
                 sup()?.stop(target).await.map_err(|e| e.to_string())?;
@@ -359,6 +371,22 @@ impl Services {
                     .await
                     .map_err(|e| format!("raising the drill's alert: {e}"))
             }
+        };
+        done.map(|()| None)
+    }
+
+    /// Runs a shell script in `target`'s container; an error carries its output.
+    async fn exec_ok(&self, target: &str, script: &str) -> Result<(), String> {
+        self.exec_out(target, script).await.map(|_| ())
+    }
+
+    /// Runs a shell script in `target`'s container: its output, or an error with it.
+    async fn exec_out(&self, target: &str, script: &str) -> Result<String, String> {
+        let sup = self.supervisor().map_err(|e| e.to_string())?;
+        match sup.exec(target, &["sh", "-c", script]).await {
+            Ok((0, out)) => Ok(out),
+            Ok((code, out)) => Err(format!("in {target}: exit {code}: {out}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -377,15 +405,6 @@ impl Services {
         self.prometheus.query(&q).await.is_ok_and(|v| !v.is_empty())
     }
 
-    /// Runs a shell script in `target`'s container; an error carries its output.
-    async fn exec_ok(&self, target: &str, script: &str) -> Result<(), String> {
-        let sup = self.supervisor().map_err(|e| e.to_string())?;
-        match sup.exec(target, &["sh", "-c", script]).await {
-            Ok((0, _)) => Ok(()),
-            Ok((code, out)) => Err(format!("in {target}: exit {code}: {out}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
 
     /// Removes `fault` from `target`; idempotent (undoing twice, or undoing what the
     /// healer already repaired, is fine).
@@ -752,9 +771,12 @@ impl Services {
             fault_unix = crate::clock::now_ms();
             run = format!("{}-{id}", d.name);
             match self.inject(d.fault, d.service, &run).await {
-                Ok(()) => {
+                Ok(how) => {
                     injected = Some((id, at));
                     note(format!("fault injected: {} {}", d.fault.name(), d.service));
+                    if let Some(how) = how {
+                        note(how);
+                    }
                 }
                 Err(e) => {
                     let _ = self.store.fault_undone(id, &format!("never applied: {e}")).await;

@@ -83,11 +83,15 @@ async fn every_drill_meets_its_expectation() {
     assert!(replica.timeline.iter().any(|t| t.what.starts_with("detected by the router")), "{:#?}", replica.timeline);
     // The slow link was really slow: a third of the partitions lead on kafka-1, so the
     // events of the fault's window have a p99 of at least its 100 ms delay; and it is gone.
+    // (Where the kernel has no netem the drill shapes the link with tbf instead, says so,
+    // and promises no fixed delay.)
     let slow = by("broker-slow-link");
     let during = &slow.phases[1];
-    assert!(during.events > 0 && during.p99_ms >= 100.0, "{:?}", slow.phases);
+    let tbf = slow.timeline.iter().any(|t| t.what.contains("no netem"));
+    assert!(during.events > 0 && (tbf || during.p99_ms >= 100.0), "{:?}", slow.phases);
     let qdisc = Command::new("docker").args(["exec", "bss-kafka-1", "tc", "qdisc", "show"]).output().unwrap();
-    assert!(qdisc.status.success() && !String::from_utf8_lossy(&qdisc.stdout).contains("netem"), "{qdisc:?}");
+    let shown = String::from_utf8_lossy(&qdisc.stdout);
+    assert!(qdisc.status.success() && !shown.contains("netem") && !shown.contains("tbf"), "{qdisc:?}");
     // An alert that fired while AlertManager was down reached its receiver after its
     // return, and the drill's metric is gone (the alert resolves).
     let alert = by("alertmanager-down-while-firing");

@@ -290,12 +290,21 @@ impl DbRouter {
     pub async fn check_once(&self) {
         let t = self.cfg.check_timeout;
         let checked = tokio::time::timeout(t, sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text").fetch_one(&self.primary)).await;
-        // Closed by a refusal, opened by an answer; a timeout changes nothing (the pool may be
-        // retrying a refused connect until its acquire timeout, or the primary is just slow).
+        // Closed by a refusal, opened by an answer; a timeout changes nothing by itself (the
+        // primary may just be slow). But the pool retries a refused connect until its acquire
+        // timeout, which hides the refusal for seconds: so when the pooled check did not
+        // answer, one connection of its own says whether the primary refuses.
         match &checked {
             Ok(Ok(_)) => *self.primary_refused.lock().unwrap() = None,
             Ok(Err(e)) if refused(e) => *self.primary_refused.lock().unwrap() = Some(format!("the primary refused the router's check: {e}")),
-            _ => {}
+            _ => {
+                use sqlx::Connection;
+                if let Ok(Err(e)) = tokio::time::timeout(t, sqlx::PgConnection::connect(&self.cfg.primary_url)).await {
+                    if refused(&e) {
+                        *self.primary_refused.lock().unwrap() = Some(format!("the primary refused a connection: {e}"));
+                    }
+                }
+            }
         }
         let primary_lsn = match checked {
             Ok(Ok(s)) => Lsn::parse(&s),
@@ -455,6 +464,23 @@ mod tests {
         assert!(refused(&sqlx::Error::PoolClosed));
         assert!(!refused(&sqlx::Error::PoolTimedOut), "slow is not gone");
         assert!(!refused(&sqlx::Error::RowNotFound));
+    }
+
+    #[tokio::test]
+    async fn one_check_closes_the_write_gate_when_the_primary_refuses_connections() {
+        // A port nothing listens on: connects are refused at once, which the pool would
+        // only report after its 2 s acquire timeout (retrying meanwhile).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cfg = DbConfig::dev_stack();
+        cfg.primary_url = format!("postgres://bss:bss@127.0.0.1:{port}/bss");
+        cfg.replicas.clear();
+        cfg.check_timeout = Duration::from_millis(500);
+        let db = DbRouter::new(cfg);
+        // The pooled query gives up at the 500 ms check timeout; the check's own connect
+        // hears the refusal.
+        db.check_once().await;
+        let e = db.writer().unwrap_err().to_string();
+        assert!(e.contains("refused a connection"), "{e}");
     }
 
     #[tokio::test]
