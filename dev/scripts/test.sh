@@ -17,6 +17,17 @@ step() { printf '\n\033[1;32m==> [%4ss] %s\033[0m\n' "$(($(date +%s) - T0))" "$*
 step "toolchain (apt, Debian rustc, npm tools)"
 dev/scripts/toolchain.sh base
 . dev/scripts/env.sh
+# The per-machine build cache keeps every checkout's artifacts (cargo keys them by path)
+# and grows run after run: past 40 GB, or with under 15 GB left on its disk, start it
+# afresh (a cold build fits the CI budget; a full disk fails everything).
+if [[ -d $CARGO_TARGET_DIR ]]; then
+  used_gb=$(du -s --block-size=1G "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)
+  free_gb=$(df --output=avail --block-size=1G "$CARGO_TARGET_DIR" | tail -1 | tr -d ' ')
+  if (( used_gb > 40 || free_gb < 15 )); then
+    echo "build cache $CARGO_TARGET_DIR: ${used_gb} GB used, ${free_gb} GB free on its disk: starting it afresh"
+    rm -rf "$CARGO_TARGET_DIR"
+  fi
+fi
 eval "$(dev/scripts/docker.sh ensure)"
 export DOCKER_HOST
 export BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml BSS_PROJECT=bss

@@ -562,8 +562,8 @@ async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken)
         while !stop.is_cancelled() {
             tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
             let insert = async {
-                let pool = svc.db.writer().map_err(|e| e.to_string())?;
-                sqlx::query_scalar::<_, i64>("INSERT INTO bss_drill_load DEFAULT VALUES RETURNING id").fetch_one(pool).await.map_err(|e| e.to_string())
+                let mut c = svc.db.acquire_write().await.map_err(|e| e.to_string())?;
+                sqlx::query_scalar::<_, i64>("INSERT INTO bss_drill_load DEFAULT VALUES RETURNING id").fetch_one(&mut *c).await.map_err(|e| e.to_string())
             };
             let w = tokio::time::timeout(OP_TIMEOUT, insert).await;
             count(matches!(w, Ok(Ok(_))), &load.writes_ok, &load.writes_failed);

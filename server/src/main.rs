@@ -227,6 +227,7 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
     }
     let background = tokio_util::sync::CancellationToken::new();
     tokio::spawn(services.db.clone().run(background.clone()));
+    tokio::spawn(services.clone().gate_writes_on_engine_events(background.clone()));
     if let Ok(sup) = services.supervisor() {
         tokio::spawn(sup.run(background.clone(), every));
     }

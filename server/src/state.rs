@@ -94,6 +94,9 @@ pub struct Act<'a> {
 
 const RECENT_EVENTS: usize = 200;
 
+/// The compose service the router's primary URL points at.
+pub const PRIMARY_SERVICE: &str = "postgres-primary";
+
 impl Services {
     pub fn new(config: Config, runtime: Runtime, store: Store) -> Arc<Self> {
         let stack = load_stack(&config, &runtime);
@@ -135,9 +138,31 @@ impl Services {
     }
 
     /// Starts the background work: the healer and the recent-events recorder.
+    /// Closes the router's write gate the moment the engine reports the primary's container
+    /// dead (`die`), rather than when a check first times out and a write its pool's acquire
+    /// timeout later. Runs until `cancel` (or the stack has no supervisor).
+    pub async fn gate_writes_on_engine_events(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let Some(mut rx) = self.subscribe() else { return };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = rx.recv() => match ev {
+                    // The engine sending it SIGTERM/SIGINT/SIGKILL (a stop or kill under way),
+                    // or its process gone.
+                    Ok(ev) if ev.service == PRIMARY_SERVICE && (ev.kind == "die" || (ev.kind == "kill" && ["signal 15)", "signal 2)", "signal 9)"].iter().any(|s| ev.message.ends_with(s)))) => {
+                        self.db.primary_lost(format!("the engine reports {PRIMARY_SERVICE} going down ({})", ev.message));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
     pub fn spawn_background(self: &Arc<Self>) {
         let cancel = self.shutdown.clone();
         tokio::spawn(self.db.clone().run(cancel.clone()));
+        tokio::spawn(self.clone().gate_writes_on_engine_events(cancel.clone()));
         tokio::spawn(self.clone().downsample_lag(cancel.clone()));
         tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
         tokio::spawn(self.gateway.clone().run_sampler(cancel.clone()));

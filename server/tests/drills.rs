@@ -43,6 +43,7 @@ async fn every_drill_meets_its_expectation() {
     }
     let background = CancellationToken::new();
     tokio::spawn(svc.db.clone().run(background.clone()));
+    tokio::spawn(svc.clone().gate_writes_on_engine_events(background.clone()));
     tokio::spawn(svc.supervisor().unwrap().run(background.clone(), Duration::from_secs(2)));
 
     let mut runs = vec![];

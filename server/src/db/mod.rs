@@ -97,6 +97,8 @@ pub struct DbRouter {
     /// Why a check found the primary refusing (refused, reset: gone, not slow), until a
     /// check gets an answer again; `None` when it answered or was never refused.
     primary_refused: Mutex<Option<String>>,
+    /// Woken when the write gate closes: writers waiting on the pool give up at once.
+    gate_closed: tokio::sync::Notify,
     history: Mutex<VecDeque<LagPoint>>,
     /// The primary's WAL position at each check (ms, LSN), 15 min: dates a replica's lag.
     primary_positions: Mutex<VecDeque<(u64, Lsn)>>,
@@ -146,6 +148,7 @@ impl DbRouter {
             retried_reads: AtomicU64::new(0),
             primary_state: Mutex::new((false, None)),
             primary_refused: Mutex::new(None),
+            gate_closed: tokio::sync::Notify::new(),
             history: Mutex::new(VecDeque::new()),
             primary_positions: Mutex::new(VecDeque::new()),
             ryw_waits: tokio::sync::Semaphore::new(RYW_WAITS),
@@ -160,6 +163,32 @@ impl DbRouter {
         match self.primary_refused.lock().unwrap().clone() {
             Some(why) => Err(DbError::PrimaryDown(why)),
             None => Ok(self.write()),
+        }
+    }
+
+    /// Closes the write gate with `why` (the engine reported the primary's container
+    /// gone): writers fail at once instead of waiting out the pool's acquire timeout while
+    /// connects to a vanishing container hang. The next check that gets an answer opens it.
+    pub fn primary_lost(&self, why: String) {
+        self.close_gate(why);
+    }
+
+    fn close_gate(&self, why: String) {
+        *self.primary_refused.lock().unwrap() = Some(why);
+        self.gate_closed.notify_waiters();
+    }
+
+    /// A connection for a write, from the primary's pool; fails at once while the write gate
+    /// is closed, and a wait for the pool (a connect to a vanishing primary can hang until
+    /// the acquire timeout) ends the moment the gate closes.
+    pub async fn acquire_write(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, DbError> {
+        let closed = self.gate_closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        let pool = self.writer()?;
+        tokio::select! {
+            c = pool.acquire() => c.map_err(|e| DbError::PrimaryDown(e.to_string())),
+            _ = closed => Err(self.writer().err().unwrap_or_else(|| DbError::PrimaryDown("the write gate closed".into()))),
         }
     }
 
@@ -296,12 +325,12 @@ impl DbRouter {
         // answer, one connection of its own says whether the primary refuses.
         match &checked {
             Ok(Ok(_)) => *self.primary_refused.lock().unwrap() = None,
-            Ok(Err(e)) if refused(e) => *self.primary_refused.lock().unwrap() = Some(format!("the primary refused the router's check: {e}")),
+            Ok(Err(e)) if refused(e) => self.close_gate(format!("the primary refused the router's check: {e}")),
             _ => {
                 use sqlx::Connection;
                 if let Ok(Err(e)) = tokio::time::timeout(t, sqlx::PgConnection::connect(&self.cfg.primary_url)).await {
                     if refused(&e) {
-                        *self.primary_refused.lock().unwrap() = Some(format!("the primary refused a connection: {e}"));
+                        self.close_gate(format!("the primary refused a connection: {e}"));
                     }
                 }
             }

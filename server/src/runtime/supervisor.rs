@@ -589,7 +589,11 @@ impl Supervisor {
                             if matches!(action.as_str(), "exec_create" | "exec_start" | "exec_die") || action.starts_with("exec_") {
                                 continue; // health check probes: noise
                             }
-                            let msg = match attrs.get("exitCode") { Some(c) => format!("{action} (exit {c})"), None => action.clone() };
+                            let msg = match (attrs.get("exitCode"), attrs.get("signal")) {
+                                (Some(c), _) => format!("{action} (exit {c})"),
+                                (None, Some(sig)) => format!("{action} (signal {sig})"),
+                                (None, None) => action.clone(),
+                            };
                             self.emit(&service, &action, msg);
                         }
                         Some(Err(e)) => { tracing::warn!(error = %e, "engine event stream error"); break; }
