@@ -405,14 +405,12 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
             .map_err(|e| format!("offsets into the transaction: {e}"))
             .and_then(|()| producer.commit_transaction(T).map_err(|e| format!("commit transaction: {e}")));
         if let Err(e) = committed {
-            if rebalanced && producer.abort_transaction(T).is_ok() {
-                // Refused for the old generation: every partition was reassigned from its
-                // committed offset, so the batch is consumed again by its owner. Nothing
-                // of it was counted; the loop goes on with the new assignment.
-                *stats.last_error.lock().unwrap() = Some(format!("a rebalance moved partitions during a transaction ({e}); it was aborted and its records are consumed again"));
-                continue;
-            }
-            return Err(fail(e));
+            // Refused (after a rebalance: for the old generation) and aborted: the batch is
+            // consumed again from the committed offsets. The transform's in-memory state
+            // already counted it, so the restart also replays the state from the committed
+            // changelog, as after any other failure.
+            let why = if rebalanced { format!("a rebalance moved partitions during a transaction ({e}); it was aborted") } else { e };
+            return Err(fail(why));
         }
         stats.consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.produced.fetch_add(out, Ordering::Relaxed);
