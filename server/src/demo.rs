@@ -29,8 +29,12 @@ pub const MAX_EVENTS: u64 = 100_000;
 pub const MAX_RATE: u64 = 20_000;
 /// How long a run waits for processors still restoring their state before it produces.
 pub const READY_WITHIN: Duration = Duration::from_secs(120);
-/// How long the run waits for the last events after production ended.
-const SETTLE: Duration = Duration::from_secs(30);
+/// How long the run waits, after production ended, for an output when none is coming: an
+/// event counts as lost only then. As long as a processor may legitimately be silent — a
+/// processor restarted after a failed delivery replays its state first (up to
+/// READY_WITHIN). With 30 s, a broker drill once counted 3 442 late events as lost while
+/// the order processor replayed its changelog.
+const SETTLE: Duration = READY_WITHIN;
 
 pub fn validate(events: u64, rate: u64, malformed_every: u64) -> Result<(), AppError> {
     if events == 0 || events > MAX_EVENTS {
