@@ -691,6 +691,7 @@ impl Services {
         sup.want_up();
         let _service_lock = self.locks.acquire(d.service, &format!("drill {}", d.name), "drills").map_err(|e| e.to_string())?;
         let mut events = sup.subscribe();
+        let restarts_before: BTreeMap<String, u32> = self.streams.view().processors.into_iter().map(|p| (p.name, p.restarts)).collect();
 
         // Load: events through both processors, writes and reads through the router.
         let stop_load = CancellationToken::new();
@@ -919,6 +920,14 @@ impl Services {
 
         // The load runs to its end (the demo waits for the last events), then the counts.
         let demo = demo_task.await.map_err(|e| format!("load: {e}"))?;
+        // A processor that restarted replayed its state meanwhile: say so (a long silence
+        // in the outputs is then explained).
+        for p in self.streams.view().processors {
+            let before = restarts_before.get(&p.name).copied().unwrap_or(0);
+            if p.restarts > before {
+                note(format!("{} restarted {} time(s) during the drill; last reason: {}", p.name, p.restarts - before, p.reason.unwrap_or_else(|| "none recorded".into())));
+            }
+        }
         stop_load.cancel();
         let _ = db_task.await;
         // Nothing acknowledged is lost: every acknowledged write is on the primary.
