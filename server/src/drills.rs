@@ -405,7 +405,6 @@ impl Services {
         self.prometheus.query(&q).await.is_ok_and(|v| !v.is_empty())
     }
 
-
     /// Removes `fault` from `target`; idempotent (undoing twice, or undoing what the
     /// healer already repaired, is fine).
     async fn undo(&self, fault: Fault, target: &str) -> Result<(), String> {
@@ -464,9 +463,10 @@ impl Services {
                 let cfg = self.alerts.config().await.map_err(|e| e.to_string())?;
                 let tag = format!("run={run}");
                 let seen = self.alerts.deliveries(&cfg, std::slice::from_ref(&tag)).await.map_err(|e| e.to_string())?;
-                match seen.iter().find(|m| m.alerts.contains(&tag)) {
-                    Some(_) => Ok(()),
-                    None => Err(format!("BssDrillAlert {tag} not delivered yet")),
+                if seen.iter().any(|m| m.alerts.contains(&tag)) {
+                    Ok(())
+                } else {
+                    Err(format!("BssDrillAlert {tag} not delivered yet"))
                 }
             }
         }

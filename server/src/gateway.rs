@@ -75,6 +75,12 @@ pub fn parse_stats(text: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The standbys of HAProxy's PostgreSQL read pool (`pg_replicas`), without its frontend
+/// and backend summary rows.
+pub fn read_pool_servers(rows: Vec<HaproxyRow>) -> impl Iterator<Item = HaproxyRow> {
+    rows.into_iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.server != "FRONTEND")
+}
+
 /// HAProxy's `;csv` stats: the `# pxname,svname,…` header names the columns.
 pub fn parse_haproxy_csv(text: &str) -> Result<Vec<HaproxyRow>, GatewayError> {
     let mut lines = text.lines();

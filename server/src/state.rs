@@ -137,10 +137,10 @@ impl Services {
         })
     }
 
-    /// Starts the background work: the healer and the recent-events recorder.
     /// Closes the router's write gate the moment the engine reports the primary's container
-    /// dead (`die`), rather than when a check first times out and a write its pool's acquire
-    /// timeout later. Runs until `cancel` (or the stack has no supervisor).
+    /// going down (a stop or kill signal, or `die`), rather than when a check first times
+    /// out and a write its pool's acquire timeout later. Runs until `cancel` (or the stack
+    /// has no supervisor).
     pub async fn gate_writes_on_engine_events(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         let Some(mut rx) = self.subscribe() else { return };
         loop {
@@ -150,7 +150,7 @@ impl Services {
                     // The engine sending it SIGTERM/SIGINT/SIGKILL (a stop or kill under way),
                     // or its process gone.
                     Ok(ev) if ev.service == PRIMARY_SERVICE && (ev.kind == "die" || (ev.kind == "kill" && ["signal 15)", "signal 2)", "signal 9)"].iter().any(|s| ev.message.ends_with(s)))) => {
-                        self.db.primary_lost(format!("the engine reports {PRIMARY_SERVICE} going down ({})", ev.message));
+                        self.db.close_write_gate(format!("the engine reports {PRIMARY_SERVICE} going down ({})", ev.message));
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
@@ -159,6 +159,7 @@ impl Services {
         }
     }
 
+    /// Starts the background work: the healer and the recent-events recorder.
     pub fn spawn_background(self: &Arc<Self>) {
         let cancel = self.shutdown.clone();
         tokio::spawn(self.db.clone().run(cancel.clone()));

@@ -319,7 +319,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                 // of the connections each took (another client of the pool shares the
                 // rotation, so the counts say what the addresses alone cannot).
                 let pool = |rows: Vec<app::api::HaproxyRow>| -> BTreeMap<String, (String, u64)> {
-                    rows.into_iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.server != "FRONTEND").map(|r| (r.server, (r.status, r.total))).collect()
+                    crate::gateway::read_pool_servers(rows).map(|r| (r.server, (r.status, r.total))).collect()
                 };
                 let before = pool(svc.gateway.haproxy().await.unwrap_or_default());
                 let mut servers = BTreeSet::new();
@@ -335,7 +335,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                 let after = pool(svc.gateway.haproxy().await.unwrap_or_default());
                 let view: Vec<String> = after
                     .iter()
-                    .map(|(name, (status, total))| format!("{name} {status} +{}", total - before.get(name).map_or(*total, |b| b.1.min(*total))))
+                    .map(|(name, (status, total))| format!("{name} {status} +{}", total.saturating_sub(before.get(name).map_or(*total, |b| b.1))))
                     .collect();
                 let m = format!("{POOL_READS} of {POOL_READS} on standbys, {} distinct servers (HAProxy: {})", servers.len(), if view.is_empty() { "stats unreadable".into() } else { view.join(", ") });
                 Ok(if servers.len() == 2 { Pass(m) } else { Fail(m) })

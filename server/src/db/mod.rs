@@ -166,14 +166,11 @@ impl DbRouter {
         }
     }
 
-    /// Closes the write gate with `why` (the engine reported the primary's container
-    /// gone): writers fail at once instead of waiting out the pool's acquire timeout while
-    /// connects to a vanishing container hang. The next check that gets an answer opens it.
-    pub fn primary_lost(&self, why: String) {
-        self.close_gate(why);
-    }
-
-    fn close_gate(&self, why: String) {
+    /// Closes the write gate with `why` (a refusal, or the engine reporting the primary's
+    /// container going down): writers fail at once, and those waiting on the pool give up,
+    /// instead of waiting out its acquire timeout while connects to a vanishing container
+    /// hang. The next check that gets an answer opens it.
+    pub fn close_write_gate(&self, why: String) {
         *self.primary_refused.lock().unwrap() = Some(why);
         self.gate_closed.notify_waiters();
     }
@@ -325,12 +322,12 @@ impl DbRouter {
         // answer, one connection of its own says whether the primary refuses.
         match &checked {
             Ok(Ok(_)) => *self.primary_refused.lock().unwrap() = None,
-            Ok(Err(e)) if refused(e) => self.close_gate(format!("the primary refused the router's check: {e}")),
+            Ok(Err(e)) if refused(e) => self.close_write_gate(format!("the primary refused the router's check: {e}")),
             _ => {
                 use sqlx::Connection;
                 if let Ok(Err(e)) = tokio::time::timeout(t, sqlx::PgConnection::connect(&self.cfg.primary_url)).await {
                     if refused(&e) {
-                        self.close_gate(format!("the primary refused a connection: {e}"));
+                        self.close_write_gate(format!("the primary refused a connection: {e}"));
                     }
                 }
             }

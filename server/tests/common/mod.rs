@@ -43,5 +43,5 @@ pub async fn pg_primary() -> sqlx::PgConnection {
 
 /// Standbys HAProxy's read pool has UP right now (0 when its stats cannot be read).
 pub async fn haproxy_replicas_up(gw: &server::gateway::Gateway) -> usize {
-    gw.haproxy().await.map(|rows| rows.iter().filter(|r| r.proxy == "pg_replicas" && r.server != "BACKEND" && r.status == "UP").count()).unwrap_or(0)
+    gw.haproxy().await.map(|rows| server::gateway::read_pool_servers(rows).filter(|r| r.status == "UP").count()).unwrap_or(0)
 }
