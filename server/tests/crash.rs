@@ -66,15 +66,31 @@ fn reader_at_end(isolation: &str) -> StreamConsumer {
     c
 }
 
+/// The run's inputs, each acknowledged by all in-sync replicas. The product's producer gives
+/// a record 30 s; here 100 000 are queued at once beside two starting processors, and a
+/// partition whose leader moves mid-run (the brokers' periodic preferred-leader election
+/// after the earlier tests restarted brokers) once held its tail past that (CI, stop 29).
+/// The test is about the processors, so its own producer waits up to 5 min per record;
+/// idempotence keeps the retries from writing an input twice.
 async fn produce(run: &str) {
-    let p = processor::producer(BROKERS).unwrap();
+    let p: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .unwrap();
     let mut pending = Vec::with_capacity(EVENTS as usize);
     for seq in 0..EVENTS {
         let (topic, key, bytes) = sample_event(run, seq, server::streams::events::now_ms());
         pending.push(processor::enqueue(&p, topic, key.as_bytes(), &bytes, processor::ce_headers()).await.unwrap());
     }
     for d in pending {
-        d.await.unwrap().expect("acknowledged");
+        if let Err((e, m)) = d.await.unwrap() {
+            panic!("input not acknowledged in 5 min: {e} ({} [{}]); cluster: {:?}", m.topic(), m.partition(), server::streams::cluster_health(BROKERS).await);
+        }
     }
 }
 
