@@ -7,6 +7,7 @@
 #    container is healthy and kafka-init exited 0), same offline images, fresh volumes.
 # 2. Stream processors vs a raw rdkafka pipe and vs Kafka Streams (dev/bench/kstreams).
 # 3. The read/write router vs direct sqlx pools, and its read distribution.
+# 4. /healthz latency idle vs during 300 parallel bad sign-ins.
 set -euo pipefail
 . "$(dirname "$0")/prelude.sh"
 command -v docker-compose >/dev/null || {
@@ -64,3 +65,6 @@ cargo bench -q -p server --features app/ssr --bench streams
 # 3. The read/write router vs direct sqlx pools (server/benches/router.rs).
 cargo bench -q -p server --features app/ssr --bench router
 "$BIN" down >/dev/null
+
+# 4. /healthz latency while 300 bad sign-ins run (server/benches/signin.rs).
+cargo bench -q -p server --features app/ssr --bench signin

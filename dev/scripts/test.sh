@@ -79,6 +79,9 @@ cargo test --workspace --features app/ssr --test crash -- --ignored --nocapture
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
 cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 
+step "The seed's traffic path: the BSS API through Envoy (15006) to the control plane's container-facing listener, rate limit, retries, Prometheus scrape"
+cargo test --workspace --features app/ssr --test traffic -- --ignored --nocapture
+
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
@@ -99,6 +102,9 @@ if BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --e
   echo "dev/demo-kafka-streams.sh --events 0 should have failed" >&2; exit 1
 fi
 grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad.err" >&2; exit 1; }
+
+step "OpenAPI description fuzzed by schemathesis against the live server, as an operator and as a viewer"
+dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
 
 step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer; a control plane killed mid-drill"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1

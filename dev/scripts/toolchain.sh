@@ -17,7 +17,7 @@ log() { printf '\033[1;34m[toolchain]\033[0m %s\n' "$*" >&2; }
 
 APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium docker.io
   debootstrap busybox-static sqlite3 pkg-config libssl-dev ca-certificates
-  build-essential cmake zlib1g-dev)
+  build-essential cmake zlib1g-dev python3-venv)
 
 apt_install() {
   local missing=()
@@ -90,6 +90,16 @@ node_tools() {
   fi
 }
 
+# schemathesis (PyPI) fuzzes the live server against its OpenAPI description in make test;
+# its own venv per pinned version.
+schemathesis() {
+  local v=4.32.5 venv=$BSS_TOOLS/schemathesis-4.32.5
+  [[ -x $venv/bin/schemathesis ]] && return
+  log "PyPI schemathesis $v (own venv)"
+  rm -rf "$venv" && python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$v"
+}
+
 # The target dir is shared by every checkout on this machine (dependencies stay warm), but
 # cargo fingerprints workspace crates by their path relative to the workspace root while
 # checking the absolute source paths in their dep-info: a build from another checkout
@@ -108,9 +118,9 @@ fresh_checkout() {
 # it in the background while the tests build and run).
 case "${1:-all}" in
   apt) apt_install ;;
-  base) apt_install; shim_bin; node_tools; fresh_checkout ;;
+  base) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout ;;
   front) shim_bin; cargo_leptos; wasm_bindgen_cli ;;
   leptos) shim_bin; cargo_leptos ;;
-  all) apt_install; shim_bin; node_tools; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
+  all) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
   *) echo "usage: $0 [all|base|front|apt|leptos]" >&2; exit 2 ;;
 esac

@@ -26,7 +26,7 @@ use crate::{
 };
 use app::api::{Principal, Role};
 
-#[derive(Debug, Serialize, Deserialize, FromRow, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Customer {
     pub id: i64,
     pub name: String,
@@ -36,35 +36,48 @@ pub struct Customer {
     pub created_at: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, example = "Ada Lovelace")]
     pub name: String,
+    #[schema(max_length = 320, example = "ada@example.com")]
     pub email: String,
+    /// 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64, example = "mobile-m")]
     pub plan: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
+    #[schema(min_length = 1, example = "SIM-5G")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 10000)]
     pub qty: u32,
+    #[schema(minimum = 0)]
     pub unit_price: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     pub customer_id: i64,
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<Item>,
+    /// ISO 4217 code; EUR when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, FromRow, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
     pub customer_id: i64,
+    #[schema(value_type = Vec<Item>)]
     pub items: SqlJson<Vec<Item>>,
     pub total: f64,
     pub currency: String,
@@ -112,17 +125,26 @@ pub async fn ensure_schema(db: &DbRouter) -> Result<(), ApiError> {
 
 impl NewCustomer {
     fn validate(&self) -> Result<(), ApiError> {
-        let n = self.name.trim();
-        if n.is_empty() || n.len() > 200 {
+        // Counted in characters, as the OpenAPI description states them (maxLength).
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             return Err(ApiError::Invalid("name: 1 to 200 characters".into()));
         }
-        if !self.email.contains('@') || self.email.starts_with('@') || self.email.len() > 320 {
+        if !self.email.contains('@') || self.email.starts_with('@') || self.email.chars().count() > 320 {
             return Err(ApiError::Invalid(format!("email {:?} is not an address", self.email)));
         }
-        if self.plan.trim().is_empty() || self.plan.len() > 64 {
+        if self.plan.trim().is_empty() || self.plan.chars().count() > 64 {
             return Err(ApiError::Invalid("plan: 1 to 64 characters".into()));
         }
-        Ok(())
+        no_nul(&[("name", &self.name), ("email", &self.email), ("plan", &self.plan)])
+    }
+}
+
+/// PostgreSQL text and JSONB cannot hold U+0000: refused as input, not left to fail as a
+/// database error (found by schemathesis).
+fn no_nul(fields: &[(&str, &str)]) -> Result<(), ApiError> {
+    match fields.iter().find(|(_, v)| v.contains('\0')) {
+        Some((name, _)) => Err(ApiError::Invalid(format!("{name}: contains a NUL character"))),
+        None => Ok(()),
     }
 }
 
@@ -137,7 +159,12 @@ impl NewOrder {
             if it.sku.trim().is_empty() || it.qty == 0 || it.qty > 10_000 || !it.unit_price.is_finite() || it.unit_price < 0.0 {
                 return Err(ApiError::Invalid(format!("items[{i}]: sku, qty 1..10000 and unit_price ≥ 0 required")));
             }
+            no_nul(&[("sku", &it.sku)]).map_err(|e| ApiError::Invalid(format!("items[{i}]: {e}")))?;
             sum += it.qty as f64 * it.unit_price;
+        }
+        // The column is NUMERIC(12, 2): a larger total is bad input, not a database error.
+        if !(sum < 1e10) {
+            return Err(ApiError::Invalid("total: at most 9 999 999 999.99".into()));
         }
         Ok((sum * 100.0).round() / 100.0)
     }
@@ -340,11 +367,46 @@ pub async fn list_orders(db: &DbRouter, customer: Option<i64>, limit: i64, after
 }
 
 // ---- HTTP ----
+// Each handler carries its OpenAPI description (`crate::openapi` gathers them and serves
+// `/api/openapi.json`); every error of this API is `{"error": "..."}` JSON, including
+// malformed paths, queries and bodies.
 
-#[derive(Deserialize)]
+/// The JSON body of every error this API answers itself.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, for a person to read.
+    pub error: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows to return, newest first (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Only this customer's orders (orders only).
     customer_id: Option<i64>,
+}
+
+/// The header parameters a read accepts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct ReadHeaders {
+    /// Read your own write: serve from a replica only once it has replayed this LSN (the
+    /// `X-BSS-LSN` a write answered), else from the primary.
+    #[param(rename = "X-BSS-Read-After", pattern = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$", example = "0/3000060")]
+    read_after: Option<String>,
+}
+
+/// The header parameters a create accepts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct WriteHeaders {
+    /// A retry with the same key and body returns the first result and creates nothing.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 200, pattern = "^[!-~]+$")]
+    idempotency_key: Option<String>,
 }
 
 fn after(h: &HeaderMap) -> Result<Option<Lsn>, ApiError> {
@@ -393,54 +455,145 @@ async fn audit_write(svc: &Services, who: &Principal, action: &str, r: Result<(i
     svc.audit(&who.user, action, &target, &r.map(|(id, replayed)| if replayed { format!("replayed {id}") } else { format!("created {id}") })).await;
 }
 
+type QueryIn = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+type PathIn = Result<Path<i64>, axum::extract::rejection::PathRejection>;
+type BodyIn<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn query(q: QueryIn) -> Result<ListQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| ApiError::Invalid(e.body_text()))
+}
+fn path_id(p: PathIn) -> Result<i64, ApiError> {
+    p.map(|Path(id)| id).map_err(|e| ApiError::Invalid(e.body_text()))
+}
+fn body<T>(b: BodyIn<T>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| ApiError::Invalid(e.body_text()))
+}
+fn role(who: &Principal, needed: Role, what: &str) -> Result<(), ApiError> {
+    require(who, needed, what).map_err(|e| ApiError::Forbidden(e.to_string()))
+}
+
+/// The newest customers, from a replica (or the primary when none is fit).
+#[utoipa::path(get, path = "/api/customers", tag = "bss", params(ListQuery, ReadHeaders),
+    responses(
+        (status = 200, description = "Newest first; `X-BSS-Backend` names the server that answered", body = Vec<Customer>,
+            headers(("X-BSS-Backend" = String, description = "primary, replica-1 or replica-2"))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 422, description = "A bad limit or LSN", body = ErrorBody),
+        (status = 503, description = "The database did not answer", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn customers_list(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, q: QueryIn) -> Result<Response, ApiError> {
+    role(&who, Role::Viewer, "reading customers")?;
+    let (b, rows) = list_customers(&s.services.db, limit(&query(q)?)?, after(&h)?).await?;
+    Ok(served(&b, rows))
+}
+
+/// Creates a customer; its `customer.created` CloudEvent goes out through the outbox.
+#[utoipa::path(post, path = "/api/customers", tag = "bss", params(WriteHeaders), request_body = NewCustomer,
+    responses(
+        (status = 201, description = "Created; `X-BSS-LSN` to read it back with", body = Customer,
+            headers(("X-BSS-LSN" = String, description = "The commit's LSN (absent when it could not be read)"))),
+        (status = 200, description = "An Idempotency-Key replay: the first request's row", body = Customer,
+            headers(("Idempotent-Replayed" = String, description = "true"))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed (viewer), or a cross-site request", body = ErrorBody),
+        (status = 413, description = "Body over 256 KiB", content_type = "text/plain", body = String),
+        (status = 422, description = "Bad input: nothing written", body = ErrorBody),
+        (status = 503, description = "The primary did not answer: nothing written", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn customers_create(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, b: BodyIn<NewCustomer>) -> Result<Response, ApiError> {
+    role(&who, Role::Operator, "creating customers")?;
+    let c = body(b)?;
+    let r = create_customer(&s.services, c, idempotency_key(&h)?).await;
+    audit_write(&s.services, &who, "bss.customer.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
+    Ok(written(r?))
+}
+
+/// One customer.
+#[utoipa::path(get, path = "/api/customers/{id}", tag = "bss", params(("id" = i64, Path, description = "Customer id"), ReadHeaders),
+    responses(
+        (status = 200, description = "The customer", body = Customer, headers(("X-BSS-Backend" = String))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 404, description = "No such customer", body = ErrorBody),
+        (status = 422, description = "A bad id or LSN", body = ErrorBody),
+        (status = 503, description = "The database did not answer", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn customers_get(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, id: PathIn) -> Result<Response, ApiError> {
+    role(&who, Role::Viewer, "reading customers")?;
+    let (b, row) = get_customer(&s.services.db, path_id(id)?, after(&h)?).await?;
+    Ok(served(&b, row))
+}
+
+/// The newest orders, optionally of one customer.
+#[utoipa::path(get, path = "/api/orders", tag = "bss", params(ListQuery, ReadHeaders),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<Order>, headers(("X-BSS-Backend" = String))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 422, description = "A bad limit, customer id or LSN", body = ErrorBody),
+        (status = 503, description = "The database did not answer", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn orders_list(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, q: QueryIn) -> Result<Response, ApiError> {
+    role(&who, Role::Viewer, "reading orders")?;
+    let q = query(q)?;
+    let (b, rows) = list_orders(&s.services.db, q.customer_id, limit(&q)?, after(&h)?).await?;
+    Ok(served(&b, rows))
+}
+
+/// Places an order for an existing customer; its `order.placed` CloudEvent goes out
+/// through the outbox.
+#[utoipa::path(post, path = "/api/orders", tag = "bss", params(WriteHeaders), request_body = NewOrder,
+    responses(
+        (status = 201, description = "Created", body = Order, headers(("X-BSS-LSN" = String))),
+        (status = 200, description = "An Idempotency-Key replay", body = Order, headers(("Idempotent-Replayed" = String))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed (viewer), or a cross-site request", body = ErrorBody),
+        (status = 413, description = "Body over 256 KiB", content_type = "text/plain", body = String),
+        (status = 422, description = "Bad input, or no such customer: nothing written", body = ErrorBody),
+        (status = 503, description = "The primary did not answer: nothing written", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn orders_create(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, b: BodyIn<NewOrder>) -> Result<Response, ApiError> {
+    role(&who, Role::Operator, "creating orders")?;
+    let o = body(b)?;
+    let r = create_order(&s.services, o, idempotency_key(&h)?).await;
+    audit_write(&s.services, &who, "bss.order.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
+    Ok(written(r?))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "bss", params(("id" = i64, Path, description = "Order id"), ReadHeaders),
+    responses(
+        (status = 200, description = "The order", body = Order, headers(("X-BSS-Backend" = String))),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 422, description = "A bad id or LSN", body = ErrorBody),
+        (status = 503, description = "The database did not answer", body = ErrorBody),
+    ),
+    security(("session" = [])))]
+pub async fn orders_get(State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, id: PathIn) -> Result<Response, ApiError> {
+    role(&who, Role::Viewer, "reading orders")?;
+    let (b, row) = get_order(&s.services.db, path_id(id)?, after(&h)?).await?;
+    Ok(served(&b, row))
+}
+
+/// Whether `path` is the BSS API's (the sign-in gate answers these in the API's JSON).
+pub fn is_api_path(path: &str) -> bool {
+    ["/api/customers", "/api/orders"].iter().any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/customers",
-            get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Query(q): Query<ListQuery>| async move {
-                require(&who, Role::Viewer, "reading customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let (b, rows) = list_customers(&s.services.db, limit(&q)?, after(&h)?).await?;
-                Ok::<_, ApiError>(served(&b, rows))
-            })
-            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>| async move {
-                require(&who, Role::Operator, "creating customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let Json(c) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
-                let r = create_customer(&s.services, c, idempotency_key(&h)?).await;
-                audit_write(&s.services, &who, "bss.customer.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
-                Ok::<_, ApiError>(written(r?))
-            }),
-        )
-        .route(
-            "/api/customers/{id}",
-            get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Path(id): Path<i64>| async move {
-                require(&who, Role::Viewer, "reading customers").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let (b, row) = get_customer(&s.services.db, id, after(&h)?).await?;
-                Ok::<_, ApiError>(served(&b, row))
-            }),
-        )
-        .route(
-            "/api/orders",
-            get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Query(q): Query<ListQuery>| async move {
-                require(&who, Role::Viewer, "reading orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let (b, rows) = list_orders(&s.services.db, q.customer_id, limit(&q)?, after(&h)?).await?;
-                Ok::<_, ApiError>(served(&b, rows))
-            })
-            .post(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>| async move {
-                require(&who, Role::Operator, "creating orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let Json(o) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
-                let r = create_order(&s.services, o, idempotency_key(&h)?).await;
-                audit_write(&s.services, &who, "bss.order.create", r.as_ref().map(|x| (x.row.id, x.replayed)).map_err(|e| e.to_string())).await;
-                Ok::<_, ApiError>(written(r?))
-            }),
-        )
-        .route(
-            "/api/orders/{id}",
-            get(|State(s): State<AppState>, Extension(who): Extension<Principal>, h: HeaderMap, Path(id): Path<i64>| async move {
-                require(&who, Role::Viewer, "reading orders").map_err(|e| ApiError::Forbidden(e.to_string()))?;
-                let (b, row) = get_order(&s.services.db, id, after(&h)?).await?;
-                Ok::<_, ApiError>(served(&b, row))
-            }),
-        )
+        .route("/api/customers", get(customers_list).post(customers_create))
+        .route("/api/customers/{id}", get(customers_get))
+        .route("/api/orders", get(orders_list).post(orders_create))
+        .route("/api/orders/{id}", get(orders_get))
 }
 
 #[cfg(test)]

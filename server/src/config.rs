@@ -239,6 +239,47 @@ pub struct ServerConfig {
     /// the audit log key on it). From anyone else the header is ignored, so a client cannot
     /// pick its own address. `BSS_TRUSTED_PROXIES=127.0.0.1,::1`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The container-facing listener: the BSS API, `/healthz` and `/metrics` only, for the
+    /// traffic the stack sends to the control plane (Envoy's upstream, Prometheus' scrape).
+    /// `auto` (default) binds the Docker host-gateway address (what `host.docker.internal`
+    /// resolves to in the containers) on port 3001, once the engine answers; `auto:PORT`,
+    /// an explicit `IP:PORT` (not a wildcard), or `off`. `BSS_STACK_LISTEN`.
+    pub stack_listen: String,
+}
+
+/// [`ServerConfig::stack_listen`], parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackListen {
+    Off,
+    /// The engine's host-gateway address, this port.
+    Auto(u16),
+    Addr(SocketAddr),
+}
+
+impl std::str::FromStr for StackListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(Self::Off),
+            "auto" => Ok(Self::Auto(3001)),
+            a => match a.strip_prefix("auto:") {
+                Some(port) => port.parse().map(Self::Auto).map_err(|e| format!("auto:{port}: {e}")),
+                None => {
+                    let addr: SocketAddr = a.parse().map_err(|e| format!("{a:?}: {e} (expected auto, auto:PORT, IP:PORT or off)"))?;
+                    if addr.ip().is_unspecified() {
+                        return Err(format!("{a}: a wildcard address would offer the API to other hosts; name the Docker gateway address"));
+                    }
+                    Ok(Self::Addr(addr))
+                }
+            },
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn stack_listen(&self) -> StackListen {
+        self.stack_listen.parse().unwrap_or(StackListen::Off)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -274,7 +315,13 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 3000).into(), site_root: PathBuf::from("target/site"), allowed_hosts: vec![], trusted_proxies: vec![] }
+        Self {
+            listen: ([127, 0, 0, 1], 3000).into(),
+            site_root: PathBuf::from("target/site"),
+            allowed_hosts: vec![],
+            trusted_proxies: vec![],
+            stack_listen: "auto".into(),
+        }
     }
 }
 
@@ -338,6 +385,7 @@ const ENV_KEYS: &[&str] = &[
     "BSS_VERIFY_LAG_WINDOW",
     "BSS_ALLOWED_HOSTS",
     "BSS_TRUSTED_PROXIES",
+    "BSS_STACK_LISTEN",
 ];
 /// `BSS_` variables read elsewhere (scripts, CLI), accepted but not config keys.
 const ENV_PASSTHROUGH: &[&str] = &["BSS_CONFIG", "BSS_CACHE", "BSS_TOOLS", "BSS_BIN", "BSS_CONTROL"];
@@ -376,6 +424,7 @@ impl Config {
                     self.server.listen = value.parse().map_err(|e| bad(&key, &value, format!("{e} (expected IP:PORT)")))?
                 }
                 "BSS_SITE_ROOT" => self.server.site_root = value.into(),
+                "BSS_STACK_LISTEN" => self.server.stack_listen = value,
                 "BSS_STORE_PATH" => self.store.path = value.into(),
                 "BSS_LOG_FORMAT" => {
                     self.log.format = match value.as_str() {
@@ -456,6 +505,7 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("store.path must not be empty".into()));
         }
+        self.server.stack_listen.parse::<StackListen>().map_err(|e| ConfigError::Invalid(format!("server.stack_listen {e}")))?;
         if self.stack.compose.is_empty() {
             return Err(ConfigError::Invalid("stack.compose needs at least one file".into()));
         }
@@ -534,6 +584,21 @@ mod tests {
     fn empty_file_gives_loopback_defaults() {
         let c = Config::from_toml("", Path::new("x.toml")).unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn the_container_listener_is_parsed_and_never_a_wildcard() {
+        let p = |s: &str| s.parse::<StackListen>();
+        assert_eq!(p("auto"), Ok(StackListen::Auto(3001)));
+        assert_eq!(p("auto:4001"), Ok(StackListen::Auto(4001)));
+        assert_eq!(p("off"), Ok(StackListen::Off));
+        assert_eq!(p("172.17.0.1:3001"), Ok(StackListen::Addr("172.17.0.1:3001".parse().unwrap())));
+        assert!(p("0.0.0.0:3001").unwrap_err().contains("wildcard"));
+        assert!(p("[::]:3001").unwrap_err().contains("wildcard"));
+        assert!(p("auto:x").is_err());
+        let mut c = Config::default();
+        c.apply_env(env(&[("BSS_STACK_LISTEN", "0.0.0.0:1")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("server.stack_listen"));
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod demo;
 pub mod drills;
 pub mod gateway;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod prometheus;
 pub mod runtime;

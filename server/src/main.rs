@@ -333,6 +333,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("LOCAL MODE: sign-in disabled because the server is bound to loopback ({listen})");
     }
     services.spawn_background();
+    tokio::spawn(web::serve_stack_listener(services.clone()));
 
     let engine = services.runtime.engine_status().await;
     match &engine.error {

@@ -399,7 +399,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                     "{up} of {} up; this stack configures {} targets, not the seed's 22 (one per service it runs){}",
                     t.len(),
                     t.len(),
-                    if down.is_empty() { String::new() } else { format!("; down: {} (unreachable from containers while bss-control serves on loopback)", down.join(", ")) }
+                    if down.is_empty() { String::new() } else { format!("; down: {} (bss-control: scraped on its container-facing listener, host-gateway:3001, only while `bss-control serve` runs)", down.join(", ")) }
                 );
                 Ok(if only_self && up > 0 { Pass(m) } else { Fail(m) })
             }),

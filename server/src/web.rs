@@ -51,6 +51,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/auth/login", axum::routing::post(login))
         .route("/auth/logout", axum::routing::post(logout))
         .route("/audit.jsonl", get(audit_export))
+        .route("/api/openapi.json", get(crate::openapi::serve))
         .merge(crate::bss::routes())
         .route("/api/{*fn_name}", get(server_fn).post(server_fn))
         .leptos_routes_with_context(&state, routes, context, {
@@ -80,28 +81,101 @@ pub fn router(services: Arc<Services>) -> Router {
         .with_state(state)
 }
 
+/// Marks a request that came in on the container-facing listener (bound at this address).
+#[derive(Clone, Copy)]
+struct FromStack(std::net::IpAddr);
+
+/// The container-facing listener's routes: the BSS API, `/healthz` and `/metrics`, nothing
+/// else (no pages, server functions, streams or exports), behind the same gate as the
+/// panel (host rule, CSRF rule, sessions in shared mode). Its host rule also admits
+/// `host.docker.internal` and the address it is bound to: the names the stack uses.
+pub fn stack_router(services: Arc<Services>, bound: std::net::IpAddr) -> Router {
+    let state = AppState { leptos_options: leptos_options(&services), services };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(crate::bss::routes())
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not served on the container-facing listener") })
+        .layer(middleware::from_fn_with_state(state.clone(), auth_gate))
+        .layer(middleware::from_fn(move |mut req: Request, next: Next| async move {
+            req.extensions_mut().insert(FromStack(bound));
+            next.run(req).await
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves [`stack_router`] where [`StackListen`](crate::config::StackListen) says, until
+/// shutdown. `auto` waits for the engine to name its host-gateway address (checked every
+/// 5 s). A failure to bind is logged and leaves the panel serving: the stack then sees its
+/// upstream down, as it would with the listener off.
+pub async fn serve_stack_listener(services: Arc<Services>) {
+    use crate::config::StackListen;
+    let addr = match services.config.server.stack_listen() {
+        StackListen::Off => return,
+        StackListen::Addr(a) => a,
+        StackListen::Auto(port) => loop {
+            if let Some(ip) = services.runtime.host_gateway().await {
+                break std::net::SocketAddr::new(ip, port);
+            }
+            tokio::select! {
+                _ = services.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        },
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "container-facing listener not started: the stack cannot reach the BSS API or /metrics");
+            return;
+        }
+    };
+    tracing::info!(%addr, "container-facing listener (BSS API, /healthz, /metrics) for Envoy and Prometheus");
+    let app = stack_router(services.clone(), addr.ip());
+    let stop = services.shutdown.clone();
+    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::warn!(%addr, error = %e, "container-facing listener stopped");
+    }
+}
+
 async fn server_fn(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
     let backend: SharedBackend = state.services.clone();
     handle_server_fns_with_context(move || provide_context(backend.clone()), req).await
 }
 
-#[derive(serde::Serialize)]
-struct Health {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the store does not answer.
+    #[schema(example = "ok")]
     status: &'static str,
+    /// Whether the Docker engine answers.
     docker: bool,
+    /// Whether the control plane's own store answers.
     store: bool,
 }
 
 /// Liveness plus the state of the two things the shell needs: Docker and the store.
 /// 200 while the process serves; the body says what is degraded.
-async fn healthz(State(state): State<AppState>) -> Json<Health> {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Serving; the body says what is degraded", body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let s = &state.services;
     let store = sqlx::query("SELECT 1").execute(s.store.pool()).await.is_ok();
     let docker = s.runtime.engine_status().await.reachable();
     Json(Health { status: if store { "ok" } else { "degraded" }, docker, store })
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition: HTTP answers, the DB router, processors, the outbox.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.services.metrics.render();
     body.push_str(&crate::metrics::render_db(&state.services.db.status()));
     body.push_str(&crate::metrics::render_streams(&state.services.streams.view()));
@@ -220,7 +294,7 @@ pub async fn shutdown_signal() {
 /// Paths anyone may reach: the sign-in page and form, health and metrics for scrapers,
 /// and the static site (wasm, js, css).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
+    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/api/openapi.json" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -241,7 +315,8 @@ async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) 
     use axum::http::{Method, StatusCode};
     let s = &state.services;
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
-    if !host_allowed(&s.config.server, s.auth.enabled, host) {
+    let stack_name = req.extensions().get::<FromStack>().is_some_and(|FromStack(bound)| host.is_some_and(|h| stack_host(h, *bound)));
+    if !stack_name && !host_allowed(&s.config.server, s.auth.enabled, host) {
         tracing::warn!(host = host.unwrap_or("(none)"), path = %req.uri().path(), "request for a host name this panel does not answer to");
         let msg = format!(
             "this panel does not answer to the host name {:?} (allowed: loopback names in local mode, and server.allowed_hosts)",
@@ -254,7 +329,7 @@ async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) 
         let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
         if !same_origin(h(header::HOST), h(header::ORIGIN), site) {
             tracing::warn!(path = %req.uri().path(), "cross-site request refused");
-            return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+            return refusal(req.uri().path(), StatusCode::FORBIDDEN, "cross-site request refused");
         }
     }
     let principal = if !s.auth.enabled {
@@ -278,8 +353,24 @@ async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) 
         None if req.method() == Method::GET && !path.starts_with("/api/") && !path.starts_with("/sse/") && !path.ends_with(".jsonl") => {
             axum::response::Redirect::to("/login").into_response()
         }
-        None => (StatusCode::UNAUTHORIZED, "sign in required").into_response(),
+        None => refusal(&path, StatusCode::UNAUTHORIZED, "sign in required"),
     }
+}
+
+/// The gate's refusals: `{"error": ...}` JSON on the BSS API (as its own errors are, and as
+/// its OpenAPI description says), plain text elsewhere.
+fn refusal(path: &str, status: axum::http::StatusCode, msg: &str) -> Response {
+    if crate::bss::is_api_path(path) {
+        (status, Json(serde_json::json!({ "error": msg }))).into_response()
+    } else {
+        (status, msg.to_string()).into_response()
+    }
+}
+
+/// The names the stack's containers use for the container-facing listener.
+fn stack_host(host: &str, bound: std::net::IpAddr) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name.eq_ignore_ascii_case("host.docker.internal") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == bound)
 }
 
 /// The DNS-rebinding guard: whether a request naming `host` may be served. In local mode
@@ -305,9 +396,10 @@ pub fn host_allowed(cfg: &crate::config::ServerConfig, auth_enabled: bool, host:
     matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]") || name == listen
 }
 
-#[derive(serde::Deserialize)]
-struct LoginForm {
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct LoginForm {
     name: String,
+    #[schema(format = Password)]
     password: String,
 }
 
@@ -346,7 +438,19 @@ fn wants_secure(req_host: Option<&str>) -> bool {
     !matches!(name, "localhost" | "127.0.0.1" | "[::1]")
 }
 
-async fn login(
+/// Signs in: a session cookie and a redirect to `/`, or a redirect back to `/login` with
+/// an error code (`credentials`, `locked`, `unavailable`).
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "To `/` with `Set-Cookie`, or to `/login?error=<code>`", headers(("Location" = String))),
+        (status = 400, description = "An unreadable body", content_type = "text/plain", body = String),
+        (status = 403, description = "A cross-site request", content_type = "text/plain", body = String),
+        (status = 413, description = "Body over 256 KiB", content_type = "text/plain", body = String),
+        (status = 415, description = "Not a form", content_type = "text/plain", body = String),
+        (status = 422, description = "Fields missing", content_type = "text/plain", body = String),
+    ))]
+pub async fn login(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
@@ -381,7 +485,10 @@ async fn login(
     }
 }
 
-async fn logout(State(state): State<AppState>, req: Request) -> Response {
+/// Ends the caller's session.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 303, description = "To `/login`, the cookie cleared", headers(("Location" = String)))))]
+pub async fn logout(State(state): State<AppState>, req: Request) -> Response {
     let s = &state.services;
     if let Some(token) = cookie(&req, SESSION_COOKIE) {
         let who = req.extensions().get::<app::api::Principal>().map(|p| p.user.clone()).unwrap_or_default();
@@ -393,9 +500,12 @@ async fn logout(State(state): State<AppState>, req: Request) -> Response {
     res
 }
 
-#[derive(Clone, serde::Deserialize)]
-struct AuditQuery {
+#[derive(Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this user's actions.
     actor: Option<String>,
+    /// Only actions whose name starts with this (e.g. `stack.`).
     action: Option<String>,
 }
 
@@ -403,7 +513,14 @@ struct AuditQuery {
 /// Audit rows read per page of the streamed export.
 const EXPORT_PAGE: i64 = 500;
 
-async fn audit_export(
+#[utoipa::path(get, path = "/audit.jsonl", tag = "operations", params(AuditQuery),
+    responses(
+        (status = 200, description = "One JSON object per line, oldest first, the whole log", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "An unreadable query", content_type = "text/plain", body = String),
+        (status = 401, description = "No session", content_type = "text/plain", body = String),
+    ),
+    security(("session" = [])))]
+pub async fn audit_export(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
     req: Request,

@@ -11,9 +11,12 @@ pub struct Lsn(pub u64);
 
 impl Lsn {
     /// Parses PostgreSQL's `X/Y` text form (two hex halves).
+    /// PostgreSQL's text form `X/Y`: two groups of 1 to 8 hex digits, nothing else (no
+    /// sign, no spaces, no digits shifted out of the 64 bits).
     pub fn parse(s: &str) -> Option<Lsn> {
-        let (hi, lo) = s.trim().split_once('/')?;
-        Some(Lsn((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?))
+        let (hi, lo) = s.split_once('/')?;
+        let half = |p: &str| (1..=8).contains(&p.len()).then_some(()).filter(|_| p.bytes().all(|b| b.is_ascii_hexdigit())).and_then(|_| u32::from_str_radix(p, 16).ok());
+        Some(Lsn((u64::from(half(hi)?) << 32) | u64::from(half(lo)?)))
     }
 }
 
@@ -117,6 +120,11 @@ mod tests {
         assert_eq!(Lsn::parse("1/0"), Some(Lsn(1 << 32)));
         assert_eq!(Lsn(0x1_0000_0010).to_string(), "1/10");
         assert_eq!(Lsn::parse("nope"), None);
+        assert_eq!(Lsn::parse("FFFFFFFF/ffffffff"), Some(Lsn(u64::MAX)));
+        // What from_str_radix alone let through: signs, spaces, digits shifted out.
+        for bad in ["+1/2", "1/-2", " 0/1", "0/1 ", "123456789/0", "0/123456789", "/1", "1/", "0/1/2"] {
+            assert_eq!(Lsn::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -117,6 +117,17 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The address containers reach this host at: the gateway of the engine's default
+    /// `bridge` network, which `host.docker.internal:host-gateway` resolves to (dockerd's
+    /// default `host-gateway-ip`). `None` when the engine does not answer or has no bridge.
+    pub async fn host_gateway(&self) -> Option<std::net::IpAddr> {
+        let docker = self.docker().ok()?;
+        let net = self.call(docker.inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)).await.ok()?;
+        net.ipam?.config?.into_iter().filter_map(|c| c.gateway).find_map(|g| g.parse().ok())
+    }
+}
+
 fn connect(endpoint: &str) -> Result<Docker, RuntimeError> {
     let r = if let Some(path) = endpoint.strip_prefix("unix://") {
         Docker::connect_with_unix(path, CALL_TIMEOUT.as_secs(), API_DEFAULT_VERSION)

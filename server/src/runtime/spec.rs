@@ -38,11 +38,42 @@ pub fn service_networks(spec: &ServiceSpec) -> Vec<String> {
     }
 }
 
-/// A hash of everything that shapes the container; a change means "recreate".
+/// A hash of everything that shapes the container; a change means "recreate". That
+/// includes the contents of bind-mounted host files (a service's config, e.g.
+/// `./envoy/envoy.yaml`), so editing one and running `up` applies it, as `docker compose up`
+/// does not.
 pub fn config_hash(project: &str, service: &str, spec: &ServiceSpec, base_dir: &Path) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (project, service, serde_json::to_string(spec).unwrap_or_default(), base_dir).hash(&mut h);
+    for v in &spec.volumes {
+        let source = v.split(':').next().unwrap_or_default();
+        if source.starts_with('.') || source.starts_with('/') {
+            hash_tree(&base_dir.join(source), &mut h, &mut 256);
+        }
+    }
     format!("{:016x}", h.finish())
+}
+
+/// Feeds the files under `path` (names and contents, in name order) into `h`, at most
+/// `budget` files of at most 1 MiB each: config directories, not data.
+fn hash_tree(path: &Path, h: &mut impl Hasher, budget: &mut u32) {
+    if *budget == 0 {
+        return;
+    }
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.is_file() {
+        *budget -= 1;
+        if meta.len() <= 1 << 20 {
+            (path.file_name(), std::fs::read(path).unwrap_or_default()).hash(h);
+        }
+    } else if meta.is_dir() {
+        let Ok(rd) = std::fs::read_dir(path) else { return };
+        let mut entries: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+        entries.sort();
+        for e in entries {
+            hash_tree(&e, h, budget);
+        }
+    }
 }
 
 /// A job that is done once it exits 0: no restart policy, `no`, or `on-failure` (which
@@ -247,5 +278,19 @@ networks: { bss: }
         assert_eq!(h1, config_hash("p", "db", &s, Path::new("/d")));
         s.image = "postgres:16".into();
         assert_ne!(h1, config_hash("p", "db", &s, Path::new("/d")));
+    }
+
+    /// Editing a bind-mounted config file changes the hash (so `up` recreates the service).
+    #[test]
+    fn hash_changes_with_a_mounted_files_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        std::fs::write(dir.path().join("conf/a.yaml"), "port: 1\n").unwrap();
+        let mut s = ComposeFile::from_str(Y, "t").unwrap().services["db"].clone();
+        s.volumes = vec!["./conf:/etc/x:ro".into()];
+        let h1 = config_hash("p", "db", &s, dir.path());
+        assert_eq!(h1, config_hash("p", "db", &s, dir.path()));
+        std::fs::write(dir.path().join("conf/a.yaml"), "port: 2\n").unwrap();
+        assert_ne!(h1, config_hash("p", "db", &s, dir.path()));
     }
 }

@@ -206,15 +206,20 @@ impl CustomerAnalytics {
     /// The state the last `process` of `input` changed, as changelog records (key, value):
     /// the customer's count and the current window. Written to the compacted changelog
     /// before the input's offset may be committed, so a restart restores exactly this.
-    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
         let Some(customer) = input.data.get("customer_id").and_then(Value::as_str) else { return vec![] };
         let Some(count) = self.per_customer.get(customer) else { return vec![] };
         let window = json!({"start": self.window_start, "tallies": self.tallies});
-        vec![(customer.to_string(), count.to_string().into_bytes()), (WINDOW_KEY.into(), window.to_string().into_bytes())]
+        vec![(customer.to_string(), Some(count.to_string().into_bytes())), (WINDOW_KEY.into(), Some(window.to_string().into_bytes()))]
     }
 
-    /// Applies one changelog record (restore at start, in log order).
-    pub fn restore(&mut self, key: &str, value: &[u8]) {
+    /// Applies one changelog record (restore at start, in log order); a tombstone (`None`)
+    /// forgets the customer.
+    pub fn restore(&mut self, key: &str, value: Option<&[u8]>) {
+        let Some(value) = value else {
+            self.per_customer.remove(key);
+            return;
+        };
         let text = String::from_utf8_lossy(value);
         if key == WINDOW_KEY {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
@@ -277,17 +282,34 @@ impl OrderState {
 }
 
 /// `bss-order-processor`: validates orders, computes totals, tracks state transitions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OrderProcessor {
+    /// Orders remembered at most (the oldest first out).
+    max_orders: usize,
     states: HashMap<String, OrderState>,
     order: VecDeque<String>,
+    /// The order the last `process` pushed out of `states` (oldest first past
+    /// `MAX_ORDERS`): its changelog record becomes a tombstone, so compaction drops it and
+    /// a restore replays at most `MAX_ORDERS` live orders instead of every order ever seen.
+    evicted: Option<String>,
+}
+
+impl Default for OrderProcessor {
+    fn default() -> Self {
+        Self::with_capacity(Self::MAX_ORDERS)
+    }
 }
 
 impl OrderProcessor {
     pub const NAME: &'static str = "bss-order-processor";
     const MAX_ORDERS: usize = 200_000;
 
+    pub fn with_capacity(max_orders: usize) -> Self {
+        Self { max_orders: max_orders.max(1), states: HashMap::new(), order: VecDeque::new(), evicted: None }
+    }
+
     pub fn process(&mut self, input: &CloudEvent, now_ms: u64) -> Outcome {
+        self.evicted = None;
         let Some(to) = OrderState::of(&input.ty) else {
             return Outcome::Reject(format!("unknown order event type {:?}", input.ty));
         };
@@ -318,9 +340,10 @@ impl OrderProcessor {
             }
         }
         if from.is_none() {
-            if self.order.len() == Self::MAX_ORDERS {
+            if self.order.len() >= self.max_orders {
                 if let Some(old) = self.order.pop_front() {
                     self.states.remove(&old);
+                    self.evicted = Some(old);
                 }
             }
             self.order.push_back(order_id.to_string());
@@ -344,17 +367,27 @@ impl OrderProcessor {
 }
 
 impl OrderProcessor {
-    /// The order's state after the last `process` of `input`, as a changelog record.
-    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+    /// The order's state after the last `process` of `input`, as a changelog record, and a
+    /// tombstone (`None`) for the order it evicted, if any.
+    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
         let Some(id) = input.data.get("order_id").and_then(Value::as_str) else { return vec![] };
-        self.states.get(id).map(|st| vec![(id.to_string(), st.name().as_bytes().to_vec())]).unwrap_or_default()
+        let Some(st) = self.states.get(id) else { return vec![] };
+        let mut out: Vec<(String, Option<Vec<u8>>)> = self.evicted.iter().map(|old| (old.clone(), None)).collect();
+        out.push((id.to_string(), Some(st.name().as_bytes().to_vec())));
+        out
     }
 
-    /// Applies one changelog record (restore at start, in log order).
-    pub fn restore(&mut self, key: &str, value: &[u8]) {
+    /// Applies one changelog record (restore at start, in log order); a tombstone (`None`)
+    /// forgets the order. (Its place in the eviction queue stays: popping it later removes
+    /// nothing, or an order re-added since, which only evicts that one early.)
+    pub fn restore(&mut self, key: &str, value: Option<&[u8]>) {
+        let Some(value) = value else {
+            self.states.remove(key);
+            return;
+        };
         let Some(st) = OrderState::named(&String::from_utf8_lossy(value)) else { return };
         if !self.states.contains_key(key) {
-            if self.order.len() == Self::MAX_ORDERS {
+            if self.order.len() >= self.max_orders {
                 if let Some(old) = self.order.pop_front() {
                     self.states.remove(&old);
                 }
@@ -437,7 +470,7 @@ mod tests {
         // A fresh instance (after a restart) replays the log, then counts on from it.
         let mut b = CustomerAnalytics::new(60_000);
         for (k, v) in &log {
-            b.restore(k, v);
+            b.restore(k, v.as_deref());
         }
         let next = CloudEvent::new("/t", "bss.customer.updated", "e9".into(), t0 + 9, None, json!({"customer_id": "c1"}));
         let Outcome::Emit(out) = b.process(&next, t0) else { panic!("rejected") };
@@ -449,11 +482,37 @@ mod tests {
         assert!(matches!(o.process(&placed, t0), Outcome::Emit(_)));
         let mut o2 = OrderProcessor::default();
         for (k, v) in o.changes(&placed) {
-            o2.restore(&k, &v);
+            o2.restore(&k, v.as_deref());
         }
         // Without the restored state, "fulfilled" before "paid" would not be caught.
         let fulfilled = CloudEvent::new("/t", "bss.order.fulfilled", "o2".into(), t0, None, json!({"order_id": "o1"}));
         assert!(matches!(o2.process(&fulfilled, t0), Outcome::Reject(r) if r.contains("invalid transition")));
+    }
+
+    /// An order pushed out of memory gets a tombstone in the changelog, so the compacted
+    /// log (and a restore) holds only the orders still remembered.
+    #[test]
+    fn evicted_orders_become_tombstones_and_a_restore_forgets_them() {
+        let mut o = OrderProcessor::with_capacity(2);
+        let mut log: Vec<(String, Option<Vec<u8>>)> = vec![];
+        for id in ["o1", "o2", "o3"] {
+            let placed = CloudEvent::new("/t", "bss.order.placed", id.into(), 0, None, json!({"order_id": id, "items": [{"qty": 1, "unit_price": 2.0}]}));
+            assert!(matches!(o.process(&placed, 0), Outcome::Emit(_)));
+            log.extend(o.changes(&placed));
+        }
+        let keys: Vec<(&str, bool)> = log.iter().map(|(k, v)| (k.as_str(), v.is_some())).collect();
+        assert_eq!(keys, [("o1", true), ("o2", true), ("o1", false), ("o3", true)], "o3 evicted o1: its tombstone comes first");
+        // A rejected input evicts nothing and leaves no stale tombstone behind.
+        let bad = CloudEvent::new("/t", "bss.order.placed", "x".into(), 0, None, json!({"order_id": "o4"}));
+        assert!(matches!(o.process(&bad, 0), Outcome::Reject(_)));
+        assert!(o.changes(&bad).is_empty());
+        // Replayed (as compaction would leave it or not), o1 is gone and o2, o3 remain.
+        let mut r = OrderProcessor::with_capacity(10);
+        for (k, v) in &log {
+            r.restore(k, v.as_deref());
+        }
+        assert_eq!(r.states.len(), 2);
+        assert!(!r.states.contains_key("o1"));
     }
 
     #[test]

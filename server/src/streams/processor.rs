@@ -78,14 +78,14 @@ impl Transform {
         }
     }
 
-    fn changes(&self, ev: &CloudEvent) -> Vec<(String, Vec<u8>)> {
+    fn changes(&self, ev: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
         match self {
             Transform::Customer(t) => t.changes(ev),
             Transform::Order(t) => t.changes(ev),
         }
     }
 
-    fn restore(&mut self, key: &str, value: &[u8]) {
+    fn restore(&mut self, key: &str, value: Option<&[u8]>) {
         match self {
             Transform::Customer(t) => t.restore(key, value),
             Transform::Order(t) => t.restore(key, value),
@@ -262,7 +262,8 @@ struct Routed {
     dlq: bool,
     bytes: Vec<u8>,
     headers: OwnedHeaders,
-    changes: Vec<(String, Vec<u8>)>,
+    /// (key, value); `None` is a tombstone.
+    changes: Vec<(String, Option<Vec<u8>>)>,
     event_ms: u64,
 }
 
@@ -295,7 +296,7 @@ async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message,
     let mut deliveries = Vec::with_capacity(r.changes.len() + 1);
     if let Some(topic) = &spec.changelog {
         for (k, v) in &r.changes {
-            deliveries.push(enqueue(producer, topic, k.as_bytes(), v, OwnedHeaders::new()).await.map_err(|e| e.to_string())?);
+            deliveries.push(enqueue_opt(producer, topic, k.as_bytes(), v.as_deref(), OwnedHeaders::new()).await.map_err(|e| e.to_string())?);
         }
     }
     let dest = if r.dlq { &spec.dlq } else { &spec.output };
@@ -501,8 +502,8 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: 
             }
             match c.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
-                    if let (Some(k), Some(v)) = (m.key(), m.payload()) {
-                        t.restore(&String::from_utf8_lossy(k), v);
+                    if let Some(k) = m.key() {
+                        t.restore(&String::from_utf8_lossy(k), m.payload());
                         n += 1;
                     }
                     reached.insert(m.partition(), m.offset() + 1);
@@ -578,8 +579,16 @@ fn acknowledge(consumer: &Input, stats: &Stats, (src, r): Acked, blocked: &mut B
 /// Hands a record to librdkafka (waiting while its queue is full); the future resolves
 /// when the brokers acknowledge it.
 pub async fn enqueue(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, StreamsError> {
+    enqueue_opt(producer, topic, key, Some(payload), headers).await
+}
+
+/// [`enqueue`] where no payload (`None`) is a tombstone: compaction drops the key.
+async fn enqueue_opt(producer: &FutureProducer, topic: &str, key: &[u8], payload: Option<&[u8]>, headers: OwnedHeaders) -> Result<DeliveryFuture, StreamsError> {
     loop {
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers.clone());
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key).headers(headers.clone());
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
         match producer.send_result(record) {
             Ok(d) => return Ok(d),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(5)).await,
