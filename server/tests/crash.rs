@@ -89,7 +89,15 @@ async fn produce(run: &str) {
     }
     for d in pending {
         if let Err((e, m)) = d.await.unwrap() {
-            panic!("input not acknowledged in 5 min: {e} ({} [{}]); cluster: {:?}", m.topic(), m.partition(), server::streams::cluster_health(BROKERS).await);
+            let cluster = server::streams::cluster_health(BROKERS).await;
+            // What the brokers said about their replicas meanwhile.
+            for b in ["kafka-1", "kafka-2", "kafka-3"] {
+                let out = Command::new("docker").args(["logs", "--since", "7m", &format!("bss-{b}")]).output().map(|o| String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).to_string()).unwrap_or_default();
+                for line in out.lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("Shrinking ISR") || l.contains("Expanding ISR")).rev().take(12) {
+                    println!("{b}: {line}");
+                }
+            }
+            panic!("input not acknowledged in 5 min: {e} ({} [{}]); cluster: {cluster:?}", m.topic(), m.partition());
         }
     }
 }
