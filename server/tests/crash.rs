@@ -8,7 +8,7 @@ mod common;
 use std::{
     collections::HashMap,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -29,7 +29,7 @@ const EVENTS: u64 = 100_000;
 const KILL_AFTER: usize = 25_000;
 
 /// `bss-control serve` on its own port and store, processors autostarted with `guarantee`.
-fn control_plane(dir: &Path, port: u16, guarantee: &str) -> Child {
+fn control_plane(dir: &Path, port: u16, guarantee: &str) -> common::KillOnDrop {
     let repo = common::repo_root();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("control-plane.log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_bss-control"))
@@ -40,9 +40,11 @@ fn control_plane(dir: &Path, port: u16, guarantee: &str) -> Child {
         .env("BSS_STREAMS_GUARANTEE", guarantee)
         .env("BSS_STREAMS_AUTOSTART", "on")
         .env("BSS_LOG", "warn")
+        .env("BSS_STACK_LISTEN", "off")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(common::KillOnDrop)
         .expect("start bss-control")
 }
 
@@ -134,7 +136,7 @@ fn group_members(groups: &[&str]) -> String {
 
 /// SIGTERM, as a service manager stops it: the processors drain, commit and leave their
 /// groups, so the tests after this one do not wait for dead members' sessions to expire.
-async fn stop_gracefully(child: &mut Child) {
+async fn stop_gracefully(child: &mut common::KillOnDrop) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     for _ in 0..60 {
         if child.try_wait().ok().flatten().is_some() {

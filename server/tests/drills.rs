@@ -133,6 +133,7 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(common::KillOnDrop)
         .expect("start bss-control drill");
     // Wait for the fault to be journalled and applied, then kill the control plane.
     let mut applied = false;

@@ -45,3 +45,30 @@ pub async fn pg_primary() -> sqlx::PgConnection {
 pub async fn haproxy_replicas_up(gw: &server::gateway::Gateway) -> usize {
     gw.haproxy().await.map(|rows| server::gateway::read_pool_servers(rows).filter(|r| r.status == "UP").count()).unwrap_or(0)
 }
+
+/// A child process (a control plane the test started) that is killed when the test ends,
+/// panics included: a failed crash test once left its `bss-control serve` running, which
+/// held half of the processors' partitions in their consumer groups for the next runs.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
