@@ -458,6 +458,9 @@ impl Streams {
     }
 }
 
+/// How long an observer waits for its first partitions.
+const OBSERVER_JOIN: Duration = Duration::from_secs(90);
+
 /// A consumer of `topics` positioned at their end, returned once partitions are assigned
 /// (so nothing produced afterwards is missed): how the demo and verify watch the outputs.
 pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<StreamConsumer, StreamsError> {
@@ -471,10 +474,13 @@ pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<Str
         .create()
         .map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
     c.subscribe(topics).map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // A freshly provisioned cluster creates `__consumer_offsets` (50 partitions, RF 3) at
+    // the first group join: on a busy 2-core machine that took over 20 s (CI, on fresh
+    // volumes), so the first observer of a new stack gets 90 s.
+    let deadline = tokio::time::Instant::now() + OBSERVER_JOIN;
     while c.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
         if tokio::time::Instant::now() > deadline {
-            return Err(StreamsError::Kafka("the observer got no partitions within 20 s (brokers down?)".into()));
+            return Err(StreamsError::Kafka(format!("the observer got no partitions within {} s (brokers down?)", OBSERVER_JOIN.as_secs())));
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
     }
