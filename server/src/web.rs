@@ -369,8 +369,21 @@ fn refusal(path: &str, status: axum::http::StatusCode, msg: &str) -> Response {
 
 /// The names the stack's containers use for the container-facing listener.
 fn stack_host(host: &str, bound: std::net::IpAddr) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name.eq_ignore_ascii_case("host.docker.internal") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == bound)
+    let name = host_name(host);
+    let bound = match bound {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    name == "host.docker.internal" || name == bound
+}
+
+/// The name part of a `Host` header, lower-cased, without its port (`[v6]` kept bracketed).
+fn host_name(host: &str) -> String {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
+    }
+    .to_ascii_lowercase()
 }
 
 /// The DNS-rebinding guard: whether a request naming `host` may be served. In local mode
@@ -378,11 +391,7 @@ fn stack_host(host: &str, bound: std::net::IpAddr) -> bool {
 /// configured names; in shared mode the configured names, or any when none are configured.
 pub fn host_allowed(cfg: &crate::config::ServerConfig, auth_enabled: bool, host: Option<&str>) -> bool {
     let Some(host) = host else { return auth_enabled && cfg.allowed_hosts.is_empty() };
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")).unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
-    }
-    .to_ascii_lowercase();
+    let name = host_name(host);
     if cfg.allowed_hosts.iter().any(|h| *h == name) {
         return true;
     }
