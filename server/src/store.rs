@@ -39,7 +39,15 @@ pub fn summaries(stored: &[(i64, String, String, String, String, String)]) -> Ve
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// One connection of its own for the liveness probe: `/healthz` must not queue behind
+    /// a burst of writes on `pool` (300 failed sign-ins each write an audit row, and every
+    /// write waits for the file's single writer lock and an fsync). A read in WAL mode
+    /// never waits for a writer, so this answers while the writers queue.
+    probe: SqlitePool,
 }
+
+/// How long the liveness probe waits for the store before it calls it degraded.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub use app::api::AuditEntry;
 
@@ -70,14 +78,27 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|source| StoreError::Open { path: shown.clone(), source })?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { path: shown, source })?;
-        Ok(Self { pool })
+            .map_err(|source| StoreError::Migrate { path: shown.clone(), source })?;
+        let probe = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(PROBE_TIMEOUT)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(|source| StoreError::Open { path: shown, source })?;
+        Ok(Self { pool, probe })
+    }
+
+    /// Whether the state database answers a read within a second, on the probe's own
+    /// connection (see `probe`): what `/healthz` reports as `store`.
+    pub async fn healthy(&self) -> bool {
+        let read = sqlx::query("SELECT count(*) FROM sqlite_master").fetch_one(&self.probe);
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, read).await, Ok(Ok(_)))
     }
 
     pub fn pool(&self) -> &SqlitePool {

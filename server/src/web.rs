@@ -167,7 +167,7 @@ pub struct Health {
     responses((status = 200, description = "Serving; the body says what is degraded", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let s = &state.services;
-    let store = sqlx::query("SELECT 1").execute(s.store.pool()).await.is_ok();
+    let store = s.store.healthy().await;
     let docker = s.runtime.engine_status().await.reachable();
     Json(Health { status: if store { "ok" } else { "degraded" }, docker, store })
 }
