@@ -55,6 +55,9 @@ pub enum Fault {
     /// alert. The drill starts the container again once Prometheus has the alert firing
     /// (and `hold` passed); the metric is removed when the drill ends.
     StopWhileFiring { hold: Duration },
+    /// Envoy's upstream (this process's container-facing listener) answers the BSS API
+    /// with 503 for `hold` ([`crate::gateway::UpstreamFault`]); the drill clears it.
+    UpstreamFail { hold: Duration },
 }
 
 /// Where [`Fault::StopWhileFiring`] writes its metric (node-exporter's textfile directory).
@@ -78,6 +81,7 @@ impl Fault {
             Fault::Crash { .. } => "crash",
             Fault::Netem { .. } => "netem",
             Fault::StopWhileFiring { .. } => "stop-while-firing",
+            Fault::UpstreamFail { .. } => "upstream-fail",
         }
     }
 
@@ -91,7 +95,8 @@ impl Fault {
             | Fault::PauseReplay { hold }
             | Fault::Crash { hold }
             | Fault::Netem { hold }
-            | Fault::StopWhileFiring { hold } => Some(hold),
+            | Fault::StopWhileFiring { hold }
+            | Fault::UpstreamFail { hold } => Some(hold),
         }
     }
 
@@ -120,6 +125,9 @@ pub enum Probe {
     /// The drill's alert (`BssDrillAlert` with this run's label) delivered to its receiver
     /// by the local sink; before the fault there is nothing to deliver.
     AlertDelivered,
+    /// A GET of the BSS API through Envoy's proxy port answered 2xx (the latest request of
+    /// the drill's Envoy load, or a new one when that is over a second old).
+    Gateway,
 }
 
 impl Probe {
@@ -131,6 +139,7 @@ impl Probe {
             Probe::ReadPool => "HAProxy's read pool",
             Probe::Processor => "the processor host",
             Probe::AlertDelivered => "the alert path",
+            Probe::Gateway => "clients through Envoy",
         }
     }
 }
@@ -154,6 +163,9 @@ pub struct Drill {
     pub writes_fail_within: Option<Duration>,
     /// The drill's alert must reach its receiver within this long of the fault's removal.
     pub alert_within: Option<Duration>,
+    /// Requests through Envoy must be answered (none hangs), some with an error while the
+    /// fault is in, each failed one after this many retries by Envoy.
+    pub envoy_retries: Option<u64>,
 }
 
 const fn sec(n: u64) -> Duration {
@@ -174,6 +186,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "broker-isolate",
@@ -188,6 +201,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "broker-slow-link",
@@ -202,6 +216,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "processor-crash",
@@ -216,6 +231,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "replica-stop",
@@ -230,6 +246,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: true,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "replica-pause",
@@ -244,6 +261,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "primary-stop",
@@ -258,6 +276,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: Some(sec(2)),
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "haproxy-stop",
@@ -272,6 +291,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
     },
     Drill {
         name: "alertmanager-down-while-firing",
@@ -286,6 +306,7 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: Some(sec(60)),
+        envoy_retries: None,
     },
     Drill {
         name: "alertmanager-kill",
@@ -300,6 +321,22 @@ pub const DRILLS: &[Drill] = &[
         pool_reads_must_succeed: false,
         writes_fail_within: None,
         alert_within: None,
+        envoy_retries: None,
+    },
+    Drill {
+        name: "envoy-upstream-fail",
+        title: "Envoy's upstream fails",
+        service: "envoy",
+        fault: Fault::UpstreamFail { hold: sec(10) },
+        fault_text: "the control plane's container-facing listener (Envoy's upstream) answers every BSS API request with 503 for 10 s; its /healthz stays up, so Envoy keeps the host and its retry policy is what clients meet; then the listener serves again",
+        expectation: "every request through Envoy (15006) answered, none hangs past 3 s: 503 after 3 retries each (Envoy's upstream_rq_retry moves by 3 per failed request, none refused by the max_retries 3 breaker); requests succeed again within 30 s of the fault; 0 events lost",
+        recover_within: sec(30),
+        probes: &[Probe::Gateway],
+        reads_must_succeed: true,
+        pool_reads_must_succeed: false,
+        writes_fail_within: None,
+        alert_within: None,
+        envoy_retries: Some(3),
     },
 ];
 
@@ -371,6 +408,7 @@ impl Services {
                     .await
                     .map_err(|e| format!("raising the drill's alert: {e}"))
             }
+            Fault::UpstreamFail { .. } => self.gateway.upstream.fail().map_err(|e| e.to_string()),
         };
         done.map(|()| None)
     }
@@ -419,12 +457,16 @@ impl Services {
             },
             // `del` fails where there is no qdisc to delete: that is the undone state.
             Fault::Netem { .. } => self.exec_ok(target, &format!("{}; true", on_every_link("tc qdisc del dev \"$i\" root 2>/dev/null"))).await,
+            Fault::UpstreamFail { .. } => {
+                self.gateway.upstream.heal();
+                Ok(())
+            }
         }
     }
 
     /// `Ok` when `probe` finds `target` healthy, else why not. `run`: the drill run whose
     /// fault is in (`None` before the fault).
-    async fn probe(&self, probe: Probe, target: &str, brokers: usize, run: Option<&str>) -> Result<(), String> {
+    async fn probe(&self, probe: Probe, target: &str, brokers: usize, run: Option<&str>, envoy: &EnvoyLoad) -> Result<(), String> {
         match probe {
             Probe::Container => {
                 let st = self.supervisor().map_err(|e| e.to_string())?.status_of(target).await.map_err(|e| e.to_string())?;
@@ -469,6 +511,11 @@ impl Services {
                     Err(format!("BssDrillAlert {tag} not delivered yet"))
                 }
             }
+            Probe::Gateway => match envoy.latest(self).await {
+                Some(s) if (200..300).contains(&s) => Ok(()),
+                Some(s) => Err(format!("GET {ENVOY_PATH} through Envoy answered {s}")),
+                None => Err(format!("GET {ENVOY_PATH} through Envoy: no answer within {} s", OP_TIMEOUT.as_secs())),
+            },
         }
     }
 }
@@ -505,6 +552,7 @@ pub async fn undo_pending(svc: &Services) -> Vec<String> {
         let r = match kind {
             // A crashed processor died with the control plane; this one starts its own.
             Some(Fault::Crash { .. }) => Ok("nothing to undo: processors run in the control plane that died".to_string()),
+            Some(Fault::UpstreamFail { .. }) => Ok("nothing to undo: the failing listener was the control plane that died".to_string()),
             Some(f) => match svc.undo(f, &service).await {
                 Ok(()) => svc.clean_up(f).await.map(|()| format!("{service} restored")),
                 Err(e) => Err(e),
@@ -523,6 +571,83 @@ pub async fn undo_pending(svc: &Services) -> Vec<String> {
         done.push(line);
     }
     done
+}
+
+/// What the drills that break Envoy's upstream request through its proxy port: one page
+/// of customers, as any client of the BSS API reads it.
+const ENVOY_PATH: &str = "/api/customers?limit=1";
+/// One request through Envoy a second: under its rate limit (100 a minute), with room for
+/// the probes' own.
+const ENVOY_EVERY: Duration = Duration::from_secs(1);
+
+/// The Envoy load's counts, and its latest answer (what [`Probe::Gateway`] reads).
+#[derive(Default)]
+pub struct EnvoyLoad {
+    /// `Cookie` header value with the drill's session (shared mode).
+    cookie: Option<String>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    limited: AtomicU64,
+    hung: AtomicU64,
+    max_ms: AtomicU64,
+    last: Mutex<Option<(Instant, Option<u16>)>>,
+}
+
+impl EnvoyLoad {
+    /// One request through Envoy, counted.
+    async fn once(&self, svc: &Services) -> Option<u16> {
+        let (status, took) = svc.gateway.through_proxy(ENVOY_PATH, self.cookie.as_deref(), OP_TIMEOUT).await;
+        let counter = match status {
+            Some(200..=299) => &self.ok,
+            Some(429) => &self.limited,
+            Some(_) => &self.failed,
+            None => &self.hung,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.max_ms.fetch_max(took.as_millis() as u64, Ordering::Relaxed);
+        *self.last.lock().unwrap() = Some((Instant::now(), status));
+        status
+    }
+
+    /// The latest answer if it is under a second old, else a new request's.
+    async fn latest(&self, svc: &Services) -> Option<u16> {
+        let last = *self.last.lock().unwrap();
+        match last {
+            Some((at, status)) if at.elapsed() < ENVOY_EVERY => status,
+            _ => self.once(svc).await,
+        }
+    }
+
+    fn counts(&self) -> app::api::GatewayLoad {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        app::api::GatewayLoad {
+            ok: get(&self.ok),
+            failed: get(&self.failed),
+            limited: get(&self.limited),
+            hung: get(&self.hung),
+            max_ms: get(&self.max_ms),
+            retries: 0,
+            retry_overflow: 0,
+        }
+    }
+}
+
+/// Until `stop`: one request through Envoy every [`ENVOY_EVERY`] (skipped while the
+/// previous one is in flight).
+async fn envoy_load(svc: Arc<Services>, load: Arc<EnvoyLoad>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ENVOY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+        load.once(&svc).await;
+    }
+}
+
+/// Envoy's retry counters of the `control_plane` cluster: (retries, refused by the breaker).
+async fn envoy_retries(svc: &Services) -> Option<(u64, u64)> {
+    let stats = svc.gateway.stats().await.ok()?;
+    let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|x| x.1);
+    Some((get(crate::gateway::RETRIES)?, get(crate::gateway::RETRY_OVERFLOW).unwrap_or(0)))
 }
 
 /// Counts of the database load.
@@ -636,7 +761,26 @@ impl Services {
             drop(s);
             self.emit("drills", "action", format!("drill {}: {what}", d.name));
         };
-        let outcome = self.drill_body(d, &state, &cancel, &note, t0).await;
+        // The drills that go through Envoy act as their operator there (shared mode: the
+        // BSS API wants a session); the session ends with the drill.
+        let through_envoy = d.probes.contains(&Probe::Gateway);
+        let actor = state.lock().unwrap().actor.clone();
+        let session = match (through_envoy && self.auth.enabled).then_some(()) {
+            None => Ok(None),
+            Some(()) => self.auth.open_session(&actor, Duration::from_secs(900)).await.map(Some).map_err(|e| {
+                format!("the drill's requests through Envoy need a session of its operator, and {actor:?} cannot have one ({e})")
+            }),
+        };
+        let outcome = match &session {
+            Ok(token) => {
+                let envoy = Arc::new(EnvoyLoad { cookie: token.as_ref().map(|t| format!("{}={t}", crate::auth::SESSION_COOKIE)), ..Default::default() });
+                self.drill_body(d, &state, &cancel, &note, t0, envoy).await
+            }
+            Err(e) => Err(e.clone()),
+        };
+        if let Ok(Some(token)) = &session {
+            let _ = self.auth.logout(token).await;
+        }
         let mut r = state.lock().unwrap().clone();
         r.elapsed_ms = at();
         let (status, verdict) = match outcome {
@@ -663,7 +807,9 @@ impl Services {
         cancel: &CancellationToken,
         note: &(dyn Fn(String) + Sync),
         t0: Instant,
+        envoy: Arc<EnvoyLoad>,
     ) -> Result<(), String> {
+        let envoy = &envoy;
         let sup = self.supervisor().map_err(|e| e.to_string())?;
         let down = self.streams.not_running();
         if !down.is_empty() {
@@ -675,7 +821,7 @@ impl Services {
         loop {
             let mut why = vec![];
             for p in d.probes {
-                if let Err(e) = self.probe(*p, d.service, brokers, None).await {
+                if let Err(e) = self.probe(*p, d.service, brokers, None, envoy).await {
                     why.push(e);
                 }
             }
@@ -697,6 +843,10 @@ impl Services {
         let stop_load = CancellationToken::new();
         let db = Arc::new(DbLoad::default());
         let db_task = tokio::spawn(db_load(self.clone(), db.clone(), stop_load.clone()));
+        // Through Envoy, for the drills that break its path: the retry counters first.
+        let through_envoy = d.probes.contains(&Probe::Gateway);
+        let retries_before = if through_envoy { envoy_retries(self).await } else { None };
+        let envoy_task = through_envoy.then(|| tokio::spawn(envoy_load(self.clone(), envoy.clone(), stop_load.clone())));
         let demo_state = Arc::new(Mutex::new(crate::demo::new_run("drill", LOAD_RATE * LOAD_SECS, LOAD_RATE, 0)));
         let demo_cancel = cancel.child_token();
         let demo_task = {
@@ -713,6 +863,10 @@ impl Services {
             s.pool_reads_failed = db.pool_failed.load(Ordering::Relaxed);
             s.pool_reads_retried = db.pool_retried.load(Ordering::Relaxed);
             s.reads_by = db.by.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
+            if through_envoy {
+                let (retries, retry_overflow) = (s.gateway.retries, s.gateway.retry_overflow);
+                s.gateway = app::api::GatewayLoad { retries, retry_overflow, ..envoy.counts() };
+            }
             s.elapsed_ms = t0.elapsed().as_millis() as u64;
             if s.samples.len() < MAX_SAMPLES {
                 s.samples.push(DrillSample {
@@ -724,11 +878,14 @@ impl Services {
                     writes_failed: s.writes_failed,
                     pool_reads_ok: s.pool_reads_ok,
                     pool_reads_failed: s.pool_reads_failed,
+                    gateway_ok: s.gateway.ok,
+                    gateway_failed: s.gateway.failed,
                 });
             }
         };
         note(format!(
-            "load started: {LOAD_RATE} events/s for {LOAD_SECS} s through both processors; 10 writes, 10 router reads and 10 HAProxy reads per second"
+            "load started: {LOAD_RATE} events/s for {LOAD_SECS} s through both processors; 10 writes, 10 router reads and 10 HAProxy reads per second{}",
+            if through_envoy { format!("; one GET {ENVOY_PATH} a second through Envoy's proxy port") } else { String::new() }
         ));
 
         // The fault goes in once the load is steady: FAULT_AT after the start at the
@@ -751,6 +908,9 @@ impl Services {
                 stop_load.cancel();
                 let _ = demo_task.await;
                 let _ = db_task.await;
+                if let Some(t) = envoy_task {
+                    let _ = t.await;
+                }
                 let why = if why.is_empty() { format!("no output within {} s", LOAD_START_TIMEOUT.as_secs()) } else { why };
                 note(format!("the load did not start: {why}; no fault injected"));
                 return Err(format!("the drill's load did not start ({why}); no fault was injected"));
@@ -840,7 +1000,7 @@ impl Services {
                     }
                     let mut all_ok = true;
                     for (i, p) in d.probes.iter().enumerate() {
-                        match self.probe(*p, d.service, brokers, Some(&run)).await {
+                        match self.probe(*p, d.service, brokers, Some(&run), envoy).await {
                             Err(why) => {
                                 all_ok = false;
                                 if !degraded[i] {
@@ -930,6 +1090,25 @@ impl Services {
         }
         stop_load.cancel();
         let _ = db_task.await;
+        if let Some(t) = envoy_task {
+            let _ = t.await;
+            let after = envoy_retries(self).await;
+            let mut s = state.lock().unwrap();
+            match (retries_before, after) {
+                (Some(b), Some(a)) => (s.gateway.retries, s.gateway.retry_overflow) = (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
+                _ => s.gateway.retries = u64::MAX,
+            }
+            let g = s.gateway.clone();
+            drop(s);
+            if g.retries == u64::MAX {
+                note("Envoy's retry counters could not be read (admin port 15000)".into());
+            } else {
+                note(format!(
+                    "through Envoy: {} ok, {} answered with an error, {} rate-limited, {} hung (slowest {} ms); Envoy retried {} times upstream, {} refused by the retry breaker",
+                    g.ok, g.failed, g.limited, g.hung, g.max_ms, g.retries, g.retry_overflow
+                ));
+            }
+        }
         // Nothing acknowledged is lost: every acknowledged write is on the primary.
         let acked = db.acked.lock().unwrap().clone();
         let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bss_drill_load WHERE id = ANY($1)").bind(&acked).fetch_one(self.db.write());
@@ -1031,6 +1210,22 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
             None => failed.push("no write failed while the primary was down".into()),
         }
     }
+    if let Some(each) = d.envoy_retries {
+        let g = &r.gateway;
+        if g.hung > 0 {
+            failed.push(format!("{} of {} requests through Envoy hung (no answer within {} s)", g.hung, g.ok + g.failed + g.limited + g.hung, OP_TIMEOUT.as_secs()));
+        }
+        if g.retries == u64::MAX {
+            failed.push("Envoy's retry counters could not be read".into());
+        } else if g.failed == 0 {
+            failed.push("no request through Envoy failed while its upstream did".into());
+        } else if g.retries < each * g.failed {
+            failed.push(format!("Envoy retried {} times for {} failed requests (expected {each} each)", g.retries, g.failed));
+        }
+        if g.retry_overflow > 0 {
+            failed.push(format!("{} retries refused by Envoy's retry breaker", g.retry_overflow));
+        }
+    }
     let rec = r.recovered_ms.map(|ms| format!("recovered in {:.1} s", ms as f64 / 1000.0)).unwrap_or_default();
     if failed.is_empty() {
         let mut why = format!(
@@ -1047,6 +1242,10 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
         }
         if let Some(ms) = r.alert_delivered_ms {
             why.push_str(&format!("; the alert raised during the outage delivered {:.1} s after AlertManager's return", ms as f64 / 1000.0));
+        }
+        if d.envoy_retries.is_some() {
+            let g = &r.gateway;
+            why.push_str(&format!("; through Envoy {} ok, {} failed after {} retries (slowest {} ms), 0 hung", g.ok, g.failed, g.retries, g.max_ms));
         }
         if let Some(ms) = r.first_write_error_ms {
             why.push_str(&format!("; first failed write {:.1} s after the fault: {}", ms as f64 / 1000.0, r.first_write_error));
@@ -1070,11 +1269,11 @@ fn secs(ms: Option<u64>) -> String {
 pub fn table(runs: &[DrillRun]) -> String {
     let mut out = format!(
         "{:<18} {:<9} {:>24} {:>5} {:>5} {:>22} {:>8} {:>8}  {}\n",
-        "drill", "status", "load (events/reads/writes)", "lost", "dup", "failed (rd/pool/wr)", "detect", "recover", "verdict"
+        "drill", "status", "load (events/reads/writes)", "lost", "dup", "failed (rd/pool/wr/envoy)", "detect", "recover", "verdict"
     );
     for r in runs {
         let load = format!("{}/{}/{}", r.events.produced, r.reads_ok + r.reads_failed + r.pool_reads_ok + r.pool_reads_failed, r.writes_ok + r.writes_failed);
-        let failed = format!("{}/{}/{}", r.reads_failed, r.pool_reads_failed, r.writes_failed);
+        let failed = format!("{}/{}/{}/{}", r.reads_failed, r.pool_reads_failed, r.writes_failed, r.gateway.failed + r.gateway.hung);
         out.push_str(&format!(
             "{:<18} {:<9} {:>24} {:>5} {:>5} {:>22} {:>8} {:>8}  {}\n",
             r.drill,
@@ -1192,6 +1391,23 @@ mod tests {
         assert_eq!(s, "passed");
         assert!(why.contains("delivered 21.5 s after"), "{why}");
         assert_eq!(verdict(broker, &run(Some(9000), 0, 0)).0, "passed", "only the alert drill promises an alert");
+
+        // The Envoy drill: every request answered, the failed ones retried three times each.
+        let envoy = find("envoy-upstream-fail").unwrap();
+        let mut r = run(Some(11_000), 0, 0);
+        assert!(verdict(envoy, &r).1.contains("no request through Envoy failed"));
+        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: 30, max_ms: 180, ..Default::default() };
+        let (s, why) = verdict(envoy, &r);
+        assert_eq!(s, "passed", "{why}");
+        assert!(why.contains("10 failed after 30 retries"), "{why}");
+        r.gateway.retries = 12;
+        assert!(verdict(envoy, &r).1.contains("retried 12 times for 10 failed requests (expected 3 each)"));
+        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: 30, hung: 2, retry_overflow: 1, ..Default::default() };
+        let why = verdict(envoy, &r).1;
+        assert!(why.contains("2 of 32 requests through Envoy hung") && why.contains("1 retries refused"), "{why}");
+        r.gateway = app::api::GatewayLoad { failed: 10, retries: u64::MAX, ..Default::default() };
+        assert!(verdict(envoy, &r).1.contains("could not be read"));
+        assert_eq!(verdict(broker, &r).0, "passed", "only the Envoy drill promises anything through Envoy");
     }
 
     #[test]

@@ -3,7 +3,14 @@
 //! overflows) sampled every second, HAProxy's read-pool backends — and a bounded burst
 //! through Envoy's proxy port to show the rate limit at work. The control plane never
 //! proxies anything to the admin endpoints.
-use std::{collections::VecDeque, sync::Mutex, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
+};
 
 use app::{
     api::{BurstResult, EnvoyCluster, GatewayPoint, GatewayView, HaproxyRow, Principal, Role},
@@ -41,6 +48,8 @@ impl Default for Endpoints {
 
 pub const RATE_LIMITED: &str = "http_local_rate_limiter.http_local_rate_limit.rate_limited";
 const REQUESTS: &str = "http.ingress_http.downstream_rq_total";
+pub const RETRIES: &str = "cluster.control_plane.upstream_rq_retry";
+pub const RETRY_OVERFLOW: &str = "cluster.control_plane.upstream_rq_retry_overflow";
 /// Counters shown on the page.
 const COUNTERS: &[&str] = &[
     REQUESTS,
@@ -65,6 +74,47 @@ pub struct Gateway {
     http: reqwest::Client,
     ep: Endpoints,
     history: Mutex<VecDeque<GatewayPoint>>,
+    /// The `envoy-upstream-fail` drill's fault, applied by this process's container-facing
+    /// listener (Envoy's upstream).
+    pub upstream: UpstreamFault,
+}
+
+/// A fault in Envoy's path for the drills: while it is in, the container-facing listener
+/// answers every BSS API request with 503, as a failing application would; its `/healthz`
+/// stays up, so Envoy's health check keeps the host in rotation and its retry policy (not
+/// host ejection) is what the clients meet. Only the process that serves the listener can
+/// apply it.
+#[derive(Default)]
+pub struct UpstreamFault {
+    serving: AtomicBool,
+    failing: AtomicBool,
+}
+
+impl UpstreamFault {
+    /// Called by the container-facing listener when it is bound, and when it stops.
+    pub fn set_serving(&self, on: bool) {
+        self.serving.store(on, Ordering::SeqCst);
+    }
+
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
+    }
+
+    /// Makes the listener fail the BSS API; refused when this process does not serve it
+    /// (the fault would change nothing Envoy sees).
+    pub fn fail(&self) -> Result<(), GatewayError> {
+        if !self.serving.load(Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable(
+                "this process does not serve the container-facing listener (server.stack_listen is off, or another bss-control holds its port): Envoy's upstream is not its to fail".into(),
+            ));
+        }
+        self.failing.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn heal(&self) {
+        self.failing.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Parses `name: value` lines of Envoy's `/stats` (counters and gauges; histograms skipped).
@@ -154,7 +204,27 @@ pub enum GatewayError {
 
 impl Gateway {
     pub fn new(ep: Endpoints) -> Self {
-        Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()) }
+        Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()), upstream: UpstreamFault::default() }
+    }
+
+    /// One GET of `path` through Envoy's proxy port, as a client of the BSS API makes it
+    /// (with `cookie`, the session, in shared mode): its status and how long it took, or
+    /// `None` when nothing came back within `timeout` (a hang, or no connection).
+    pub async fn through_proxy(&self, path: &str, cookie: Option<&str>, timeout: Duration) -> (Option<u16>, Duration) {
+        let t = Instant::now();
+        let mut req = self.http.get(format!("{}{path}", self.ep.envoy_proxy)).timeout(timeout);
+        if let Some(c) = cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let status = match req.send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                let _ = r.bytes().await;
+                Some(s)
+            }
+            Err(_) => None,
+        };
+        (status, t.elapsed())
     }
 
     async fn text(&self, url: &str) -> Result<String, GatewayError> {

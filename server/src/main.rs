@@ -231,6 +231,9 @@ async fn drill_cli(config: Config, name: String, json: bool) -> anyhow::Result<(
     if let Ok(sup) = services.supervisor() {
         tokio::spawn(sup.run(background.clone(), every));
     }
+    // Envoy's upstream, for the drill that fails it (when no `serve` holds its port: then
+    // that drill says it cannot apply its fault from here).
+    tokio::spawn(server::web::serve_stack_listener(services.clone()));
     let cancel = cancel_on_ctrl_c();
     let mut runs = vec![];
     for drill in drills {

@@ -96,6 +96,7 @@ pub fn stack_router(services: Arc<Services>, bound: std::net::IpAddr) -> Router 
         .route("/metrics", get(metrics))
         .merge(crate::bss::routes())
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not served on the container-facing listener") })
+        .layer(middleware::from_fn_with_state(state.clone(), upstream_fault))
         .layer(middleware::from_fn_with_state(state.clone(), auth_gate))
         .layer(middleware::from_fn(move |mut req: Request, next: Next| async move {
             req.extensions_mut().insert(FromStack(bound));
@@ -106,6 +107,16 @@ pub fn stack_router(services: Arc<Services>, bound: std::net::IpAddr) -> Router 
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The `envoy-upstream-fail` drill's fault ([`crate::gateway::UpstreamFault`]): the BSS
+/// API answers 503 while it is in; `/healthz` and `/metrics` do not change.
+async fn upstream_fault(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.services.gateway.upstream.failing() && crate::bss::is_api_path(req.uri().path()) {
+        let body = serde_json::json!({ "error": "the BSS API is failing on purpose: a fault drill (envoy-upstream-fail) is running" });
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves [`stack_router`] where [`StackListen`](crate::config::StackListen) says, until
@@ -137,10 +148,12 @@ pub async fn serve_stack_listener(services: Arc<Services>) {
     tracing::info!(%addr, "container-facing listener (BSS API, /healthz, /metrics) for Envoy and Prometheus");
     let app = stack_router(services.clone(), addr.ip());
     let stop = services.shutdown.clone();
-    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    services.gateway.upstream.set_serving(true);
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
+        .await;
+    services.gateway.upstream.set_serving(false);
+    if let Err(e) = served {
         tracing::warn!(%addr, error = %e, "container-facing listener stopped");
     }
 }

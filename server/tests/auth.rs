@@ -585,3 +585,42 @@ async fn an_admin_administers_users_and_every_change_is_audited() {
     let all = serde_json::to_string(&services.store.audit_filtered(None, None, 1000).await.unwrap()).unwrap();
     assert!(!all.contains("another long passphrase") && !all.contains("another+long"), "a password reached the audit log");
 }
+
+/// The `envoy-upstream-fail` drill's fault, on the container-facing listener itself: the
+/// BSS API answers the drill's 503 while it is in (after the sign-in gate: a caller without
+/// a session still gets 401), `/healthz` keeps answering 200 (Envoy keeps the host), and a
+/// process that does not serve the listener refuses to apply it.
+#[tokio::test]
+async fn the_upstream_fault_fails_the_api_and_not_the_health_check() {
+    let (_d, services, app) = setup(true).await;
+    let up = &services.gateway.upstream;
+    assert!(up.fail().unwrap_err().to_string().contains("does not serve the container-facing listener"));
+    assert!(!up.failing());
+    let stack = server::web::stack_router(services.clone(), "127.0.0.1".parse().unwrap()).layer(MockConnectInfo(SocketAddr::from(([172, 17, 0, 5], 40000))));
+    let otto = login(&app, "otto").await;
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut b = Request::get(path).header(header::HOST, "host.docker.internal:3001");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let drill = "fault drill (envoy-upstream-fail)";
+    // No stack here: the API answers 503 of its own (no database), never the drill's.
+    assert!(!send(&stack, get("/api/customers?limit=1", Some(&otto))).await.2.contains(drill));
+
+    up.set_serving(true);
+    up.fail().unwrap();
+    let (status, _, body) = send(&stack, get("/api/customers?limit=1", Some(&otto))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains(drill), "{body}");
+    assert_eq!(send(&stack, get("/api/orders/7", Some(&otto))).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send(&stack, get("/api/customers", None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&stack, get("/healthz", None)).await.0, StatusCode::OK);
+    // The panel's own listener is not Envoy's upstream: its API is untouched.
+    let panel = Request::get("/api/customers?limit=1").header(header::HOST, HOST).header(header::COOKIE, &otto).body(Body::empty()).unwrap();
+    assert!(!send(&app, panel).await.2.contains(drill));
+
+    up.heal();
+    assert!(!send(&stack, get("/api/customers?limit=1", Some(&otto))).await.2.contains(drill));
+}

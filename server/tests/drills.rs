@@ -45,6 +45,8 @@ async fn every_drill_meets_its_expectation() {
     tokio::spawn(svc.db.clone().run(background.clone()));
     tokio::spawn(svc.clone().gate_writes_on_engine_events(background.clone()));
     tokio::spawn(svc.supervisor().unwrap().run(background.clone(), Duration::from_secs(2)));
+    // Envoy's upstream (the container-facing listener), which `envoy-upstream-fail` fails.
+    tokio::spawn(server::web::serve_stack_listener(svc.clone()));
 
     let mut runs = vec![];
     for d in server::drills::DRILLS {
@@ -100,6 +102,11 @@ async fn every_drill_meets_its_expectation() {
     assert!(alert.timeline.iter().any(|t| t.what.contains("BssDrillAlert") && t.what.contains("firing")), "{:#?}", alert.timeline);
     let left = Command::new("docker").args(["exec", "bss-node-exporter", "ls", "/textfile"]).output().unwrap();
     assert!(left.status.success() && !String::from_utf8_lossy(&left.stdout).contains("bss-drill"), "{left:?}");
+    // Envoy's clients got 503s, not hangs, each after three retries, and none after.
+    let envoy = by("envoy-upstream-fail");
+    let g = &envoy.gateway;
+    assert!(g.failed > 0 && g.hung == 0 && g.retries >= 3 * g.failed && g.retry_overflow == 0, "{g:?}\n{:#?}", envoy.timeline);
+    assert!(!svc.gateway.upstream.failing(), "the upstream fault is cleared");
     let paused = by("replica-pause");
     assert!(paused.timeline.iter().any(|t| t.what.contains("out of the read pool")), "{:#?}", paused.timeline);
 

@@ -69,6 +69,12 @@ pub struct DrillRun {
     /// receiver (the alert drill).
     #[serde(default)]
     pub alert_delivered_ms: Option<u64>,
+    /// Requests through Envoy's proxy port (15006) to the BSS API, one a second (the
+    /// drills that break Envoy's upstream): answered 2xx, answered 5xx (by Envoy, after
+    /// its retries), refused by the rate limit (429), and not answered within the client's
+    /// timeout (a hang: what the gateway must never do).
+    #[serde(default)]
+    pub gateway: GatewayLoad,
     /// Cumulative counts every 500 ms, for the live charts.
     #[serde(default)]
     pub samples: Vec<DrillSample>,
@@ -88,6 +94,21 @@ pub struct LatencyPhase {
     pub p99_ms: f64,
 }
 
+/// What the clients of Envoy's proxy port saw during a drill, and what Envoy counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayLoad {
+    pub ok: u64,
+    pub failed: u64,
+    pub limited: u64,
+    pub hung: u64,
+    /// The slowest answer, ms (a 503 after three retries still comes fast).
+    pub max_ms: u64,
+    /// Envoy's `upstream_rq_retry` and `upstream_rq_retry_overflow` counters of the
+    /// `control_plane` cluster: how much each moved during the drill.
+    pub retries: u64,
+    pub retry_overflow: u64,
+}
+
 /// Cumulative counts of a drill's load at one moment (ms since the drill started).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DrillSample {
@@ -99,6 +120,10 @@ pub struct DrillSample {
     pub writes_failed: u64,
     pub pool_reads_ok: u64,
     pub pool_reads_failed: u64,
+    #[serde(default)]
+    pub gateway_ok: u64,
+    #[serde(default)]
+    pub gateway_failed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

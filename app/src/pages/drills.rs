@@ -66,10 +66,15 @@ fn DrillCharts(samples: Vec<DrillSample>) -> impl IntoView {
     let events = rates(&samples, &[|s| s.processed]);
     let reads = rates(&samples, &[|s| s.reads_ok, |s| s.reads_failed, |s| s.pool_reads_ok, |s| s.pool_reads_failed]);
     let writes = rates(&samples, &[|s| s.writes_ok, |s| s.writes_failed]);
+    let through_envoy = samples.iter().any(|s| s.gateway_ok + s.gateway_failed > 0);
+    let gateway = rates(&samples, &[|s| s.gateway_ok, |s| s.gateway_failed]);
     view! {
         <LineChart title="Events out of the processors per second".to_string() unit="events/s" names=vec!["processed + DLQ".into()] points=events testid="drill-events-chart".to_string()/>
         <LineChart title="Reads per second".to_string() unit="reads/s" names=vec!["router ok".into(), "router failed".into(), "HAProxy ok".into(), "HAProxy failed".into()] points=reads testid="drill-reads-chart".to_string()/>
         <LineChart title="Writes per second".to_string() unit="writes/s" names=vec!["ok".into(), "failed".into()] points=writes testid="drill-writes-chart".to_string()/>
+        {through_envoy.then(|| view! {
+            <LineChart title="Requests through Envoy (15006) per second".to_string() unit="requests/s" names=vec!["2xx".into(), "5xx".into()] points=gateway testid="drill-gateway-chart".to_string()/>
+        })}
     }
 }
 
@@ -104,6 +109,14 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
                     {row("Writes ok / failed", format!("{} / {}", run.writes_ok, run.writes_failed), prev(|p| format!("{} / {}", p.writes_ok, p.writes_failed)), "drill-writes")}
                     {row("First failed write after", secs(run.first_write_error_ms), prev(|p| secs(p.first_write_error_ms)), "drill-first-write-error")}
                     {row("Acknowledged writes missing", missing(run.acked_writes_missing), prev(|p| missing(p.acked_writes_missing)), "drill-acked-missing")}
+                    {(run.gateway != Default::default()).then(|| {
+                        let g = |r: &DrillRun| format!("{} / {} / {} / {} (slowest {} ms)", r.gateway.ok, r.gateway.failed, r.gateway.limited, r.gateway.hung, r.gateway.max_ms);
+                        let retries = |r: &DrillRun| format!("{} retries, {} over the retry breaker", r.gateway.retries, r.gateway.retry_overflow);
+                        view! {
+                            {row("Requests through Envoy ok / 5xx / 429 / hung", g(&run), prev(g), "drill-gateway")}
+                            {row("Envoy upstream retries", retries(&run), prev(retries), "drill-gateway-retries")}
+                        }
+                    })}
                     {row("Reads served by", run.reads_by.iter().map(|(b, n)| format!("{b} {n}")).collect::<Vec<_>>().join(", "), String::new(), "drill-reads-by")}
                 </tbody>
             </table>
