@@ -139,7 +139,7 @@ impl Probe {
             Probe::ReadPool => "HAProxy's read pool",
             Probe::Processor => "the processor host",
             Probe::AlertDelivered => "the alert path",
-            Probe::Gateway => "clients through Envoy",
+            Probe::Gateway => "a client through Envoy",
         }
     }
 }
@@ -1094,6 +1094,7 @@ impl Services {
             let _ = t.await;
             let after = envoy_retries(self).await;
             let mut s = state.lock().unwrap();
+            s.gateway = envoy.counts();
             match (retries_before, after) {
                 (Some(b), Some(a)) => (s.gateway.retries, s.gateway.retry_overflow) = (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
                 _ => s.gateway.retries = u64::MAX,
