@@ -96,6 +96,12 @@ impl UpstreamFault {
         self.serving.store(on, Ordering::SeqCst);
     }
 
+    /// Whether this process serves the container-facing listener (Envoy's upstream and
+    /// Prometheus' `bss-control` target).
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::SeqCst)
+    }
+
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::SeqCst)
     }

@@ -31,9 +31,15 @@ async fn verify_passes_on_a_healthy_stack_and_names_the_failing_check() {
     common::stack_supervisor().up().await.expect("stack up");
     let dir = tempfile::tempdir().unwrap();
     let svc = services(dir.path()).await;
+    // This process serves the container-facing listener, Prometheus' `bss-control` target,
+    // as `serve` does: the targets check then counts that target too.
+    tokio::spawn(server::web::serve_stack_listener(svc.clone()));
+    wait_until!("the container-facing listener bound", 30, svc.gateway.upstream.serving());
 
     let run = svc.run_verify("test").await;
     println!("{}", server::verify::table(&run.checks));
+    let targets = run.checks.iter().find(|c| c.id == "prometheus.targets").expect("the targets check");
+    assert!(targets.status == "pass" && !targets.measured.contains("down"), "{targets:?}");
     assert_eq!(run.checks.len(), run.total);
     assert!(run.checks.len() >= 15);
     let failed: Vec<_> = run.checks.iter().filter(|c| c.status != "pass").collect();
