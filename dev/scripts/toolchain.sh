@@ -17,7 +17,8 @@ log() { printf '\033[1;34m[toolchain]\033[0m %s\n' "$*" >&2; }
 
 APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium docker.io
   debootstrap busybox-static sqlite3 pkg-config libssl-dev ca-certificates
-  build-essential cmake zlib1g-dev python3-venv)
+  build-essential cmake zlib1g-dev python3-venv
+  systemd)  # systemd-analyze checks dev/deploy/bss-control.service
 
 apt_install() {
   local missing=()

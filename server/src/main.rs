@@ -64,7 +64,8 @@ enum Command {
     /// Run a fault drill against the running stack (starts both processors and the healer
     /// in this process); exit 1 when the drill's expectation fails. NAME is one of
     /// broker-kill, broker-isolate, broker-slow-link, processor-crash, replica-stop, replica-pause,
-    /// primary-stop, haproxy-stop, alertmanager-kill, or `all` (each in turn, then a table).
+    /// primary-stop, haproxy-stop, alertmanager-down-while-firing, alertmanager-kill,
+    /// envoy-upstream-fail, or `all` (each in turn, then a table).
     Drill {
         name: String,
         #[arg(long)]
@@ -75,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Copy the control plane's state (users, audit log, run histories) to FILE, safely
+    /// while a server runs; FILE must not exist.
+    Backup { file: std::path::PathBuf },
+    /// Replace the state with the backup FILE; refused while a server runs on the store.
+    /// The replaced store is kept beside it (`<store>.before-restore-<time>`).
+    Restore { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Verify { json } => verify_cli(config, json).await,
         Command::Demo { events, rate, malformed_every, json } => demo_cli(config, events, rate, malformed_every, json).await,
         Command::Drill { name, json } => drill_cli(config, name, json).await,
+        Command::Backup { file } => {
+            let store = Store::open(&config.store.path).await?;
+            let held = store.backup(&file).await?;
+            store.audit("cli", "store.backup", &file.display().to_string(), "ok", serde_json::json!({ "holds": held.to_string() })).await?;
+            eprintln!("backed up {} to {}: {held}", config.store.path.display(), file.display());
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let held = server::store::backup::restore(&file, &config.store.path).await?;
+            Store::open(&config.store.path).await?.audit("cli", "store.restore", &file.display().to_string(), "ok", serde_json::json!({ "holds": held.to_string() })).await?;
+            eprintln!("restored {} from {}: {held}", config.store.path.display(), file.display());
+            Ok(())
+        }
         Command::User { command: UserCommand::Add { name, role } } => {
             let role = app::api::Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("--role must be viewer, operator or admin, not {role:?}"))?;
@@ -319,6 +339,9 @@ async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // One server per store (two would heal and act on the stack against each other), and
+    // `restore` must not swap the file under a running server.
+    let _lock = server::store::backup::lock_for_serving(&config.store.path, std::time::Duration::from_secs(10))?;
     let store = Store::open(&config.store.path).await?;
     let runtime = Runtime::new(config.docker.host.as_deref());
     let listen = config.server.listen;

@@ -7,6 +7,8 @@ use sqlx::{
     SqlitePool,
 };
 
+pub mod backup;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the directory for {path}: {source}")]
@@ -17,6 +19,9 @@ pub enum StoreError {
     Migrate { path: String, source: sqlx::migrate::MigrateError },
     #[error("state database: {0}")]
     Query(#[from] sqlx::Error),
+    /// A backup or restore that would lose or damage something, refused before it did.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A failure of the product's own state is the control plane's fault, not the caller's:
