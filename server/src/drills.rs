@@ -168,6 +168,13 @@ pub struct Drill {
     pub envoy_retries: Option<u64>,
 }
 
+impl Drill {
+    /// Whether the drill sends its own requests through Envoy (its probe reads their answers).
+    pub fn through_envoy(&self) -> bool {
+        self.probes.contains(&Probe::Gateway)
+    }
+}
+
 const fn sec(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -626,7 +633,7 @@ impl EnvoyLoad {
             limited: get(&self.limited),
             hung: get(&self.hung),
             max_ms: get(&self.max_ms),
-            retries: 0,
+            retries: None,
             retry_overflow: 0,
         }
     }
@@ -641,13 +648,6 @@ async fn envoy_load(svc: Arc<Services>, load: Arc<EnvoyLoad>, stop: Cancellation
         tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
         load.once(&svc).await;
     }
-}
-
-/// Envoy's retry counters of the `control_plane` cluster: (retries, refused by the breaker).
-async fn envoy_retries(svc: &Services) -> Option<(u64, u64)> {
-    let stats = svc.gateway.stats().await.ok()?;
-    let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|x| x.1);
-    Some((get(crate::gateway::RETRIES)?, get(crate::gateway::RETRY_OVERFLOW).unwrap_or(0)))
 }
 
 /// Counts of the database load.
@@ -763,13 +763,13 @@ impl Services {
         };
         // The drills that go through Envoy act as their operator there (shared mode: the
         // BSS API wants a session); the session ends with the drill.
-        let through_envoy = d.probes.contains(&Probe::Gateway);
         let actor = state.lock().unwrap().actor.clone();
-        let session = match (through_envoy && self.auth.enabled).then_some(()) {
-            None => Ok(None),
-            Some(()) => self.auth.open_session(&actor, Duration::from_secs(900)).await.map(Some).map_err(|e| {
+        let session = if d.through_envoy() && self.auth.enabled {
+            self.auth.open_session(&actor, Duration::from_secs(900)).await.map(Some).map_err(|e| {
                 format!("the drill's requests through Envoy need a session of its operator, and {actor:?} cannot have one ({e})")
-            }),
+            })
+        } else {
+            Ok(None)
         };
         let outcome = match &session {
             Ok(token) => {
@@ -844,8 +844,8 @@ impl Services {
         let db = Arc::new(DbLoad::default());
         let db_task = tokio::spawn(db_load(self.clone(), db.clone(), stop_load.clone()));
         // Through Envoy, for the drills that break its path: the retry counters first.
-        let through_envoy = d.probes.contains(&Probe::Gateway);
-        let retries_before = if through_envoy { envoy_retries(self).await } else { None };
+        let through_envoy = d.through_envoy();
+        let retries_before = if through_envoy { self.gateway.retry_counters().await.ok() } else { None };
         let envoy_task = through_envoy.then(|| tokio::spawn(envoy_load(self.clone(), envoy.clone(), stop_load.clone())));
         let demo_state = Arc::new(Mutex::new(crate::demo::new_run("drill", LOAD_RATE * LOAD_SECS, LOAD_RATE, 0)));
         let demo_cancel = cancel.child_token();
@@ -1092,22 +1092,20 @@ impl Services {
         let _ = db_task.await;
         if let Some(t) = envoy_task {
             let _ = t.await;
-            let after = envoy_retries(self).await;
+            let after = self.gateway.retry_counters().await.ok();
             let mut s = state.lock().unwrap();
             s.gateway = envoy.counts();
-            match (retries_before, after) {
-                (Some(b), Some(a)) => (s.gateway.retries, s.gateway.retry_overflow) = (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)),
-                _ => s.gateway.retries = u64::MAX,
+            if let (Some(b), Some(a)) = (retries_before, after) {
+                (s.gateway.retries, s.gateway.retry_overflow) = (Some(a.0.saturating_sub(b.0)), a.1.saturating_sub(b.1));
             }
             let g = s.gateway.clone();
             drop(s);
-            if g.retries == u64::MAX {
-                note("Envoy's retry counters could not be read (admin port 15000)".into());
-            } else {
-                note(format!(
-                    "through Envoy: {} ok, {} answered with an error, {} rate-limited, {} hung (slowest {} ms); Envoy retried {} times upstream, {} refused by the retry breaker",
-                    g.ok, g.failed, g.limited, g.hung, g.max_ms, g.retries, g.retry_overflow
-                ));
+            match g.retries {
+                None => note("Envoy's retry counters could not be read (admin port 15000)".into()),
+                Some(retries) => note(format!(
+                    "through Envoy: {} ok, {} answered with an error, {} rate-limited, {} hung (slowest {} ms); Envoy retried {retries} times upstream, {} refused by the retry breaker",
+                    g.ok, g.failed, g.limited, g.hung, g.max_ms, g.retry_overflow
+                )),
             }
         }
         // Nothing acknowledged is lost: every acknowledged write is on the primary.
@@ -1216,12 +1214,11 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
         if g.hung > 0 {
             failed.push(format!("{} of {} requests through Envoy hung (no answer within {} s)", g.hung, g.ok + g.failed + g.limited + g.hung, OP_TIMEOUT.as_secs()));
         }
-        if g.retries == u64::MAX {
-            failed.push("Envoy's retry counters could not be read".into());
-        } else if g.failed == 0 {
-            failed.push("no request through Envoy failed while its upstream did".into());
-        } else if g.retries < each * g.failed {
-            failed.push(format!("Envoy retried {} times for {} failed requests (expected {each} each)", g.retries, g.failed));
+        match g.retries {
+            None => failed.push("Envoy's retry counters could not be read".into()),
+            Some(_) if g.failed == 0 => failed.push("no request through Envoy failed while its upstream did".into()),
+            Some(n) if n < each * g.failed => failed.push(format!("Envoy retried {n} times for {} failed requests (expected {each} each)", g.failed)),
+            Some(_) => {}
         }
         if g.retry_overflow > 0 {
             failed.push(format!("{} retries refused by Envoy's retry breaker", g.retry_overflow));
@@ -1246,7 +1243,7 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
         }
         if d.envoy_retries.is_some() {
             let g = &r.gateway;
-            why.push_str(&format!("; through Envoy {} ok, {} failed after {} retries (slowest {} ms), 0 hung", g.ok, g.failed, g.retries, g.max_ms));
+            why.push_str(&format!("; through Envoy {} ok, {} failed after {} retries (slowest {} ms), 0 hung", g.ok, g.failed, g.retries.unwrap_or(0), g.max_ms));
         }
         if let Some(ms) = r.first_write_error_ms {
             why.push_str(&format!("; first failed write {:.1} s after the fault: {}", ms as f64 / 1000.0, r.first_write_error));
@@ -1396,17 +1393,18 @@ mod tests {
         // The Envoy drill: every request answered, the failed ones retried three times each.
         let envoy = find("envoy-upstream-fail").unwrap();
         let mut r = run(Some(11_000), 0, 0);
+        r.gateway.retries = Some(0);
         assert!(verdict(envoy, &r).1.contains("no request through Envoy failed"));
-        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: 30, max_ms: 180, ..Default::default() };
+        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: Some(30), max_ms: 180, ..Default::default() };
         let (s, why) = verdict(envoy, &r);
         assert_eq!(s, "passed", "{why}");
         assert!(why.contains("10 failed after 30 retries"), "{why}");
-        r.gateway.retries = 12;
+        r.gateway.retries = Some(12);
         assert!(verdict(envoy, &r).1.contains("retried 12 times for 10 failed requests (expected 3 each)"));
-        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: 30, hung: 2, retry_overflow: 1, ..Default::default() };
+        r.gateway = app::api::GatewayLoad { ok: 20, failed: 10, retries: Some(30), hung: 2, retry_overflow: 1, ..Default::default() };
         let why = verdict(envoy, &r).1;
         assert!(why.contains("2 of 32 requests through Envoy hung") && why.contains("1 retries refused"), "{why}");
-        r.gateway = app::api::GatewayLoad { failed: 10, retries: u64::MAX, ..Default::default() };
+        r.gateway = app::api::GatewayLoad { failed: 10, retries: None, ..Default::default() };
         assert!(verdict(envoy, &r).1.contains("could not be read"));
         assert_eq!(verdict(broker, &r).0, "passed", "only the Envoy drill promises anything through Envoy");
     }

@@ -48,8 +48,8 @@ impl Default for Endpoints {
 
 pub const RATE_LIMITED: &str = "http_local_rate_limiter.http_local_rate_limit.rate_limited";
 const REQUESTS: &str = "http.ingress_http.downstream_rq_total";
-pub const RETRIES: &str = "cluster.control_plane.upstream_rq_retry";
-pub const RETRY_OVERFLOW: &str = "cluster.control_plane.upstream_rq_retry_overflow";
+const RETRIES: &str = "cluster.control_plane.upstream_rq_retry";
+const RETRY_OVERFLOW: &str = "cluster.control_plane.upstream_rq_retry_overflow";
 /// Counters shown on the page.
 const COUNTERS: &[&str] = &[
     REQUESTS,
@@ -58,9 +58,9 @@ const COUNTERS: &[&str] = &[
     "http.ingress_http.downstream_rq_5xx",
     RATE_LIMITED,
     "cluster.control_plane.upstream_rq_total",
-    "cluster.control_plane.upstream_rq_retry",
+    RETRIES,
     "cluster.control_plane.upstream_rq_retry_success",
-    "cluster.control_plane.upstream_rq_retry_overflow",
+    RETRY_OVERFLOW,
     "cluster.control_plane.upstream_cx_overflow",
     "cluster.control_plane.upstream_rq_pending_overflow",
     "cluster.control_plane.health_check.healthy",
@@ -121,6 +121,11 @@ impl UpstreamFault {
     pub fn heal(&self) {
         self.failing.store(false, Ordering::SeqCst);
     }
+}
+
+/// One stat of a `/stats` read, by name.
+fn stat(stats: &[(String, u64)], name: &str) -> Result<u64, GatewayError> {
+    stats.iter().find(|(n, _)| n == name).map(|x| x.1).ok_or_else(|| GatewayError::Unavailable(format!("Envoy has no stat {name}")))
 }
 
 /// Parses `name: value` lines of Envoy's `/stats` (counters and gauges; histograms skipped).
@@ -249,12 +254,14 @@ impl Gateway {
     }
 
     pub async fn counter(&self, name: &str) -> Result<u64, GatewayError> {
-        self.stats()
-            .await?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|x| x.1)
-            .ok_or_else(|| GatewayError::Unavailable(format!("Envoy has no stat {name}")))
+        stat(&self.stats().await?, name)
+    }
+
+    /// The `control_plane` cluster's retry counters, from one read of the stats: (retries,
+    /// retries refused by the circuit breaker's `max_retries`).
+    pub async fn retry_counters(&self) -> Result<(u64, u64), GatewayError> {
+        let stats = self.stats().await?;
+        Ok((stat(&stats, RETRIES)?, stat(&stats, RETRY_OVERFLOW).unwrap_or(0)))
     }
 
     /// Envoy's running configuration (read-only admin endpoint).
@@ -307,12 +314,12 @@ impl Gateway {
                 _ = tick.tick() => {}
             }
             let Ok(stats) = self.stats().await else { continue };
-            let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|x| x.1).unwrap_or(0);
+            let get = |n: &str| stat(&stats, n).unwrap_or(0);
             let p = GatewayPoint {
                 at_ms: crate::streams::events::now_ms(),
                 requests: get(REQUESTS),
                 rate_limited: get(RATE_LIMITED),
-                retries: get("cluster.control_plane.upstream_rq_retry"),
+                retries: get(RETRIES),
                 overflows: get("cluster.control_plane.upstream_cx_overflow") + get("cluster.control_plane.upstream_rq_pending_overflow"),
             };
             let mut h = self.history.lock().unwrap();

@@ -105,7 +105,8 @@ pub struct GatewayLoad {
     pub max_ms: u64,
     /// Envoy's `upstream_rq_retry` and `upstream_rq_retry_overflow` counters of the
     /// `control_plane` cluster: how much each moved during the drill.
-    pub retries: u64,
+    /// `None` when Envoy's counters could not be read (the verdict then fails).
+    pub retries: Option<u64>,
     pub retry_overflow: u64,
 }
 

@@ -111,7 +111,10 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
                     {row("Acknowledged writes missing", missing(run.acked_writes_missing), prev(|p| missing(p.acked_writes_missing)), "drill-acked-missing")}
                     {(run.gateway != Default::default()).then(|| {
                         let g = |r: &DrillRun| format!("{} / {} / {} / {} (slowest {} ms)", r.gateway.ok, r.gateway.failed, r.gateway.limited, r.gateway.hung, r.gateway.max_ms);
-                        let retries = |r: &DrillRun| format!("{} retries, {} over the retry breaker", r.gateway.retries, r.gateway.retry_overflow);
+                        let retries = |r: &DrillRun| match r.gateway.retries {
+                            Some(n) => format!("{n} retries, {} over the retry breaker", r.gateway.retry_overflow),
+                            None => "Envoy's counters could not be read".to_string(),
+                        };
                         view! {
                             {row("Requests through Envoy ok / 5xx / 429 / hung", g(&run), prev(g), "drill-gateway")}
                             {row("Envoy upstream retries", retries(&run), prev(retries), "drill-gateway-retries")}

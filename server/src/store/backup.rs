@@ -99,16 +99,17 @@ pub struct ServeLock {
     _file: File,
 }
 
-fn lock_path(store: &Path) -> PathBuf {
+/// `store` with `suffix` appended to its file name (`state.db` → `state.db.lock`).
+fn beside(store: &Path, suffix: &str) -> PathBuf {
     let mut p = store.as_os_str().to_owned();
-    p.push(".lock");
+    p.push(suffix);
     PathBuf::from(p)
 }
 
 /// Takes the store's lock, waiting up to `wait` for a control plane that is ending (e.g.
 /// one just killed) to let go. The lock file names the holder's pid.
 pub fn lock_for_serving(store: &Path, wait: Duration) -> Result<ServeLock, StoreError> {
-    let path = lock_path(store);
+    let path = beside(store, ".lock");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
     }
@@ -152,22 +153,17 @@ pub async fn restore(src: &Path, store: &Path) -> Result<Contents, StoreError> {
             known_schema()
         )));
     }
-    let sibling = |suffix: &str| {
-        let mut p = store.as_os_str().to_owned();
-        p.push(suffix);
-        PathBuf::from(p)
-    };
     let io = |what: &str, source: std::io::Error| StoreError::Dir { path: what.to_string(), source };
     // The copy first, synced, beside the store: the switch below is then renames only.
-    let tmp = sibling(".restore-tmp");
+    let tmp = beside(store, ".restore-tmp");
     std::fs::copy(src, &tmp).map_err(|e| io(&tmp.display().to_string(), e))?;
     File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp.display().to_string(), e))?;
     if store.exists() {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for suffix in ["", "-wal", "-shm"] {
-            let from = sibling(suffix);
+            let from = beside(store, suffix);
             if from.exists() {
-                let to = sibling(&format!(".before-restore-{at}{suffix}"));
+                let to = beside(store, &format!(".before-restore-{at}{suffix}"));
                 std::fs::rename(&from, &to).map_err(|e| io(&from.display().to_string(), e))?;
             }
         }
