@@ -69,7 +69,7 @@ wasm_bindgen_cli() {
     local tmp; tmp=$(mktemp -d)
     (cd "$tmp" && cargo init -q --name fetchwb && \
       printf 'wasm-bindgen-cli = "=%s"\n' "$v" >> Cargo.toml && cargo fetch -q) || true
-    local crate; crate=$(ls ~/.cargo/registry/cache/*/wasm-bindgen-cli-"$v".crate | head -1)
+    local crate; crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/wasm-bindgen-cli-"$v".crate | head -1)
     tar -C "$BSS_CACHE/src" -xzf "$crate"
     rm -rf "$tmp"
   fi
