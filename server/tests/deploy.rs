@@ -41,3 +41,14 @@ fn systemd_accepts_the_unit() {
     let about_it: Vec<&str> = said.lines().filter(|l| l.contains("bss-control.service")).collect();
     assert!(out.status.success() && about_it.is_empty(), "{said}");
 }
+
+/// `bss-control --version` names the release and the commit it was built from.
+#[test]
+fn the_version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bss-control")).arg("--version").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert!(out.status.success() && head.len() == 12, "{said} / {head}");
+    assert_eq!(said, format!("bss-control {} (commit {head})", env!("CARGO_PKG_VERSION")));
+}
