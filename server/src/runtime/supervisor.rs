@@ -146,12 +146,16 @@ impl Supervisor {
                 .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
         }
         self.ensure_networks_and_volumes().await?;
-        for wave in self.file.start_order()? {
-            for service in &wave {
-                self.wait_for_dependencies(service).await?;
-                self.ensure_running(service).await?;
-            }
-        }
+        // Every service starts as soon as its own dependencies meet their conditions, all
+        // of them concurrently (as docker compose v2 does): a wave no longer waits for its
+        // slowest member, and one wave's services are created and started side by side.
+        // `start_order` still rejects cycles and unknown dependencies first.
+        let order = self.file.start_order()?;
+        futures_util::future::try_join_all(order.iter().flatten().map(|service| async move {
+            self.wait_for_dependencies(service).await?;
+            self.ensure_running(service).await
+        }))
+        .await?;
         // Dependents were waited for above; what nothing depends on is waited for here, so
         // "up" means every service is healthy (or a one-shot finished).
         let names: Vec<String> = self.file.services.keys().cloned().collect();
@@ -280,6 +284,9 @@ impl Supervisor {
         let _converging = self.converging.lock().await;
         let mut waves = self.file.start_order()?;
         waves.reverse();
+        // One container at a time, unlike `up`: the three Kafka nodes share a wave, and one
+        // by one each hands its leaderships to the others in a controlled shutdown instead
+        // of three shutdowns racing for the same controller quorum.
         for wave in waves {
             for service in wave {
                 self.remove(&service).await?;

@@ -449,6 +449,23 @@ async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
     (src, r)
 }
 
+/// A changelog partition with no leader cannot be read until one of its replicas is
+/// elected: say so (with its in-sync set), instead of the client's "UnknownPartition" on
+/// every restart. Kafka 4 keeps such a partition leaderless when its last in-sync copy
+/// stopped uncleanly (empty ISR and ELR); only the broker's unclean election, or
+/// recreating the changelog (the processor's state is then rebuilt from empty), ends it.
+fn leaderless_error(topic: &str, partitions: impl Iterator<Item = (i32, i32, Vec<i32>)>) -> Result<(), String> {
+    let dead: Vec<String> = partitions.filter(|(_, leader, _)| *leader < 0).map(|(p, _, isr)| format!("{p} (in-sync replicas {isr:?})")).collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "state changelog {topic} has no leader on partition {}: its last in-sync copy stopped uncleanly; restore needs a leader — \
+         elect one on the brokers (kafka-leader-election.sh --election-type unclean) or delete the changelog topic to rebuild the state from empty",
+        dead.join(", ")
+    ))
+}
+
 /// Replays the changelog `topic` into `t` from the beginning to the current end of every
 /// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
 async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: Arc<(AtomicU64, AtomicU64)>, cancel: CancellationToken) -> Result<(Transform, u64), String> {
@@ -468,6 +485,9 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: 
             .map_err(|e| format!("changelog consumer: {e}"))?;
         let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
         let parts = md.topics().first().map(|t| t.partitions().len() as i32).unwrap_or(0);
+        if let Some(t) = md.topics().first() {
+            leaderless_error(&topic, t.partitions().iter().map(|p| (p.id(), p.leader(), p.isr().to_vec())))?;
+        }
         let mut ends = std::collections::HashMap::new();
         let mut starts = std::collections::HashMap::new();
         let mut tpl = TopicPartitionList::new();
@@ -612,6 +632,15 @@ fn dlq_headers(spec: &ProcessorSpec, m: &impl Message, reason: &str) -> OwnedHea
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leaderless_changelog_partition_is_named_with_its_in_sync_set() {
+        assert!(super::leaderless_error("c", [(0, 1, vec![1, 2]), (1, 2, vec![2])].into_iter()).is_ok());
+        let e = super::leaderless_error("bss-x-state-changelog", [(0, 1, vec![1]), (2, -1, vec![])].into_iter()).unwrap_err();
+        assert!(e.contains("bss-x-state-changelog has no leader on partition 2 (in-sync replicas [])"), "{e}");
+        assert!(!e.contains("partition 0"), "{e}");
+        assert!(e.contains("unclean") && e.contains("delete the changelog"), "{e}");
+    }
+
     use super::*;
 
     fn src(partition: i32, offset: i64) -> Source {

@@ -68,8 +68,14 @@ pub fn read(brokers: &str, groups: &[(String, String)]) -> Result<Vec<TopicParti
     Ok(rows)
 }
 
-/// Creates `topic` as a compacted topic (3 partitions, replication 3, min.insync 2 — the
-/// stack's settings; fewer replicas when the cluster has fewer brokers) unless it exists.
+/// Creates `topic` as a compacted topic (3 partitions; replication factor and
+/// min.insync.replicas are the cluster's defaults — 3 and 2 in the stack) unless it exists.
+///
+/// The replication factor is never taken from the brokers visible at that moment: a
+/// changelog created while a broker was down (a drill, a restart) would keep fewer copies
+/// for good, and a state topic whose only copies stop uncleanly has no eligible leader.
+/// With a broker down, creation fails (not enough brokers for the default factor) and the
+/// processor retries, as Kafka Streams does with `replication.factor=-1`.
 pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), StreamsError> {
     use rdkafka::{
         admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -78,13 +84,12 @@ pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), StreamsE
     };
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| StreamsError::Kafka(format!("kafka admin client: {e}")))?;
-    let n = admin.inner().fetch_metadata(None, Duration::from_secs(10)).map_err(|e| StreamsError::Kafka(format!("kafka metadata: {e}")))?.brokers().len().clamp(1, 3) as i32;
-    let min_isr = (n - 1).max(1).to_string();
     // Compaction only cleans closed segments: roll one a minute (the default, a week or
     // 1 GiB, left every record in the active segment, so a restore replayed every state
     // change ever made, slower each run) and clean once a tenth is dirty.
-    let settings = [("cleanup.policy", "compact"), ("min.insync.replicas", min_isr.as_str()), ("segment.ms", "60000"), ("min.cleanable.dirty.ratio", "0.1")];
-    let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(n));
+    let settings = [("cleanup.policy", "compact"), ("segment.ms", "60000"), ("min.cleanable.dirty.ratio", "0.1")];
+    // -1: the broker's default.replication.factor (KIP-464).
+    let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(-1));
     for (k, v) in settings {
         t = t.set(k, v);
     }
@@ -93,6 +98,11 @@ pub async fn ensure_compacted(brokers: &str, topic: &str) -> Result<(), StreamsE
         match r {
             Ok(_) => return Ok(()),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                return Err(StreamsError::Kafka(format!(
+                    "create {topic}: fewer brokers are up than the cluster's replication factor; the state topic is created when they are back"
+                )))
+            }
             Err((_, e)) => return Err(StreamsError::Kafka(format!("create {topic}: {e}"))),
         }
     }
