@@ -8,6 +8,11 @@
 # 2. Stream processors vs a raw rdkafka pipe and vs Kafka Streams (dev/bench/kstreams).
 # 3. The read/write router vs direct sqlx pools, and its read distribution.
 # 4. /healthz latency idle vs during 300 parallel bad sign-ins.
+# 5. The seed's gateway claim (100,000+ req/s, p99 < 5 ms) through Envoy, and its read claim
+#    (3x with replicas) through the router (part 3).
+# 6. The stack's CPU at rest (goal ≤ 10 % of one core).
+# Every part prints GOAL lines (server/src/goals.rs); the end is one table of all of them,
+# kept in $BSS_CACHE/bench/last.tsv for the verify suite. BENCH_PARTS="1 3" runs a subset.
 set -euo pipefail
 . "$(dirname "$0")/prelude.sh"
 command -v docker-compose >/dev/null || {
@@ -20,7 +25,13 @@ BIN=$CARGO_TARGET_DIR/debug/bss-control
 STATE=$(mktemp -d); trap 'rm -rf "$STATE"' EXIT
 export BSS_STORE_PATH=$STATE/bench.db BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml
 COMPOSE=(docker-compose -p bssbench -f dev/compose.yml -f dev/compose.offline.yml)
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+# BENCH_PARTS picks parts (e.g. "1 3 5"); all by default.
+PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6} "
+part() { [[ $PARTS == *" $1 "* ]]; }
+RESULTS=$BSS_CACHE/bench
+mkdir -p "$RESULTS"
+LOG=$RESULTS/run-$(date -u +%Y%m%dT%H%M%SZ).log
 
 now() { date +%s.%N; }
 compose_healthy() {
@@ -36,6 +47,7 @@ compose_healthy() {
   return $bad
 }
 
+provisioning() {
 declare -a ours theirs
 for r in $(seq 1 "$ROUNDS"); do
   "$BIN" down --volumes >/dev/null 2>&1 || true
@@ -50,21 +62,58 @@ for r in $(seq 1 "$ROUNDS"); do
   "${COMPOSE[@]}" down -v >/dev/null 2>&1
   printf 'round %d: bss-control up %.1f s, docker-compose v1 %.1f s\n' "$r" "${ours[-1]}" "${theirs[-1]}"
 done
+local mo mt ratio
+mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}"); ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN{printf "%.2f", a/b}')
+printf '\nprovision to all-healthy (median of %d): bss-control %.1f s, docker-compose v1 %.1f s, ratio %s (lower is faster)\n' "$ROUNDS" "$mo" "$mt" "$ratio"
+goal "provisioning: bss-control up / docker-compose v1 up (median)" "$ratio" "≤ 0.80" "$(awk -v r="$ratio" 'BEGIN{print (r <= 0.8) ? "met" : "not met"}')"
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}")
-printf '\nprovision to all-healthy (median of %d): bss-control %.1f s, docker-compose v1 %.1f s, ratio %.2f (lower is faster)\n' \
-  "$ROUNDS" "$mo" "$mt" "$(awk -v a="$mo" -v b="$mt" 'BEGIN{print a/b}')"
+goal() { printf 'GOAL\t%s\t%s\t%s\t%s\n' "$@"; }
 
+# The stack at rest: every container's CPU, summed, 10 samples of `docker stats` after a
+# 30 s settle, nothing flowing (no processors, no load). 100 % = one core.
+idle_cpu() {
+  "$BIN" up >/dev/null
+  sleep 30
+  local samples=() s
+  for _ in $(seq 1 10); do
+    s=$(docker stats --no-stream --format '{{.CPUPerc}}' $(docker ps -q --filter label=io.bss-control.project=${BSS_PROJECT:-bss}) | tr -d % | awk '{t+=$1} END {printf "%.1f", t}')
+    samples+=("$s")
+  done
+  local m; m=$(median "${samples[@]}")
+  printf 'stack at rest (median of 10 docker stats samples, %s containers): %s %% of one core (samples: %s)\n' \
+    "$(docker ps -q --filter label=io.bss-control.project=${BSS_PROJECT:-bss} | wc -l)" "$m" "${samples[*]}"
+  goal "stack idle CPU, nothing flowing" "$m % of one core" "≤ 10 %" "$(awk -v r="$m" 'BEGIN{print (r <= 10) ? "met" : "not met"}')"
+}
+
+run_benches() {
+# 1. Provisioning.
+part 1 && provisioning
+# 6. The stack's cost at rest.
+part 6 && idle_cpu
 # 2. Stream processors vs a raw consume→produce pipe and vs Kafka Streams (server/benches/streams.rs).
-KS_OUT=$BSS_CACHE/kstreams-bench
-mvn -q -B -f dev/bench/kstreams/pom.xml -Dbench.out="$KS_OUT" -DskipTests package
-export KSTREAMS_CP="$KS_OUT/kstreams-bench-1.jar:$KS_OUT/lib/*"
-"$BIN" up >/dev/null
-cargo bench -q -p server --features app/ssr --bench streams
-
-# 3. The read/write router vs direct sqlx pools (server/benches/router.rs).
-cargo bench -q -p server --features app/ssr --bench router
+if part 2; then
+  KS_OUT=$BSS_CACHE/kstreams-bench
+  mvn -q -B -f dev/bench/kstreams/pom.xml -Dbench.out="$KS_OUT" -DskipTests package
+  export KSTREAMS_CP="$KS_OUT/kstreams-bench-1.jar:$KS_OUT/lib/*"
+  "$BIN" up >/dev/null
+  cargo bench -q -p server --features app/ssr --bench streams
+fi
+# 3. The read/write router vs direct sqlx pools, and the seed's read claim (server/benches/router.rs).
+if part 3; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench router; fi
+# 5. The seed's gateway claim: Envoy's bench listener, the BSS API direct and through Envoy
+#    (server/benches/gateway.rs).
+if part 5; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench gateway; fi
 "$BIN" down >/dev/null
-
 # 4. /healthz latency while 300 bad sign-ins run (server/benches/signin.rs).
-cargo bench -q -p server --features app/ssr --bench signin
+part 4 && cargo bench -q -p server --features app/ssr --bench signin
+return 0
+}
+
+run_benches 2>&1 | tee "$LOG"
+[[ ${PIPESTATUS[0]} == 0 ]] || { echo "make bench failed (log: $LOG)" >&2; exit 1; }
+# One table of every goal measured in this run; the verify suite reads the last one.
+{ echo "# $(date -u +%Y-%m-%dT%H:%MZ) ($(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"; grep -a $'^GOAL\t' "$LOG" || true; } > "$RESULTS/last.tsv"
+echo
+echo "make bench — every goal of this run (log: $LOG)"
+{ printf 'goal\tmeasured\ttarget\tresult\n'; grep -a $'^GOAL\t' "$LOG" | cut -f2-; } | column -t -s $'\t'

@@ -97,4 +97,5 @@ async fn main() {
     println!("\n/healthz while idle:                    p50 {i50:.1} ms, p99 {i99:.1} ms ({PROBES} probes)");
     println!("/healthz during {GUESSES} parallel bad sign-ins: p50 {l50:.1} ms, p99 {l99:.1} ms (the sign-ins took {guess_secs:.1} s)");
     println!("p99 ratio loaded/idle: {:.2} (1.00 = the guessing does not reach the other requests)", l99 / i99);
+    server::goals::report("/healthz p99 during 300 bad sign-ins / idle", &format!("{:.2}", l99 / i99), "≤ 2", l99 / i99 <= 2.0);
 }

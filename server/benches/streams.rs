@@ -257,7 +257,9 @@ async fn main() {
             rows.iter().filter(|r| r.0 == c).filter_map(|r| r.1.as_ref()).max_by(|a, b| a.throughput.total_cmp(&b.throughput))
         };
         if let (Some(raw), Some(rust)) = (get("raw"), get("rust")) {
-            println!("  {kind:8} rust / raw pipe throughput ratio {:.2} (goal ≥ 0.80)", rust.throughput / raw.throughput);
+            let ratio = rust.throughput / raw.throughput;
+            println!("  {kind:8} rust / raw pipe throughput ratio {ratio:.2} (goal ≥ 0.80)");
+            server::goals::report(&format!("streams: {kind} processor / raw pipe throughput"), &format!("{ratio:.2}"), "≥ 0.80", ratio >= 0.8);
         }
         if let (Some(raw), Some(rust), Some(eos)) = (get("raw"), get("rust"), get("rust-eos")) {
             println!(
@@ -273,6 +275,9 @@ async fn main() {
                 rust.p99,
                 ks.p99
             );
+            let ratio = rust.throughput / ks.throughput;
+            server::goals::report(&format!("streams: {kind} processor / Kafka Streams throughput"), &format!("{ratio:.2}"), "> 1", ratio > 1.0);
+            server::goals::report(&format!("streams: {kind} processor p99 at {rate} ev/s"), &format!("{:.0} ms", rust.p99), "< 50 ms", rust.p99 < 50.0);
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod db;
 pub mod demo;
 pub mod drills;
 pub mod gateway;
+pub mod goals;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

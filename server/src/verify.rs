@@ -451,7 +451,39 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                 Ok(if node.contains("node_cpu_seconds_total") && pg_up { Pass(m) } else { Fail(m) })
             }),
         },
+        bench_claim("bench.gateway", "Gateway throughput and latency", "100,000+ req/s, p99 < 5 ms", &["seed gateway claim: envoy-direct", "seed gateway claim: api-envoy"]),
+        bench_claim("bench.reads", "Read scaling with replicas", "3x read performance", &["seed read claim"]),
+        bench_claim("bench.idle", "The stack's CPU at rest", "(none; goal ≤ 10 % of one core)", &["stack idle CPU"]),
+        bench_claim("bench.streams", "Processors' p99 and throughput", "(none; goals p99 < 50 ms, ≥ 0.80 of the raw pipe)", &["streams: "]),
     ]
+}
+
+/// A performance claim is measured by `make bench` (a load run, not a health check): the
+/// suite shows the last run's figures beside the claim, with their date, and never judges
+/// them — `skip`, with "met" / "not met" in the text, or "not measured" before any run.
+fn bench_claim<'a>(id: &'static str, name: &'static str, claim: &'static str, prefixes: &'static [&'static str]) -> Check<'a> {
+    Check {
+        id,
+        group: "Performance (make bench)",
+        name,
+        claim,
+        method: format!("the last `make bench` run ({})", crate::goals::last_run_path().display()),
+        timeout: Duration::from_secs(5),
+        run: check!({
+            let Some((date, goals)) = crate::goals::last_run() else {
+                return Ok(Skip("not measured: run `make bench`".into()));
+            };
+            let shown: Vec<String> = goals
+                .iter()
+                .filter(|g| prefixes.iter().any(|p| g.what.starts_with(p)))
+                .map(|g| format!("{}: {} (goal {}, {})", g.what, g.measured, g.goal, if g.met { "met" } else { "not met" }))
+                .collect();
+            if shown.is_empty() {
+                return Ok(Skip(format!("not measured in the last run ({date})")));
+            }
+            Ok(Skip(format!("{} — make bench, {date}", shown.join("; "))))
+        }),
+    }
 }
 
 /// Produces one customer and one order event (`run` in their ids) and returns the names of
