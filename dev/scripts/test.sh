@@ -121,6 +121,9 @@ cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 step "browser bundle (cargo-leptos, release wasm) + wasm check"
 wait_bg front
 
+step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"
+cargo test --workspace --features app/ssr --test image -- --ignored --nocapture
+
 step "Playwright (end2end) in Debian chromium"
 BIN=$CARGO_TARGET_DIR/debug/bss-control
 # The pages provision the stack themselves, from empty volumes: the drills' broker kills and
