@@ -1,20 +1,22 @@
-//! Upgrades: a store file left by the previous release (`fixtures/store-schema5.sql`, the
-//! schema before user administration, with sqlx's checksums of its migrations as they were
-//! then) opens in this release — forward migrations only, every row kept, the audit log
+//! Upgrades: a store file left by the previous release (`fixtures/store-schema5.db`: the
+//! SQLite file as schema 5 — before user administration — left it, made from the
+//! migrations 0001–0005 as they were at commit 4647855^, with sqlx's bookkeeping and their
+//! SHA-384 checksums; two users with the password below, five audit entries, a verify run,
+//! a lag minute, an undone drill fault; never regenerated from today's migrations) opens in
+//! this release — forward migrations only, every row kept, the audit log
 //! still append-only, its users still able to sign in — and restoring a backup of such a
 //! file does the same.
 use std::{path::Path, time::Duration};
 
 use server::{auth::Auth, store::Store};
 
-const OLD_STORE: &str = include_str!("fixtures/store-schema5.sql");
+const OLD_STORE: &[u8] = include_bytes!("fixtures/store-schema5.db");
 const PASSWORD: &str = "kept across the upgrade";
 
-/// Writes the previous release's store to `path` as a real SQLite file.
+/// Copies the previous release's store file to `path`.
 async fn old_store_at(path: &Path) {
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::raw_sql(OLD_STORE).execute(&pool).await.unwrap();
+    std::fs::write(path, OLD_STORE).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let applied: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
     assert_eq!(applied, 5, "the fixture stands for schema 5");
     pool.close().await;
@@ -76,10 +78,10 @@ async fn a_backup_from_the_previous_release_restores_into_this_one() {
 async fn an_edited_old_migration_is_refused_with_the_path_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    let edited = OLD_STORE.replacen("X'EDEBE4A6", "X'00EBE4A6", 1);
-    assert_ne!(edited, OLD_STORE);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
-    sqlx::raw_sql(&edited).execute(&pool).await.unwrap();
+    old_store_at(&path).await;
+    // As if 0001 had been edited after that release: its recorded checksum no longer matches.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = zeroblob(48) WHERE version = 1").execute(&pool).await.unwrap();
     pool.close().await;
     let err = Store::open(&path).await.err().expect("a checksum mismatch is refused").to_string();
     assert!(err.contains("state.db") && err.contains("migrat"), "{err}");
