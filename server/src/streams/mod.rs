@@ -304,7 +304,7 @@ impl Streams {
             .iter()
             .map(|h| {
                 let c = h.ctl.lock().unwrap();
-                let transient = if c.state == "running" { h.stats.last_error.lock().unwrap().clone() } else { None };
+                let transient = if c.state == "running" { h.stats.transient_error(now_ms()) } else { None };
                 ProcessorView {
                     name: h.spec.name.clone(),
                     input: h.spec.input.clone(),

@@ -101,8 +101,9 @@ pub struct Stats {
     pub dlq: AtomicU64,
     /// End-to-end latencies (µs) acknowledged since the sampler last drained them.
     pub latencies_us: Mutex<Vec<u64>>,
-    /// The last transient error (brokers unreachable…), cleared by the next record.
-    pub last_error: Mutex<Option<String>>,
+    /// The last transient error (brokers unreachable…) and when it was seen (unix ms),
+    /// cleared by the next record; see [`Stats::transient_error`].
+    pub last_error: Mutex<Option<(String, u64)>>,
     /// Changelog records replayed into the state at the last start.
     pub restored: AtomicU64,
     /// The restore in progress: changelog offsets replayed so far and in all (the page's
@@ -110,6 +111,26 @@ pub struct Stats {
     pub restore_progress: Arc<(AtomicU64, AtomicU64)>,
     /// State restored and the input subscribed: records given to it now are processed.
     pub ready: std::sync::atomic::AtomicBool,
+}
+
+/// A transient error is shown this long after it was last reported. The client repeats a
+/// transport error while the condition lasts (every reconnect attempt that fails, a few
+/// seconds apart), so one not repeated for this long is over even when no record has come
+/// since to clear it (an idle input after the brokers came back).
+pub const ERROR_SHOWN_FOR_MS: u64 = 30_000;
+
+impl Stats {
+    pub fn note_error(&self, e: String) {
+        *self.last_error.lock().unwrap() = Some((e, crate::clock::now_ms()));
+    }
+
+    /// The transient error still current at `now_ms`, with its age: "… (12 s ago)".
+    pub fn transient_error(&self, now_ms: u64) -> Option<String> {
+        let guard = self.last_error.lock().unwrap();
+        let (e, at) = guard.as_ref()?;
+        let age = now_ms.saturating_sub(*at);
+        (age < ERROR_SHOWN_FOR_MS).then(|| format!("{e} ({} s ago)", age / 1000))
+    }
 }
 
 /// At most this many records between consumed and acknowledged.
@@ -219,7 +240,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                     Ok(m) => m,
                     Err(e) => {
                         // Broker transport errors are transient: librdkafka reconnects.
-                        *stats.last_error.lock().unwrap() = Some(e.to_string());
+                        stats.note_error(e.to_string());
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
@@ -348,7 +369,7 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         let first = match first {
             Ok(m) => m,
             Err(e) => {
-                *stats.last_error.lock().unwrap() = Some(e.to_string());
+                stats.note_error(e.to_string());
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -632,6 +653,18 @@ fn dlq_headers(spec: &ProcessorSpec, m: &impl Message, reason: &str) -> OwnedHea
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_transient_error_carries_its_age_and_is_dropped_once_not_repeated() {
+        let stats = super::Stats::default();
+        assert_eq!(stats.transient_error(crate::clock::now_ms()), None);
+        stats.note_error("Message consumption error: AllBrokersDown".into());
+        let at = stats.last_error.lock().unwrap().as_ref().unwrap().1;
+        assert_eq!(stats.transient_error(at + 12_400).as_deref(), Some("Message consumption error: AllBrokersDown (12 s ago)"));
+        assert_eq!(stats.transient_error(at + super::ERROR_SHOWN_FOR_MS), None, "not repeated for 30 s: over");
+        stats.note_error("again".into());
+        assert!(stats.transient_error(crate::clock::now_ms()).unwrap().starts_with("again (0 s ago)"));
+    }
+
     #[test]
     fn a_leaderless_changelog_partition_is_named_with_its_in_sync_set() {
         assert!(super::leaderless_error("c", [(0, 1, vec![1, 2]), (1, 2, vec![2])].into_iter()).is_ok());
