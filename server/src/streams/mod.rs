@@ -13,7 +13,10 @@ pub mod topics;
 
 use std::{
     collections::VecDeque,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -101,6 +104,9 @@ pub struct Streams {
     procs: Vec<Arc<Handle>>,
     history: Mutex<VecDeque<StreamPoint>>,
     topics: Mutex<(Vec<TopicPartitionRow>, Option<String>)>,
+    /// When the last topics read that the brokers answered began (unix ms): a processor's
+    /// transport error seen before it is over.
+    brokers_ok_since_ms: AtomicU64,
     producer: tokio::sync::OnceCell<FutureProducer>,
 }
 
@@ -149,6 +155,7 @@ impl Streams {
             procs,
             history: Mutex::new(VecDeque::new()),
             topics: Mutex::new((vec![], None)),
+            brokers_ok_since_ms: AtomicU64::new(0),
             producer: tokio::sync::OnceCell::new(),
         })
     }
@@ -304,7 +311,7 @@ impl Streams {
             .iter()
             .map(|h| {
                 let c = h.ctl.lock().unwrap();
-                let transient = if c.state == "running" { h.stats.transient_error(now_ms()) } else { None };
+                let transient = if c.state == "running" { h.stats.transient_error(now_ms(), self.brokers_ok_since_ms.load(Ordering::Relaxed)) } else { None };
                 ProcessorView {
                     name: h.spec.name.clone(),
                     input: h.spec.input.clone(),
@@ -351,10 +358,14 @@ impl Streams {
             }
             if n % 5 == 0 {
                 let (brokers, groups) = (self.brokers.clone(), self.groups());
+                let began = now_ms();
                 let r = tokio::task::spawn_blocking(move || topics::read(&brokers, &groups)).await;
                 let mut t = self.topics.lock().unwrap();
                 match r {
-                    Ok(Ok(rows)) => *t = (rows, None),
+                    Ok(Ok(rows)) => {
+                        *t = (rows, None);
+                        self.brokers_ok_since_ms.store(began, Ordering::Relaxed);
+                    }
                     Ok(Err(e)) => t.1 = Some(e.to_string()),
                     Err(e) => t.1 = Some(e.to_string()),
                 }

@@ -113,23 +113,21 @@ pub struct Stats {
     pub ready: std::sync::atomic::AtomicBool,
 }
 
-/// A transient error is shown this long after it was last reported. The client repeats a
-/// transport error while the condition lasts (every reconnect attempt that fails, a few
-/// seconds apart), so one not repeated for this long is over even when no record has come
-/// since to clear it (an idle input after the brokers came back).
-pub const ERROR_SHOWN_FOR_MS: u64 = 30_000;
-
+/// How a transient error ends: a record comes through (it clears the error), or the brokers
+/// answer a read that began after the error was seen (the streams sampler's metadata and
+/// watermark read, every 5 s) — an idle input after the brokers came back gets no record
+/// to clear it, and librdkafka reports "all brokers down" once, not while it lasts.
 impl Stats {
     pub fn note_error(&self, e: String) {
         *self.last_error.lock().unwrap() = Some((e, crate::clock::now_ms()));
     }
 
-    /// The transient error still current at `now_ms`, with its age: "… (12 s ago)".
-    pub fn transient_error(&self, now_ms: u64) -> Option<String> {
+    /// The transient error still current, with its age at `now_ms` ("… (12 s ago)"): none
+    /// once the brokers answered a read begun at `brokers_ok_since_ms` or later.
+    pub fn transient_error(&self, now_ms: u64, brokers_ok_since_ms: u64) -> Option<String> {
         let guard = self.last_error.lock().unwrap();
         let (e, at) = guard.as_ref()?;
-        let age = now_ms.saturating_sub(*at);
-        (age < ERROR_SHOWN_FOR_MS).then(|| format!("{e} ({} s ago)", age / 1000))
+        (*at >= brokers_ok_since_ms).then(|| format!("{e} ({} s ago)", now_ms.saturating_sub(*at) / 1000))
     }
 }
 
@@ -654,15 +652,15 @@ fn dlq_headers(spec: &ProcessorSpec, m: &impl Message, reason: &str) -> OwnedHea
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_transient_error_carries_its_age_and_is_dropped_once_not_repeated() {
+    fn a_transient_error_carries_its_age_and_ends_when_the_brokers_answer_after_it() {
         let stats = super::Stats::default();
-        assert_eq!(stats.transient_error(crate::clock::now_ms()), None);
+        assert_eq!(stats.transient_error(crate::clock::now_ms(), 0), None);
         stats.note_error("Message consumption error: AllBrokersDown".into());
         let at = stats.last_error.lock().unwrap().as_ref().unwrap().1;
-        assert_eq!(stats.transient_error(at + 12_400).as_deref(), Some("Message consumption error: AllBrokersDown (12 s ago)"));
-        assert_eq!(stats.transient_error(at + super::ERROR_SHOWN_FOR_MS), None, "not repeated for 30 s: over");
-        stats.note_error("again".into());
-        assert!(stats.transient_error(crate::clock::now_ms()).unwrap().starts_with("again (0 s ago)"));
+        // The last good read began before the error: still current, however old.
+        assert_eq!(stats.transient_error(at + 125_400, at - 1).as_deref(), Some("Message consumption error: AllBrokersDown (125 s ago)"));
+        // A read begun after it succeeded: over.
+        assert_eq!(stats.transient_error(at + 6_000, at + 5_000), None);
     }
 
     #[test]
