@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-dev/scripts/toolchain.sh
+dev/scripts/toolchain.sh run
 . dev/scripts/env.sh
 eval "$(dev/scripts/docker.sh ensure)"
 export DOCKER_HOST

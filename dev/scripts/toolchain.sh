@@ -78,13 +78,17 @@ wasm_bindgen_cli() {
     CARGO_TARGET_DIR=$BSS_CACHE/install-target cargo install -q --path . --locked --root "$BSS_TOOLS" --force)
 }
 
-node_tools() {
+wasm_opt() {
   if [[ ! -x $BSS_TOOLS/node/node_modules/.bin/wasm-opt ]]; then
     log "npm binaryen@132.0.0 (wasm-opt)"
     mkdir -p "$BSS_TOOLS/node"
     npm install -s --prefix "$BSS_TOOLS/node" binaryen@132.0.0 >/dev/null
   fi
   ln -sfn "$BSS_TOOLS/node/node_modules/.bin/wasm-opt" "$BSS_BIN/wasm-opt"
+}
+
+node_tools() {
+  wasm_opt
   if [[ ! -d $ROOT/end2end/node_modules/@playwright/test ]]; then
     log "npm: Playwright test runner (no browser download; Debian chromium is used)"
     (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci -s --no-audit --no-fund)
@@ -116,12 +120,14 @@ fresh_checkout() {
 }
 
 # `base` is what the Rust tests need; `front` what the browser bundle needs (test.sh runs
-# it in the background while the tests build and run).
+# it in the background while the tests build and run); `run` what `make run` needs (no
+# test tools: Playwright's runner, schemathesis).
 case "${1:-all}" in
   apt) apt_install ;;
   base) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout ;;
   front) shim_bin; cargo_leptos; wasm_bindgen_cli ;;
+  run) apt_install; shim_bin; wasm_opt; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
   leptos) shim_bin; cargo_leptos ;;
   all) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
-  *) echo "usage: $0 [all|base|front|apt|leptos]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|base|front|run|apt|leptos]" >&2; exit 2 ;;
 esac
