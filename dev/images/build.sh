@@ -212,7 +212,10 @@ build_role() {
       local site=${BSS_IMAGE_SITE:-$DEV/../target/site}
       [[ -x $bin ]] || die "bss-control image: no binary at $bin (make build, or set BSS_IMAGE_BIN)"
       [[ -f $site/pkg/bss-control.wasm ]] || die "bss-control image: no site at $site (make build, or set BSS_IMAGE_SITE)"
-      cp -a "$bin" "$ctx/bss-control"; cp -a "$site" "$ctx/site" ;;
+      # Debug info stripped (a debug build's is most of its size); the site's files, not
+      # a symlink to them.
+      strip --strip-debug -o "$ctx/bss-control" "$bin"
+      mkdir -p "$ctx/site" && cp -a "$site/." "$ctx/site/" ;;
   esac
   # Input hash: the base image id + every file of the build context (names, modes, contents).
   hash=$( { docker image inspect -f '{{.Id}}' "$BASE_TAG"

@@ -329,7 +329,10 @@ async fn auth_gate(State(state): State<AppState>, mut req: Request, next: Next) 
     let s = &state.services;
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
     let stack_name = req.extensions().get::<FromStack>().is_some_and(|FromStack(bound)| host.is_some_and(|h| stack_host(h, *bound)));
-    if !stack_name && !host_allowed(&s.config.server, s.auth.enabled, host) {
+    // Health probes (a container's HEALTHCHECK, a load balancer) ask by address, not by the
+    // panel's public name; /healthz tells nothing a rebinding page could use.
+    let probe = req.uri().path() == "/healthz" && matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if !stack_name && !probe && !host_allowed(&s.config.server, s.auth.enabled, host) {
         tracing::warn!(host = host.unwrap_or("(none)"), path = %req.uri().path(), "request for a host name this panel does not answer to");
         let msg = format!(
             "this panel does not answer to the host name {:?} (allowed: loopback names in local mode, and server.allowed_hosts)",

@@ -293,6 +293,8 @@ async fn a_rebound_host_name_cannot_drive_a_local_mode_panel() {
     for path in ["/audit.jsonl", "/sse/logs", "/services", "/api/customers"] {
         assert_eq!(send(&app, get(path, evil)).await.0, StatusCode::MISDIRECTED_REQUEST, "{path}");
     }
+    // A health probe asks by any name or address (a container's HEALTHCHECK, a balancer).
+    assert_eq!(send(&app, get("/healthz", evil)).await.0, StatusCode::OK);
     let path = server_fns().into_iter().find(|(n, _)| *n == "run_stack_action").unwrap().1;
     let mut req = call(&path, "verb=Down&service=", None, Some("http://rebind.example:3000"));
     req.headers_mut().insert(header::HOST, evil.parse().unwrap());
