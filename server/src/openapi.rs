@@ -17,7 +17,7 @@ use crate::{bss, web};
     paths(
         bss::customers_list, bss::customers_create, bss::customers_get,
         bss::orders_list, bss::orders_create, bss::orders_get,
-        web::healthz, web::metrics, web::audit_export, web::login, web::logout,
+        web::healthz, web::metrics, web::audit_export, web::login, web::logout, web::events_schema,
     ),
     components(schemas(bss::Customer, bss::NewCustomer, bss::Order, bss::NewOrder, bss::Item, bss::ErrorBody, web::Health, web::LoginForm)),
     modifiers(&SessionCookie),

@@ -52,6 +52,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/auth/logout", axum::routing::post(logout))
         .route("/audit.jsonl", get(audit_export))
         .route("/api/openapi.json", get(crate::openapi::serve))
+        .route("/api/events.schema.json", get(events_schema))
         .merge(crate::bss::routes())
         .route("/api/{*fn_name}", get(server_fn).post(server_fn))
         .leptos_routes_with_context(&state, routes, context, {
@@ -172,6 +173,14 @@ pub struct Health {
     docker: bool,
     /// Whether the control plane's own store answers.
     store: bool,
+}
+
+/// The event contracts: a JSON Schema per topic (CloudEvents envelope, event types, the
+/// data fields the processors require, examples). Public, like the OpenAPI description.
+#[utoipa::path(get, path = "/api/events.schema.json", tag = "operations",
+    responses((status = 200, description = "JSON Schema (draft 2020-12) of the events on each Phase 3 topic", body = Object, content_type = "application/schema+json")))]
+pub async fn events_schema() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/schema+json")], crate::streams::contracts::document().to_string())
 }
 
 /// Liveness plus the state of the two things the shell needs: Docker and the store.
@@ -307,7 +316,7 @@ pub async fn shutdown_signal() {
 /// Paths anyone may reach: the sign-in page and form, health and metrics for scrapers,
 /// and the static site (wasm, js, css).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/api/openapi.json" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
+    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/api/openapi.json" | "/api/events.schema.json" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

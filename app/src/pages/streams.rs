@@ -83,6 +83,7 @@ pub fn Streams() -> impl IntoView {
     view! {
         <h1>"Streams"</h1>
         <p class="muted">"Two Rust processors run inside the control plane: CloudEvents in, CloudEvents out, malformed or invalid events to bss.dlq.events with the reason in an error header. At-least-once: an input offset is stored only after its output is acknowledged by the brokers, so a failure can repeat an output, never lose one. Exactly-once: outputs, state and input offsets commit in one Kafka transaction, and read_committed readers see each output once."</p>
+        <p class="muted">"What a producer must send on each topic (event types, required data fields, examples): "<a href="/api/events.schema.json" data-testid="event-contracts">"the event contracts (JSON Schema)"</a>"."</p>
         <p role="status" class="action-result" data-testid="streams-result">{move || result.get()}</p>
         <form class="inline" on:submit=move |ev| {
             ev.prevent_default();

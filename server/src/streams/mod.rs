@@ -7,6 +7,7 @@
 //! - `processor`: the at-least-once Kafka loop of one processor.
 //! - `topics`: metadata, watermarks and committed offsets (blocking librdkafka calls).
 pub mod api;
+pub mod contracts;
 pub mod events;
 pub mod processor;
 pub mod topics;
