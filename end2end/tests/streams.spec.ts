@@ -52,3 +52,15 @@ test('Streams page: processors run, sample events flow through both, rates and l
   await expect(row.getByTestId('guarantee')).toHaveText('at-least-once');
   await expect(row.getByTestId('state')).toHaveText('running', { timeout: 40_000 });
 });
+
+test('Streams page links the event contracts a producer needs', async ({ page }) => {
+  await page.goto('/streams');
+  const link = page.getByRole('link', { name: 'the event contracts (JSON Schema)' });
+  await expect(link).toHaveAttribute('href', '/api/events.schema.json');
+  const r = await page.request.get('/api/events.schema.json');
+  expect(r.ok()).toBeTruthy();
+  expect(r.headers()['content-type']).toContain('application/schema+json');
+  const doc = await r.json();
+  expect(doc['$defs']['bss.customer.events'].properties.data.required).toEqual(['customer_id']);
+  expect(doc['$defs']['bss.order.events'].examples).toHaveLength(4);
+});
