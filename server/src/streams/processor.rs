@@ -502,11 +502,20 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: 
             .set("isolation.level", "read_committed")
             .create()
             .map_err(|e| format!("changelog consumer: {e}"))?;
-        let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
+        // A partition between leaders (an election after a broker stopped) has none for a
+        // moment: only one still without a leader after 10 s (as long as the watermark
+        // reads below would wait) is reported as leaderless.
+        let waited = std::time::Instant::now();
+        let md = loop {
+            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("changelog {topic}: {e}"))?;
+            let leaderless = md.topics().first().map(|t| leaderless_error(&topic, t.partitions().iter().map(|p| (p.id(), p.leader(), p.isr().to_vec()))));
+            match leaderless {
+                Some(Err(e)) if waited.elapsed() >= Duration::from_secs(10) => return Err(e),
+                Some(Err(_)) => std::thread::sleep(Duration::from_millis(500)),
+                _ => break md,
+            }
+        };
         let parts = md.topics().first().map(|t| t.partitions().len() as i32).unwrap_or(0);
-        if let Some(t) = md.topics().first() {
-            leaderless_error(&topic, t.partitions().iter().map(|p| (p.id(), p.leader(), p.isr().to_vec())))?;
-        }
         let mut ends = std::collections::HashMap::new();
         let mut starts = std::collections::HashMap::new();
         let mut tpl = TopicPartitionList::new();
