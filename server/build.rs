@@ -11,7 +11,9 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=BSS_GIT_COMMIT={commit}");
+    // Not a BSS_ name: cargo also sets it for `cargo test` runs, whose children (a spawned
+    // `bss-control serve`) would refuse it as an unknown BSS_ setting.
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=build.rs");
     // A new commit or checkout moves one of these; only existing paths are watched (a
     // missing one would rerun this script on every build).

@@ -13,7 +13,7 @@ use server::{
 };
 
 #[derive(Parser)]
-#[command(name = "bss-control", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BSS_GIT_COMMIT"), ")"), about = "BSS Phase 3 control plane")]
+#[command(name = "bss-control", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")"), about = "BSS Phase 3 control plane")]
 struct Cli {
     /// Config file (TOML). Defaults to ./bss-control.toml when present.
     #[arg(long, env = "BSS_CONFIG", global = true)]
