@@ -6,6 +6,9 @@
 //! sign-in under the panel's public name gives a `Secure`, `HttpOnly` session cookie, a
 //! cross-site write is refused while the same-origin operator action runs and is audited
 //! under the user's name, and users and the audit log survive a container restart.
+//! Then behind Debian's nginx terminating TLS, configured from the README's example
+//! (`dev/deploy/nginx-bss-control.conf`): sign-in over HTTPS, the CSRF rule with the
+//! proxy's `Host`, and the client's address believed from the configured proxy only.
 //! `#[ignore]`d: needs the Docker engine, the offline base image and the release site; run by
 //! `make test` after the browser bundle is built.
 mod common;
@@ -113,7 +116,7 @@ async fn the_panel_image_runs_shared_mode_as_a_team_deploys_it() {
         // The compose file's relative bind mounts are host paths: the same path inside.
         "-v", &format!("{dev}:{dev}:ro"),
         "-e", &format!("BSS_LISTEN={LISTEN}"), "-e", "BSS_AUTH=on",
-        "-e", &format!("BSS_ALLOWED_HOSTS={PUBLIC}"), "-e", "BSS_TRUSTED_PROXIES=127.0.0.1",
+        "-e", &format!("BSS_ALLOWED_HOSTS={PUBLIC}"), "-e", "BSS_TRUSTED_PROXIES=127.0.0.2",
         "-e", "BSS_STREAMS_AUTOSTART=off", "-e", "BSS_STACK_LISTEN=off",
         "-e", &format!("BSS_COMPOSE={compose}"), "-e", "DOCKER_HOST=unix:///var/run/docker.sock",
         &tag,
@@ -170,4 +173,163 @@ async fn the_panel_image_runs_shared_mode_as_a_team_deploys_it() {
     let cookie = sign_in(&http).await;
     let audit = http.get(format!("http://{LISTEN}/audit.jsonl")).header("host", PUBLIC).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     assert!(audit.lines().any(|l| l.contains("\"otto\"") && l.contains("bss-order-processor")), "the audit log survived the restart");
+
+    behind_tls(&root).await;
+}
+
+const TLS_PORT: u16 = 3443;
+/// nginx reaches the panel from this address (`proxy_bind`), the only trusted proxy.
+const PROXY_ADDR: &str = "127.0.0.2";
+
+/// Debian's nginx from the README's example, on loopback, killed when dropped.
+struct Nginx(std::process::Child, tempfile::TempDir);
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master, which takes its worker down with it (SIGKILL would leave
+        // the worker holding the ports).
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(root: &std::path::Path) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={PUBLIC}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{PUBLIC}"), "-keyout", &format!("{d}/key.pem"), "-out", &format!("{d}/cert.pem")])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    // The example as shipped, with this test's addresses: each line must still be in it.
+    let mut site = std::fs::read_to_string(root.join("dev/deploy/nginx-bss-control.conf")).unwrap();
+    for (from, to) in [
+        ("listen 443 ssl http2;", format!("listen 127.0.0.1:{TLS_PORT} ssl http2;")),
+        ("listen 80;", "listen 127.0.0.1:3480;".to_string()),
+        ("server 127.0.0.1:3000;", format!("server {LISTEN};")),
+        ("server_name bss-panel.example.com;", format!("server_name {PUBLIC};")),
+        ("/etc/ssl/bss-panel/", format!("{d}/")),
+        ("proxy_pass http://bss_control;", format!("proxy_pass http://bss_control;\n        proxy_bind {PROXY_ADDR};")),
+    ] {
+        assert!(site.contains(from), "dev/deploy/nginx-bss-control.conf no longer has {from:?}");
+        site = site.replace(from, &to);
+    }
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    let root_user = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+    let main = format!(
+        "{}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n",
+        if root_user { "user root;\n" } else { "" }
+    );
+    std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+    let conf = format!("{d}/nginx.conf");
+    let t = Command::new("nginx").args(["-p", &d, "-c", &conf, "-t"]).output().expect("nginx (Debian's, installed by dev/scripts/toolchain.sh)");
+    assert!(t.status.success(), "nginx -t: {}", String::from_utf8_lossy(&t.stderr));
+    for port in [TLS_PORT, 3480] {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} is taken (an nginx left by an earlier run? `pkill nginx`)");
+    }
+    let child = Command::new("nginx").args(["-p", &d, "-c", &conf, "-g", "daemon off;"]).spawn().unwrap();
+    let mut nginx = Nginx(child, dir);
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", TLS_PORT)).is_err() {
+        assert!(nginx.0.try_wait().unwrap().is_none(), "nginx exited: {}", std::fs::read_to_string(format!("{d}/error.log")).unwrap_or_default());
+        assert!(t0.elapsed() < Duration::from_secs(10), "nginx did not listen on {TLS_PORT}: {}", std::fs::read_to_string(format!("{d}/error.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nginx
+}
+
+/// One request with Debian's curl from client address `from`: (status, headers); the body
+/// is appended to the headers when the status is 5xx (for the failure message).
+fn curl(from: &str, cert: &std::path::Path, args: &[&str]) -> (u16, String) {
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-o", &body.path().display().to_string(), "-D", "-", "--max-time", "20", "--interface", from])
+        .args(["--cacert", &cert.display().to_string(), "--resolve", &format!("{PUBLIC}:{TLS_PORT}:127.0.0.1"), "--resolve", &format!("{PUBLIC}:3480:127.0.0.1")])
+        .args(args)
+        .output()
+        .expect("curl");
+    let mut head = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "curl {args:?}: {}{head}", String::from_utf8_lossy(&out.stderr));
+    let status = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if status >= 500 {
+        head.push_str(&std::fs::read_to_string(body.path()).unwrap_or_default());
+    }
+    (status, head)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+async fn behind_tls(root: &std::path::Path) {
+    let nginx = start_nginx(root);
+    let cert = nginx.1.path().join("cert.pem");
+    let base = format!("https://{PUBLIC}:{TLS_PORT}");
+    let origin = format!("Origin: {base}");
+    let login = |from: &str, who: &str, password: &str, extra: &[&str]| {
+        let mut args = vec!["-X", "POST", "-H", origin.as_str(), "--data-urlencode"];
+        let name = format!("name={who}");
+        let pw = format!("password={password}");
+        args.extend([name.as_str(), "--data-urlencode", pw.as_str()]);
+        args.extend(extra);
+        let url = format!("{base}/auth/login");
+        args.push(&url);
+        let (status, head) = curl(from, &cert, &args);
+        assert_eq!(status, 303, "sign-in answers with a redirect:\n{head}");
+        (header(&head, "location").unwrap_or_default().to_string(), header(&head, "set-cookie").map(str::to_string))
+    };
+
+    // Plain HTTP is sent to HTTPS.
+    let (status, head) = curl("127.0.0.3", &cert, &[&format!("http://{PUBLIC}:3480/")]);
+    assert_eq!((status, header(&head, "location")), (301, Some(format!("https://{PUBLIC}/").as_str())), "{head}");
+
+    // Sign-in over HTTPS (curl verifies the certificate against the local CA's).
+    let (to, cookie) = login("127.0.0.3", "otto", PASSWORD, &[]);
+    let cookie = cookie.expect("a session cookie");
+    assert_eq!(to, "/");
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = format!("Cookie: {}", cookie.split(';').next().unwrap());
+
+    // The CSRF rule with the proxy's Host: another site's write is refused, the panel's own runs.
+    let action = format!("{base}{}", server_fn("processor_action"));
+    let act = |o: &str| {
+        let o = format!("Origin: {o}");
+        curl("127.0.0.3", &cert, &["-X", "POST", "-H", &o, "-H", &session, "-H", "Accept: application/json", "--data", "processor=bss-order-processor&verb=start", &action])
+    };
+    assert_eq!(act("https://evil.example").0, 403, "a cross-site write through the proxy is refused");
+    let (ok, said) = act(&base);
+    assert!((200..300).contains(&ok), "the same-origin write through the proxy: {said}");
+
+    // The client's address comes from the trusted proxy: five wrong passwords from 127.0.0.3
+    // lock ada out there (a forged X-Forwarded-For does not help: nginx sets the header),
+    // while ada from 127.0.0.4, through the same proxy, signs in.
+    for _ in 0..5 {
+        assert_eq!(login("127.0.0.3", "ada", "wrong password", &[]).0, "/login?error=credentials");
+    }
+    let (to, _) = login("127.0.0.3", "ada", PASSWORD, &["-H", "X-Forwarded-For: 127.0.0.9"]);
+    assert!(to.starts_with("/login?error=locked"), "locked out at 127.0.0.3 even with a forged X-Forwarded-For: {to}");
+    let (to, cookie) = login("127.0.0.4", "ada", PASSWORD, &[]);
+    assert!(to == "/" && cookie.is_some(), "another client address through the same proxy is not locked out: {to}");
+
+    // Not from the trusted proxy: a direct client's X-Forwarded-For is its own claim, ignored.
+    let direct = |xff: &str, password: &str| {
+        let xff = format!("X-Forwarded-For: {xff}");
+        let host = format!("Host: {PUBLIC}");
+        let o = format!("Origin: https://{PUBLIC}");
+        let (status, head) = curl(
+            "127.0.0.5",
+            &cert,
+            &["-X", "POST", "-H", &host, "-H", &o, "-H", &xff, "--data-urlencode", "name=ada", "--data-urlencode", &format!("password={password}"), &format!("http://{LISTEN}/auth/login")],
+        );
+        assert_eq!(status, 303, "{head}");
+        header(&head, "location").unwrap_or_default().to_string()
+    };
+    for i in 0..5 {
+        assert_eq!(direct(&format!("127.0.1.{i}"), "wrong password"), "/login?error=credentials");
+    }
+    let to = direct("127.0.1.99", PASSWORD);
+    assert!(to.starts_with("/login?error=locked"), "a direct client cannot pick its address with X-Forwarded-For: {to}");
+    println!("behind nginx (TLS): sign-in, Secure cookie, CSRF with the proxy's Host, client addresses from the trusted proxy only: ok");
 }

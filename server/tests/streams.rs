@@ -56,10 +56,19 @@ async fn create_topics(names: &[&str]) {
     }
 }
 
+/// The tests' own input producer: the product's settings, but a delivery may take up to
+/// 120 s. On a loaded 2-core CI machine (the release build running beside the tests) the
+/// brokers once left a freshly created topic's produces unacknowledged for over 30 s; the
+/// processors ride that out with their restart backoff, and the test's input must too
+/// rather than fail before the processors are even looked at.
+fn input_producer() -> rdkafka::producer::FutureProducer {
+    processor::producer_config(BROKERS).set("message.timeout.ms", "120000").create().unwrap()
+}
+
 /// Produces `n` events from `from` into the test's customer/order topics; every 25th is
 /// malformed. Returns (valid input ids, malformed count).
 async fn produce(cust: &str, ord: &str, run: &str, from: u64, n: u64) -> (Vec<String>, u64) {
-    let p = processor::producer(BROKERS).unwrap();
+    let p = input_producer();
     let (mut ids, mut bad, mut pending) = (vec![], 0, vec![]);
     for seq in from..from + n {
         let (topic, key, mut bytes) = sample_event(run, seq, server::streams::events::now_ms());
@@ -262,7 +271,7 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
     for r in admin.create_topics(&[one(&input), one(&out)], &AdminOptions::new()).await.unwrap() {
         r.expect("topic created");
     }
-    let p = processor::producer(BROKERS).unwrap();
+    let p = input_producer();
     let mut valid = HashSet::new();
     let mut pending = vec![];
     for seq in 0..21u64 {
@@ -341,7 +350,7 @@ fn high_watermarks(topic: &str) -> i64 {
 
 /// Order events only (odd sequence numbers), all valid: one output each.
 async fn produce_orders(topic: &str, run: &str, from: u64, n: u64) {
-    let p = processor::producer(BROKERS).unwrap();
+    let p = input_producer();
     let mut pending = vec![];
     for seq in (from..from + 2 * n).filter(|s| s % 2 == 1) {
         let (_, key, bytes) = sample_event(run, seq, server::streams::events::now_ms());
@@ -513,7 +522,7 @@ async fn counters_after_a_crash_equal_an_uninterrupted_run() {
     let (out_a, out_b) = (format!("{run}.analytics-a"), format!("{run}.analytics-b"));
     create_topics(&[&cust, &dlq, &out_a, &out_b]).await;
     // 3000 customer events (even sequence numbers) over 97 customers.
-    let p = processor::producer(BROKERS).unwrap();
+    let p = input_producer();
     let mut pending = vec![];
     for seq in (0..6000u64).filter(|s| s % 2 == 0) {
         let (_, key, bytes) = sample_event(&run, seq, server::streams::events::now_ms());

@@ -147,14 +147,19 @@ struct Source {
 type Acked = (Source, Result<(), String>);
 
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    producer_config(brokers).create()
+}
+
+/// The settings of [`producer`]: idempotent, acks=all, a delivery resolved within 30 s.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "100000")
-        .set("message.timeout.ms", "30000")
-        .create()
+        .set("message.timeout.ms", "30000");
+    c
 }
 
 /// Counts the consumer's partition revocations. librdkafka serves rebalances inside
