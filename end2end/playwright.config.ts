@@ -35,7 +35,7 @@ export default defineConfig({
     launchOptions: chromium,
   },
   projects: [
-    { name: 'local', testMatch: /(shell|services|streams|stack-pages|verify-demo)\.spec\.ts/, use: { baseURL: `http://127.0.0.1:${port}` } },
+    { name: 'local', testMatch: /(shell|services|streams|stack-pages|verify-demo|walk-a11y)\.spec\.ts/, use: { baseURL: `http://127.0.0.1:${port}` } },
     // Runs after the stack tests: its lock test tears the stack down.
     { name: 'shared', testMatch: /shared\.spec\.ts/, dependencies: ['local'], use: { baseURL: `http://127.0.0.1:${port + 1}` } },
   ],

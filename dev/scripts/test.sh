@@ -115,6 +115,9 @@ dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
 step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 
+step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"
+cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
+
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 

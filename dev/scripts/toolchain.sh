@@ -19,7 +19,8 @@ APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium doc
   debootstrap busybox-static sqlite3 pkg-config libssl-dev ca-certificates
   build-essential cmake zlib1g-dev python3-venv
   systemd  # systemd-analyze checks dev/deploy/bss-control.service
-  nginx)  # the TLS proxy in front of the panel's image in tests/image.rs (never started as a service)
+  nginx  # the TLS proxy in front of the panel's image in tests/image.rs (never started as a service)
+  docker-compose)  # tests/adopt.rs: a stack started by compose, then taken over
 
 apt_install() {
   local missing=()
@@ -98,9 +99,13 @@ wasm_opt() {
 
 node_tools() {
   wasm_opt
-  if [[ ! -d $ROOT/end2end/node_modules/@playwright/test ]]; then
-    log "npm: Playwright test runner (no browser download; Debian chromium is used)"
+  # Installed again whenever the lock file changes (a stamp of its hash in node_modules).
+  local stamp=$ROOT/end2end/node_modules/.bss-lock-sha
+  local want; want=$(sha256sum "$ROOT/end2end/package-lock.json" | cut -d' ' -f1)
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    log "npm: Playwright test runner and axe-core (no browser download; Debian chromium is used)"
     (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci -s --no-audit --no-fund)
+    echo "$want" > "$stamp"
   fi
 }
 

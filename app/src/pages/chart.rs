@@ -45,10 +45,11 @@ pub fn LineChart(
         .collect_view();
     let latest = points.last().map(|p| p.1.clone()).unwrap_or_default();
     let seconds = if points.len() > 1 { (t1 - t0) / 1000 } else { 0 };
+    let alt = text_alternative(&title, unit, &names, &points, seconds);
     view! {
         <figure class="chart" data-testid=testid.clone()>
             <figcaption>{title.clone()} <span class="muted">" (last " {seconds} " s)"</span></figcaption>
-            <svg viewBox=format!("0 0 {w} {h}") role="img" aria-label=title>
+            <svg viewBox=format!("0 0 {w} {h}") role="img" aria-label=alt>
                 <text x="4" y="14" class="axis" data-testid=format!("{testid}-max")>{format!("{:.2} {unit}", max_v)}</text>
                 <text x="4" y=h - 22.0 class="axis">"0"</text>
                 {refs}
@@ -64,3 +65,37 @@ pub fn LineChart(
     }
 }
 
+
+/// What a screen reader says for a chart: per series its current value and its range over
+/// the window ("Replication lag, last 300 s: replica-1 now 0.02 s (0.00 to 0.10); …").
+pub fn text_alternative(title: &str, unit: &str, names: &[String], points: &[(u64, Vec<f64>)], seconds: u64) -> String {
+    if points.is_empty() {
+        return format!("{title}: no data yet");
+    }
+    let series = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let vals = points.iter().map(|p| p.1.get(i).copied().unwrap_or(0.0));
+            let (lo, hi) = vals.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let now = points.last().and_then(|p| p.1.get(i)).copied().unwrap_or(0.0);
+            format!("{n} now {now:.2} {unit} ({lo:.2} to {hi:.2})")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("{title}, last {seconds} s: {series}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chart_reads_as_its_current_values_and_ranges() {
+        let names = vec!["replica-1".to_string(), "replica-2".to_string()];
+        let points = vec![(1_000, vec![0.5, 2.0]), (2_000, vec![0.1, 3.0]), (3_000, vec![0.25, 1.0])];
+        assert_eq!(
+            super::text_alternative("Lag", "s", &names, &points, 2),
+            "Lag, last 2 s: replica-1 now 0.25 s (0.10 to 0.50); replica-2 now 1.00 s (1.00 to 3.00)"
+        );
+        assert_eq!(super::text_alternative("Lag", "s", &names, &[], 0), "Lag: no data yet");
+    }
+}

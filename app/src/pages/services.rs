@@ -154,7 +154,7 @@ fn ServiceTable(
                     let exit = s.exit_code.filter(|_| s.state == "exited").map(|c| format!(" ({c})")).unwrap_or_default();
                     view! {
                         <tr data-service=name.clone() aria-label=name.clone()>
-                            <td><b>{name.clone()}</b><br/><span class="muted">{s.image.clone()}</span></td>
+                            <td><b>{name.clone()}</b><br/><span class="muted">{s.image.clone()}</span><br/><span class="muted" data-testid="container-name" title="the container that runs it (docker compose's own name when the stack was adopted)">{s.container.clone()}</span></td>
                             <td><span class=format!("badge {}", s.level())>{s.state.clone()}{exit}</span></td>
                             <td>{s.health.clone()}</td>
                             <td>{s.uptime_secs.map(crate::api::human_secs).unwrap_or_default()}</td>

@@ -1,9 +1,12 @@
-//! Topology: the Phase 3 services and how they talk, coloured by live health. Columns
-//! follow the start order (dependencies to the left); solid arrows are traffic (client →
-//! Envoy → control plane; processors ↔ Kafka; router → primary / HAProxy → replicas;
-//! Prometheus → targets → AlertManager), dashed ones are start-order dependencies. Each
-//! node links to the page about it; the target of a running drill is drawn as faulted and
-//! links to the drill.
+//! Topology: the Phase 3 services and how they talk, coloured by live health, laid out as
+//! the seed's architecture reads: clients → Envoy → the control plane (BSS API and the
+//! stream processors) → the Kafka brokers; the control plane → PostgreSQL primary (writes)
+//! and HAProxy → replicas (reads), WAL from the primary to the replicas; Prometheus, the
+//! exporters and AlertManager along the bottom. Solid arrows are traffic, dashed ones
+//! start-order dependencies. Every node is drawn and named in every state (not created,
+//! starting, healthy, failing); a service the layout does not know goes in the last row.
+//! Each node links to the page about it; the target of a running drill is drawn as
+//! faulted and links to the drill.
 use std::collections::HashMap;
 
 use leptos::prelude::*;
@@ -37,6 +40,45 @@ const FLOWS: &[(&str, &str, &str)] = &[
     ("prometheus", "alertmanager", "alerts"),
     ("alertmanager", "bss-sink", "notify"),
 ];
+
+/// Grid cell (column, row) of each known node: the seed's architecture, left to right.
+const LAYOUT: &[(&str, (u32, u32))] = &[
+    ("client", (0, 2)),
+    ("envoy", (1, 2)),
+    ("bss-control", (2, 2)),
+    ("kafka-1", (4, 0)),
+    ("kafka-2", (4, 1)),
+    ("kafka-3", (4, 2)),
+    ("kafka-init", (5, 1)),
+    ("postgres-primary", (3, 3)),
+    ("haproxy", (3, 5)),
+    ("postgres-replica-1", (4, 3)),
+    ("postgres-replica-2", (4, 5)),
+    ("prometheus", (2, 6)),
+    ("node-exporter", (1, 7)),
+    ("postgres-exporter", (2, 7)),
+    ("alertmanager", (3, 6)),
+    ("bss-sink", (4, 6)),
+];
+
+/// Where each node goes: its cell in [`LAYOUT`], or the next free cell of the row below the
+/// layout for a service it does not know. Returns (positions, columns, rows).
+pub fn place<'a>(names: impl IntoIterator<Item = &'a str>) -> (HashMap<String, (u32, u32)>, u32, u32) {
+    let known: HashMap<&str, (u32, u32)> = LAYOUT.iter().copied().collect();
+    let extra_row = LAYOUT.iter().map(|(_, (_, r))| r).max().unwrap_or(&0) + 1;
+    let mut pos = HashMap::new();
+    let mut next = 0;
+    for n in names {
+        let cell = known.get(n).copied().unwrap_or_else(|| {
+            next += 1;
+            (next - 1, extra_row)
+        });
+        pos.insert(n.to_string(), cell);
+    }
+    let cols = pos.values().map(|c| c.0 + 1).max().unwrap_or(1);
+    let rows = pos.values().map(|c| c.1 + 1).max().unwrap_or(1);
+    (pos, cols, rows)
+}
 
 /// The page about a service.
 pub fn page_of(service: &str) -> &'static str {
@@ -81,19 +123,15 @@ pub fn Topology() -> impl IntoView {
                         ("client".into(), "browsers, apps".into(), "idle"),
                         ("bss-control".into(), "this control plane".into(), "ok"),
                     ];
-                    let mut pos: HashMap<String, (f64, f64)> = HashMap::new();
-                    pos.insert("client".into(), (10.0, 10.0));
-                    pos.insert("bss-control".into(), (10.0, 10.0 + 2.0 * ROW_H));
-                    for (c, wave) in o.waves.iter().enumerate() {
-                        for (r, s) in wave.iter().enumerate() {
-                            pos.insert(s.clone(), (10.0 + (c + 1) as f64 * COL_W, 10.0 + r as f64 * ROW_H));
-                        }
-                    }
                     for s in &o.services {
-                        nodes.push((s.service.clone(), format!("{} · {}", s.state, s.health), s.level()));
+                        let state = if s.state == "missing" { "not created".to_string() } else { format!("{} · {}", s.state, s.health) };
+                        nodes.push((s.service.clone(), state, s.level()));
                     }
-                    let width = 20.0 + (o.waves.len() + 1) as f64 * COL_W;
-                    let height = 20.0 + o.waves.iter().map(Vec::len).max().unwrap_or(1).max(3) as f64 * ROW_H;
+                    let (cells, cols, rows) = place(nodes.iter().map(|n| n.0.as_str()));
+                    let pos: HashMap<String, (f64, f64)> =
+                        cells.into_iter().map(|(n, (c, r))| (n, (10.0 + c as f64 * COL_W, 10.0 + r as f64 * ROW_H))).collect();
+                    let width = 20.0 + cols as f64 * COL_W;
+                    let height = 20.0 + rows as f64 * ROW_H;
                     let centre = |p: (f64, f64)| (p.0 + NODE_W / 2.0, p.1 + NODE_H / 2.0);
                     let deps = o.services.iter().flat_map(|s| {
                         s.depends_on.iter().filter_map(|d| Some((pos.get(d).copied()?, pos.get(&s.service).copied()?))).collect::<Vec<_>>()
@@ -145,5 +183,62 @@ pub fn Topology() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether segments p1–p2 and p3–p4 cross (strictly: sharing an end is not a crossing).
+    fn cross(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) -> bool {
+        let o = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0);
+        let (d1, d2, d3, d4) = (o(c, d, a), o(c, d, b), o(a, b, c), o(a, b, d));
+        ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0)) && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0))
+    }
+
+    #[test]
+    fn the_traffic_lines_barely_cross_and_every_node_has_its_own_cell() {
+        let names: Vec<&str> = LAYOUT.iter().map(|(n, _)| *n).collect();
+        let (pos, _, _) = place(names.iter().copied());
+        let mut cells: Vec<_> = pos.values().collect();
+        cells.sort();
+        cells.dedup();
+        assert_eq!(cells.len(), names.len(), "two nodes share a cell");
+        let at = |n: &str| pos.get(n).map(|&(c, r)| (c as f64 * COL_W + NODE_W / 2.0, r as f64 * ROW_H + NODE_H / 2.0)).unwrap();
+        let lines: Vec<_> = FLOWS.iter().map(|(a, b, _)| (*a, *b, at(a), at(b))).collect();
+        let mut crossings = vec![];
+        for (i, x) in lines.iter().enumerate() {
+            for y in &lines[i + 1..] {
+                if cross(x.2, x.3, y.2, y.3) {
+                    crossings.push(format!("{}→{} × {}→{}", x.0, x.1, y.0, y.1));
+                }
+            }
+        }
+        // No line runs through a node it does not join (sampled along the line).
+        for (a, b, pa, pb) in &lines {
+            for (n, &(c, r)) in &pos {
+                if n == a || n == b {
+                    continue;
+                }
+                let (x0, y0) = (c as f64 * COL_W, r as f64 * ROW_H);
+                let hit = (0..=200).map(|i| i as f64 / 200.0).any(|t| {
+                    let (x, y) = (pa.0 + (pb.0 - pa.0) * t, pa.1 + (pb.1 - pa.1) * t);
+                    x > x0 && x < x0 + NODE_W && y > y0 && y < y0 + NODE_H
+                });
+                assert!(!hit, "{a}→{b} runs through {n}");
+            }
+        }
+        // The primary's WAL and HAProxy's reads to the two replicas: one crossing is
+        // inherent to two sources feeding the same two targets.
+        assert!(crossings.len() <= 2, "{crossings:?}");
+    }
+
+    #[test]
+    fn an_unknown_service_goes_in_a_row_of_its_own() {
+        let (pos, _, rows) = place(["envoy", "redis", "zookeeper"]);
+        assert_eq!(pos["envoy"], (1, 2));
+        assert_eq!((pos["redis"], pos["zookeeper"]), ((0, 8), (1, 8)));
+        assert_eq!(rows, 9);
     }
 }

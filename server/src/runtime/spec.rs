@@ -204,6 +204,67 @@ pub fn create_body(
     })
 }
 
+/// How a container that something else made (docker compose) differs from what the file
+/// asks for, in the settings that decide what runs: image, command, entrypoint, the file's
+/// environment, health check, published ports and mounts. `None`: the same; it is kept.
+/// What the engine or the image adds (image environment, anonymous volumes) is not a
+/// difference.
+pub fn differs(want: &ContainerCreateBody, have: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    let cfg = have.config.clone().unwrap_or_default();
+    if want.image != cfg.image {
+        return Some(format!("image {:?}, the file says {:?}", cfg.image.unwrap_or_default(), want.image.clone().unwrap_or_default()));
+    }
+    if want.cmd.is_some() && want.cmd != cfg.cmd {
+        return Some("command".into());
+    }
+    if want.entrypoint.is_some() && want.entrypoint != cfg.entrypoint {
+        return Some("entrypoint".into());
+    }
+    let env = cfg.env.unwrap_or_default();
+    if let Some(missing) = want.env.iter().flatten().find(|e| !env.contains(e)) {
+        let key = missing.split('=').next().unwrap_or_default();
+        return Some(format!("environment {key}"));
+    }
+    let test = |h: &Option<HealthConfig>| h.as_ref().and_then(|h| h.test.clone());
+    if want.healthcheck.is_some() && test(&want.healthcheck) != test(&cfg.healthcheck) {
+        return Some("health check".into());
+    }
+    let host = have.host_config.clone().unwrap_or_default();
+    let ports = |b: Option<HashMap<String, Option<Vec<DockerPortBinding>>>>| {
+        let mut v: Vec<(String, String, String)> = b
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(k, bs)| {
+                bs.unwrap_or_default().into_iter().map(move |b| {
+                    let ip = b.host_ip.filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+                    (k.clone(), ip, b.host_port.unwrap_or_default())
+                })
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want_host = want.host_config.clone().unwrap_or_default();
+    if ports(want_host.port_bindings) != ports(host.port_bindings) {
+        return Some("published ports".into());
+    }
+    let mounts: Vec<(String, String)> = have
+        .mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.name.filter(|n| !n.is_empty()).or(m.source).unwrap_or_default(), m.destination.unwrap_or_default()))
+        .collect();
+    for b in want_host.binds.iter().flatten() {
+        let mut parts = b.splitn(3, ':');
+        let (src, dst) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        if !mounts.iter().any(|(s, d)| s == src && d == dst) {
+            return Some(format!("mount {dst}"));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +312,68 @@ networks: { bss: }
         assert_eq!(b.labels.as_ref().unwrap()[LABEL_ONESHOT], "false");
         let aliases = &b.networking_config.unwrap().endpoints_config.unwrap()["p_bss"];
         assert_eq!(aliases.aliases.as_deref(), Some(&["db".to_string()][..]));
+    }
+
+    /// A container as the engine reports one made from `b` by someone else (docker compose):
+    /// no labels of ours, the image's own environment added, an anonymous volume.
+    fn as_inspected(b: &ContainerCreateBody) -> bollard::models::ContainerInspectResponse {
+        let hc = b.host_config.clone().unwrap();
+        let mut env = b.env.clone().unwrap();
+        env.push("PATH=/usr/bin".into());
+        let mut mounts: Vec<bollard::models::MountPoint> = hc
+            .binds
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let mut p = b.splitn(3, ':');
+                let (src, dst) = (p.next().unwrap().to_string(), p.next().unwrap().to_string());
+                if src.starts_with('/') {
+                    bollard::models::MountPoint { source: Some(src), destination: Some(dst), ..Default::default() }
+                } else {
+                    bollard::models::MountPoint { name: Some(src), source: Some("/var/lib/docker/volumes/x".into()), destination: Some(dst), ..Default::default() }
+                }
+            })
+            .collect();
+        mounts.push(bollard::models::MountPoint { name: Some("3f2a".into()), destination: Some("/anon".into()), ..Default::default() });
+        bollard::models::ContainerInspectResponse {
+            config: Some(bollard::models::ContainerConfig {
+                image: b.image.clone(),
+                cmd: b.cmd.clone(),
+                env: Some(env),
+                healthcheck: b.healthcheck.clone(),
+                ..Default::default()
+            }),
+            host_config: Some(hc),
+            mounts: Some(mounts),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_compose_made_container_is_kept_only_when_it_runs_what_the_file_says() {
+        let f = ComposeFile::from_str(Y, "t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let b = create_body("p", "db", &f.services["db"], dir.path()).unwrap();
+        assert_eq!(differs(&b, &as_inspected(&b)), None);
+        let mut c = as_inspected(&b);
+        c.config.as_mut().unwrap().image = Some("postgres:16".into());
+        assert!(differs(&b, &c).unwrap().contains("postgres:16"));
+        let mut c = as_inspected(&b);
+        c.config.as_mut().unwrap().env.as_mut().unwrap().retain(|e| !e.starts_with("B="));
+        assert_eq!(differs(&b, &c).as_deref(), Some("environment B"));
+        let mut c = as_inspected(&b);
+        c.host_config.as_mut().unwrap().port_bindings.as_mut().unwrap().get_mut("5432/tcp").unwrap().as_mut().unwrap()[0].host_ip = Some("0.0.0.0".into());
+        assert_eq!(differs(&b, &c).as_deref(), Some("published ports"));
+        let mut c = as_inspected(&b);
+        c.mounts.as_mut().unwrap().remove(0);
+        assert_eq!(differs(&b, &c).as_deref(), Some("mount /var/lib/postgresql/data"));
+        let mut c = as_inspected(&b);
+        c.config.as_mut().unwrap().healthcheck.as_mut().unwrap().test = Some(vec!["NONE".into()]);
+        assert_eq!(differs(&b, &c).as_deref(), Some("health check"));
+        let mut c = as_inspected(&b);
+        c.config.as_mut().unwrap().cmd = Some(vec!["postgres".into()]);
+        assert_eq!(differs(&b, &c).as_deref(), Some("command"));
     }
 
     #[test]

@@ -57,7 +57,14 @@ pub struct Supervisor {
     pub wait_timeout: Duration,
     /// Per service: restarts done by the healer, and when it may act again (backoff).
     heals: std::sync::Mutex<HashMap<String, HealState>>,
+    /// Services whose container `docker compose` made (same file, same project name) and
+    /// this supervisor took over: service → that container's name.
+    adopted: std::sync::RwLock<HashMap<String, String>>,
 }
+
+/// The labels docker compose (v1 and v2) puts on the containers it makes.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
 #[derive(Debug, Clone, Copy)]
 struct HealState {
@@ -93,6 +100,7 @@ impl Supervisor {
             converging: tokio::sync::Mutex::new(()),
             wait_timeout: Duration::from_secs(240),
             heals: std::sync::Mutex::new(HashMap::new()),
+            adopted: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -120,6 +128,43 @@ impl Supervisor {
         nets
     }
 
+    /// The container that runs `service`: ours (`<project>-<service>`), or the one docker
+    /// compose made and this supervisor adopted.
+    fn name(&self, service: &str) -> String {
+        self.adopted.read().unwrap().get(service).cloned().unwrap_or_else(|| spec::container_name(&self.project, service))
+    }
+
+    /// Takes over the containers `docker compose -p <project>` made from this file: each
+    /// service of the file without a container of ours, whose compose-made container is
+    /// found by compose's labels, is supervised through that container from now on (its
+    /// health, logs, actions, healing). Nothing is recreated here; `up` recreates one only
+    /// when its configuration differs from the file's. Returns the services newly adopted.
+    pub async fn adopt(&self) -> Result<Vec<String>, SupervisorError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{COMPOSE_PROJECT}={}", self.project)])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let found = self.docker.list_containers(Some(opts)).await?;
+        let mut fresh = vec![];
+        for c in found {
+            let labels = c.labels.unwrap_or_default();
+            let (Some(service), Some(name)) = (labels.get(COMPOSE_SERVICE), c.names.and_then(|n| n.into_iter().next())) else { continue };
+            let name = name.trim_start_matches('/').to_string();
+            if !self.file.services.contains_key(service) || labels.contains_key(LABEL_PROJECT) {
+                continue;
+            }
+            if self.adopted.read().unwrap().get(service) == Some(&name) {
+                continue;
+            }
+            // A container of ours for the service wins: two would fight over its ports.
+            if self.docker.inspect_container(&spec::container_name(&self.project, service), None::<InspectContainerOptions>).await.is_ok() {
+                continue;
+            }
+            self.adopted.write().unwrap().insert(service.clone(), name.clone());
+            self.emit(service, "adopted", format!("container {name}, made by docker compose for project {}, is supervised from now on", self.project));
+            fresh.push(service.clone());
+        }
+        Ok(fresh)
+    }
+
     fn check_service(&self, service: &str) -> Result<(), SupervisorError> {
         if self.file.services.contains_key(service) {
             Ok(())
@@ -145,6 +190,7 @@ impl Supervisor {
             spec::create_body(&self.project, name, svc, &self.base_dir)
                 .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
         }
+        self.adopt().await?;
         self.ensure_networks_and_volumes().await?;
         // Every service starts as soon as its own dependencies meet their conditions, all
         // of them concurrently (as docker compose v2 does): a wave no longer waits for its
@@ -229,16 +275,36 @@ impl Supervisor {
     /// Creates (or recreates when the spec changed) and starts one service's container.
     async fn ensure_running(&self, service: &str) -> Result<(), SupervisorError> {
         let svc = &self.file.services[service];
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let body = spec::create_body(&self.project, service, svc, &self.base_dir)
             .map_err(|e| SupervisorError::Service { service: service.into(), message: e.to_string() })?;
         let want_hash = body.labels.as_ref().and_then(|l| l.get(LABEL_HASH)).cloned();
         let existing = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.ok();
         let current_hash = existing.as_ref().and_then(|c| c.config.as_ref()).and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_HASH)).cloned();
-        if existing.is_some() && current_hash != want_hash {
-            self.emit(service, "creating", "configuration changed: recreating");
-            self.remove(service).await?;
+        let adopted = self.adopted.read().unwrap().contains_key(service);
+        if adopted && existing.is_none() {
+            // The adopted container is gone: the service gets a container of ours.
+            self.adopted.write().unwrap().remove(service);
         }
+        let name = match &existing {
+            None => self.name(service),
+            // Made by docker compose: kept as it is when it runs what the file says.
+            Some(c) if adopted => match spec::differs(&body, c) {
+                None => name,
+                Some(diff) => {
+                    self.emit(service, "creating", format!("adopted container {name} differs from the file ({diff}): recreating it as {}", spec::container_name(&self.project, service)));
+                    self.remove(service).await?;
+                    self.adopted.write().unwrap().remove(service);
+                    spec::container_name(&self.project, service)
+                }
+            },
+            Some(_) if current_hash != want_hash => {
+                self.emit(service, "creating", "configuration changed: recreating");
+                self.remove(service).await?;
+                name
+            }
+            _ => name,
+        };
         let state = match self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
             Ok(c) => c.state.and_then(|s| s.status),
             Err(_) => {
@@ -312,7 +378,7 @@ impl Supervisor {
     }
 
     async fn remove(&self, service: &str) -> Result<(), SupervisorError> {
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         if self.docker.inspect_container(&name, None::<InspectContainerOptions>).await.is_ok() {
             let stop = stop_options();
             let _ = self.docker.stop_container(&name, Some(stop)).await;
@@ -320,6 +386,7 @@ impl Supervisor {
             self.docker.remove_container(&name, Some(opts)).await?;
             self.emit(service, "removed", format!("container {name} removed"));
         }
+        self.adopted.write().unwrap().remove(service);
         Ok(())
     }
 
@@ -333,7 +400,7 @@ impl Supervisor {
     pub async fn stop(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
         self.held.lock().await.insert(service.to_string());
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let stop = stop_options();
         self.docker.stop_container(&name, Some(stop)).await?;
         self.emit(service, "stopped", format!("{name} stopped by operator"));
@@ -344,7 +411,7 @@ impl Supervisor {
     /// engine's restart policy) may bring it back.
     pub async fn kill(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         self.docker.kill_container(&name, Some(bollard::query_parameters::KillContainerOptionsBuilder::default().signal("SIGKILL").build())).await?;
         self.emit(service, "killed", format!("{name} killed (SIGKILL)"));
         Ok(())
@@ -355,7 +422,7 @@ impl Supervisor {
     /// container is running, so the healer has nothing to do; [`Self::reconnect`] undoes it.
     pub async fn disconnect(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         for net in spec::service_networks(&self.file.services[service]) {
             let req = bollard::models::NetworkDisconnectRequest { container: name.clone(), force: Some(true) };
             self.docker.disconnect_network(&spec::network_name(&self.project, &net), req).await?;
@@ -369,7 +436,7 @@ impl Supervisor {
     pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<(i64, String), SupervisorError> {
         use futures_util::StreamExt;
         self.check_service(service)?;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let config = bollard::models::ExecConfig {
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             attach_stdout: Some(true),
@@ -395,7 +462,7 @@ impl Supervisor {
     /// service name (the alias its peers resolve). Idempotent.
     pub async fn reconnect(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let on: BTreeSet<String> = self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
@@ -420,7 +487,7 @@ impl Supervisor {
     pub async fn restart(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
         self.held.lock().await.remove(service);
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         self.emit(service, "starting", format!("restarting {name}"));
         self.docker
             .restart_container(&name, Some(bollard::query_parameters::RestartContainerOptionsBuilder::default().t(10).build()))
@@ -437,7 +504,7 @@ impl Supervisor {
     pub async fn status_of(&self, service: &str) -> Result<ServiceStatus, SupervisorError> {
         self.check_service(service)?;
         let svc = &self.file.services[service];
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let mut st = ServiceStatus {
             service: service.into(),
             container: name.clone(),
@@ -483,6 +550,7 @@ impl Supervisor {
 
     /// Every service of the compose file, in start order.
     pub async fn status(&self) -> Result<Vec<ServiceStatus>, SupervisorError> {
+        self.adopt().await?;
         let mut out = Vec::new();
         for wave in self.file.start_order()? {
             for s in wave {
@@ -578,10 +646,9 @@ impl Supervisor {
     async fn forward_engine_events(&self, cancel: tokio_util::sync::CancellationToken) {
         use futures_util::StreamExt;
         loop {
-            let filters = HashMap::from([
-                ("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)]),
-                ("type".to_string(), vec!["container".to_string()]),
-            ]);
+            // Containers of this project, ours or compose-made and adopted (the engine ANDs
+            // label filters, so the project is matched below).
+            let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
             let opts = bollard::query_parameters::EventsOptionsBuilder::default().filters(&filters).build();
             let mut stream = self.docker.events(Some(opts));
             loop {
@@ -591,7 +658,13 @@ impl Supervisor {
                     item = stream.next() => match item {
                         Some(Ok(ev)) => {
                             let attrs = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
-                            let service = attrs.get(LABEL_SERVICE).cloned().unwrap_or_default();
+                            let service = if attrs.get(LABEL_PROJECT) == Some(&self.project) {
+                                attrs.get(LABEL_SERVICE).cloned().unwrap_or_default()
+                            } else if attrs.get(COMPOSE_PROJECT) == Some(&self.project) {
+                                attrs.get(COMPOSE_SERVICE).cloned().unwrap_or_default()
+                            } else {
+                                continue;
+                            };
                             let action = ev.action.unwrap_or_default();
                             if matches!(action.as_str(), "exec_create" | "exec_start" | "exec_die") || action.starts_with("exec_") {
                                 continue; // health check probes: noise
@@ -617,7 +690,7 @@ impl Supervisor {
     /// the container stops. Callers re-attach after restarts.
     pub fn follow_logs(&self, service: &str) -> impl futures_util::Stream<Item = LogLine> + Send + 'static {
         use futures_util::StreamExt;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let since = (now_ms() / 1000) as i32;
         let opts = bollard::query_parameters::LogsOptionsBuilder::default()
             .stdout(true)
@@ -654,7 +727,7 @@ impl Supervisor {
     pub async fn logs(&self, service: &str, tail: usize) -> Result<Vec<String>, SupervisorError> {
         use futures_util::StreamExt;
         self.check_service(service)?;
-        let name = spec::container_name(&self.project, service);
+        let name = self.name(service);
         let opts = bollard::query_parameters::LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
