@@ -68,7 +68,7 @@ pub fn Logs() -> impl IntoView {
                                 }
                             }).collect_view()}
                         </fieldset>
-                        <pre class="logs merged" data-testid="merged-logs">
+                        <pre class="logs merged" role="log" aria-label="Merged logs" tabindex="0" data-testid="merged-logs">
                             {move || lines().into_iter().map(|l| view! {
                                 <div class="logline" data-service=l.service.clone()><span class="svc">{l.service.clone()}</span>" "<span class="ts">{l.ts}</span>" "{l.line}</div>
                             }).collect_view()}

@@ -85,7 +85,7 @@ pub fn Services() -> impl IntoView {
                 </div>
                 <Suspense fallback=|| view! { <p>"Loading logs…"</p> }>
                     {move || logs.get().map(|r| match r {
-                        Ok(Some(lines)) => view! { <pre class="logs" role="log" aria-label="Container logs" data-testid="logs">{lines.join("\n")}</pre> }.into_any(),
+                        Ok(Some(lines)) => view! { <pre class="logs" role="log" aria-label="Container logs" tabindex="0" data-testid="logs">{lines.join("\n")}</pre> }.into_any(),
                         Ok(None) => ().into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     })}
