@@ -59,6 +59,18 @@ fn host_port(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
+/// Creates the checks' scratch table once. Two checks run at the same time on a new
+/// database, and PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against itself (the
+/// loser fails on `pg_type_typname_nsp_index`, as a clean-clone run showed): the creation
+/// is serialised by a transaction-scoped advisory lock.
+async fn create_verify_table(c: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = c.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('bss_verify'))").execute(&mut *tx).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut *tx).await?;
+    tx.commit().await
+}
+
 fn fail_on<T>(r: Result<T, impl std::fmt::Display>, what: &str) -> Result<T, Outcome> {
     r.map_err(|e| Fail(format!("{what}: {e}")))
 }
@@ -255,7 +267,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             timeout: Duration::from_secs(10),
             run: check!({
                 let mut c = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
-                fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut c).await, "create")?;
+                fail_on(create_verify_table(&mut c).await, "create")?;
                 let id: i64 = fail_on(sqlx::query_scalar("INSERT INTO bss_verify DEFAULT VALUES RETURNING id").fetch_one(&mut c).await, "insert")?;
                 Ok(Pass(format!("row {id} written")))
             }),
@@ -285,7 +297,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             run: check!({
                 let mut w = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
                 let mut r = fail_on(pg(&svc.postgres.primary).connect().await, "connect to the primary")?;
-                fail_on(sqlx::query("CREATE TABLE IF NOT EXISTS bss_verify (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())").execute(&mut w).await, "create")?;
+                fail_on(create_verify_table(&mut w).await, "create")?;
                 let end = Instant::now() + lag;
                 let (mut max, mut samples) = (0.0_f64, 0);
                 let mut tick = tokio::time::interval(Duration::from_millis(50));
