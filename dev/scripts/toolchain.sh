@@ -34,10 +34,14 @@ apt_install() {
     # loopback (a default one on port 80 serves no one), and dev/scripts/docker.sh starts
     # an engine when none answers.
     local policy=/usr/sbin/policy-rc.d ours=""
-    if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && ours=1; fi
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && ours=1
+      # Interrupted, it must not stay behind: it would stop every later service start.
+      trap 'rm -f /usr/sbin/policy-rc.d; exit 130' INT TERM
+    fi
     local rc=0
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" || rc=$?
-    if [[ -n $ours ]]; then rm -f "$policy"; fi
+    if [[ -n $ours ]]; then rm -f "$policy"; trap - INT TERM; fi
     return "$rc"
   fi
 }

@@ -203,13 +203,14 @@ fn start_nginx(root: &std::path::Path) -> Nginx {
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     // The example as shipped, with this test's addresses: each line must still be in it.
     let mut site = std::fs::read_to_string(root.join("dev/deploy/nginx-bss-control.conf")).unwrap();
+    // The address nginx connects from, the panel's only trusted proxy: as shipped.
+    assert!(site.contains(&format!("proxy_bind {PROXY_ADDR};")), "the example binds its upstream side to {PROXY_ADDR}");
     for (from, to) in [
         ("listen 443 ssl http2;", format!("listen 127.0.0.1:{TLS_PORT} ssl http2;")),
         ("listen 80;", "listen 127.0.0.1:3480;".to_string()),
         ("server 127.0.0.1:3000;", format!("server {LISTEN};")),
         ("server_name bss-panel.example.com;", format!("server_name {PUBLIC};")),
         ("/etc/ssl/bss-panel/", format!("{d}/")),
-        ("proxy_pass http://bss_control;", format!("proxy_pass http://bss_control;\n        proxy_bind {PROXY_ADDR};")),
     ] {
         assert!(site.contains(from), "dev/deploy/nginx-bss-control.conf no longer has {from:?}");
         site = site.replace(from, &to);

@@ -2,9 +2,10 @@
 //! the seed's architecture reads: clients → Envoy → the control plane (BSS API and the
 //! stream processors) → the Kafka brokers; the control plane → PostgreSQL primary (writes)
 //! and HAProxy → replicas (reads), WAL from the primary to the replicas; Prometheus, the
-//! exporters and AlertManager along the bottom. Solid arrows are traffic, dashed ones
-//! start-order dependencies. Every node is drawn and named in every state (not created,
-//! starting, healthy, failing); a service the layout does not know goes in the last row.
+//! exporters and AlertManager along the bottom. Arrows are traffic; start-order
+//! dependencies are on the Services page (drawn here, they ran through nodes). Every node
+//! is drawn and named in every state (not created, starting, healthy, failing); a service
+//! the layout does not know goes in the last row.
 //! Each node links to the page about it; the target of a running drill is drawn as
 //! faulted and links to the drill.
 use std::collections::HashMap;
@@ -102,7 +103,7 @@ pub fn Topology() -> impl IntoView {
     let drills = Resource::new(move || tick.get(), |_| crate::pages::drills::get_drills_view());
     view! {
         <h1>"Topology"</h1>
-        <p class="muted">"Solid arrows: traffic. Dashed: start order. Colours: "
+        <p class="muted">"Arrows: traffic (start order: see Services). Colours: "
             <span class="badge ok">"healthy"</span> " " <span class="badge warn">"starting"</span> " "
             <span class="badge bad">"failing"</span> " " <span class="badge idle">"not created"</span>
             ". Click a node for its page."</p>
@@ -133,11 +134,6 @@ pub fn Topology() -> impl IntoView {
                     let width = 20.0 + cols as f64 * COL_W;
                     let height = 20.0 + rows as f64 * ROW_H;
                     let centre = |p: (f64, f64)| (p.0 + NODE_W / 2.0, p.1 + NODE_H / 2.0);
-                    let deps = o.services.iter().flat_map(|s| {
-                        s.depends_on.iter().filter_map(|d| Some((pos.get(d).copied()?, pos.get(&s.service).copied()?))).collect::<Vec<_>>()
-                    }).map(|(a, b)| view! {
-                        <line x1=a.0 + NODE_W y1=a.1 + NODE_H / 2.0 x2=b.0 y2=b.1 + NODE_H / 2.0 class="edge dep" marker-end="url(#arrow)"/>
-                    }).collect_view();
                     let flows = FLOWS.iter().filter_map(|(a, b, label)| {
                         let (pa, pb) = (centre(*pos.get(*a)?), centre(*pos.get(*b)?));
                         Some(view! {
@@ -172,10 +168,8 @@ pub fn Topology() -> impl IntoView {
                         {banner}
                         <svg class="topology" viewBox=format!("0 0 {width} {height}") width=width height=height data-testid="topology">
                             <defs>
-                                <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker>
                                 <marker id="flow" class="flowhead" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker>
                             </defs>
-                            {deps}
                             {flows}
                             {boxes}
                         </svg>

@@ -142,7 +142,17 @@ impl Supervisor {
     pub async fn adopt(&self) -> Result<Vec<String>, SupervisorError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{COMPOSE_PROJECT}={}", self.project)])]);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let found = self.docker.list_containers(Some(opts)).await?;
+        let mut found = self.docker.list_containers(Some(opts)).await?;
+        // A service's own container first (compose's number 1), never a one-off `compose run`.
+        let number = |c: &bollard::models::ContainerSummary| {
+            c.labels.as_ref().and_then(|l| l.get("com.docker.compose.container-number")).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX)
+        };
+        found.retain(|c| c.labels.as_ref().and_then(|l| l.get("com.docker.compose.oneoff")).is_none_or(|v| !v.eq_ignore_ascii_case("true")));
+        found.sort_by_key(number);
+        // Forget adopted containers that are gone (removed by `up`, `down` or by hand).
+        let names: BTreeSet<String> =
+            found.iter().filter_map(|c| c.names.as_ref()?.first().map(|n| n.trim_start_matches('/').to_string())).collect();
+        self.adopted.write().unwrap().retain(|_, n| names.contains(n));
         let mut fresh = vec![];
         for c in found {
             let labels = c.labels.unwrap_or_default();
@@ -150,6 +160,9 @@ impl Supervisor {
             let name = name.trim_start_matches('/').to_string();
             if !self.file.services.contains_key(service) || labels.contains_key(LABEL_PROJECT) {
                 continue;
+            }
+            if self.adopted.read().unwrap().get(service).is_some_and(|n| *n != name) {
+                continue; // one container per service: the lowest-numbered one found first
             }
             if self.adopted.read().unwrap().get(service) == Some(&name) {
                 continue;
@@ -348,6 +361,8 @@ impl Supervisor {
     pub async fn down(&self, volumes: bool) -> Result<(), SupervisorError> {
         self.desired_up.store(false, std::sync::atomic::Ordering::SeqCst);
         let _converging = self.converging.lock().await;
+        // Compose-made containers are removed too, even if nothing has looked at them yet.
+        self.adopt().await?;
         let mut waves = self.file.start_order()?;
         waves.reverse();
         // One container at a time, unlike `up`: the three Kafka nodes share a wave, and one
@@ -392,6 +407,7 @@ impl Supervisor {
 
     pub async fn start(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
+        self.adopt().await?;
         self.held.lock().await.remove(service);
         self.ensure_networks_and_volumes().await?;
         self.ensure_running(service).await
@@ -399,6 +415,7 @@ impl Supervisor {
 
     pub async fn stop(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
+        self.adopt().await?;
         self.held.lock().await.insert(service.to_string());
         let name = self.name(service);
         let stop = stop_options();
@@ -486,6 +503,7 @@ impl Supervisor {
 
     pub async fn restart(&self, service: &str) -> Result<(), SupervisorError> {
         self.check_service(service)?;
+        self.adopt().await?;
         self.held.lock().await.remove(service);
         let name = self.name(service);
         self.emit(service, "starting", format!("restarting {name}"));
