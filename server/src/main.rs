@@ -96,8 +96,19 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Server-side rendering of a long page (the Drills page after a dozen drills: one
+    // deeply nested view per run) overflowed a worker's default 2 MiB stack in the debug
+    // build, and a stack overflow aborts the whole process. 16 MiB per worker is reserved
+    // address space, paid for only as far as it is used.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 * 1024 * 1024)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     // The stack commands print their own progress; keep the log to warnings unless asked.
