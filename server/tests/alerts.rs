@@ -121,17 +121,9 @@ async fn alerts_and_gateway_on_the_real_services() {
 #[tokio::test]
 #[ignore = "needs the stack; run by `make test`"]
 async fn a_stopped_processor_fires_the_lag_alert_through_the_predicted_route() {
-    use server::{config::Config, runtime::Runtime, state::Services, store::Store};
     common::stack_supervisor().up().await.expect("stack up");
     let dir = tempfile::tempdir().unwrap();
-    let root = common::repo_root();
-    let mut config = Config::default();
-    config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
-    config.store.path = dir.path().join("state.db");
-    config.streams.autostart = false;
-    config.server.stack_listen = "auto".into();
-    let store = Store::open(&config.store.path).await.unwrap();
-    let svc = Services::new(config, Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref()), store);
+    let svc = common::container_facing_services(dir.path()).await;
     svc.spawn_background();
     let _listener = tokio::spawn(server::web::serve_stack_listener(svc.clone()));
     let prom = Prometheus::new(&server::config::EndpointsConfig::default().prometheus);

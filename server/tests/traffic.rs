@@ -7,23 +7,12 @@
 //! upstream makes Envoy retry (its counter moves). `#[ignore]`d; run by `make test`.
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use rdkafka::message::Message;
-use server::{config::Config, runtime::Runtime, state::Services, store::Store};
+use server::state::Services;
 
 const PROXY: &str = "http://127.0.0.1:15006";
-
-async fn services(dir: &std::path::Path) -> Arc<Services> {
-    let root = common::repo_root();
-    let mut config = Config::default();
-    config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
-    config.store.path = dir.join("state.db");
-    config.streams.autostart = false;
-    config.server.stack_listen = "auto".into();
-    let store = Store::open(&config.store.path).await.unwrap();
-    Services::new(config, Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref()), store)
-}
 
 /// Envoy's view of its `control_plane` upstream: (address, health).
 async fn upstream(svc: &Services) -> Vec<(String, String)> {
@@ -35,7 +24,7 @@ async fn upstream(svc: &Services) -> Vec<(String, String)> {
 async fn the_bss_api_through_envoy() {
     common::stack_supervisor().up().await.expect("stack up");
     let dir = tempfile::tempdir().unwrap();
-    let svc = services(dir.path()).await;
+    let svc = common::container_facing_services(dir.path()).await;
     svc.spawn_background();
     let listener = tokio::spawn(server::web::serve_stack_listener(svc.clone()));
     let gw = svc.runtime.host_gateway().await.expect("the engine names its host-gateway address");

@@ -72,3 +72,17 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// The control plane's services on the stack, as `serve` would build them for a store in
+/// `dir`: processors not started, the container-facing listener on the host-gateway
+/// address (callers spawn `server::web::serve_stack_listener` to serve it).
+pub async fn container_facing_services(dir: &std::path::Path) -> Arc<server::state::Services> {
+    let root = repo_root();
+    let mut config = server::config::Config::default();
+    config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
+    config.store.path = dir.join("state.db");
+    config.streams.autostart = false;
+    config.server.stack_listen = "auto".into();
+    let store = server::store::Store::open(&config.store.path).await.unwrap();
+    server::state::Services::new(config, server::runtime::Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref()), store)
+}
