@@ -94,7 +94,9 @@ pub fn Services() -> impl IntoView {
         </Show>
         <section class="card" aria-labelledby="feed-h">
             <h2 id="feed-h">"Live events " <span class="muted">{move || if feed.connected.get() { "(connected)" } else { "" }}</span></h2>
-            <ul class="feed" role="log" aria-label="Stack events" data-testid="event-feed">
+            // The log role sits on a focusable wrapper: on the <ul> itself it would take the
+            // items out of their list, and a scrolling region must be reachable by keyboard.
+            <div class="feed" role="log" aria-label="Stack events" tabindex="0" data-testid="event-feed"><ul>
                 {move || feed.events.get().into_iter().map(|e| view! {
                     <li><time>{clock(e.at_ms)}</time> " " <b>{e.service}</b> " " <span class="kind">{e.kind}</span> " " {e.message}</li>
                 }).collect_view()}
@@ -103,7 +105,7 @@ pub fn Services() -> impl IntoView {
                         <li class="past"><time>{clock(e.at_ms)}</time> " " <b>{e.service}</b> " " <span class="kind">{e.kind}</span> " " {e.message}</li>
                     }).collect_view())}
                 </Suspense>
-            </ul>
+            </ul></div>
         </section>
     }
 }
