@@ -217,3 +217,42 @@ async fn the_healer_stands_aside_while_up_converges() {
     }
     assert!(conflicts.is_empty(), "the healer acted during up: {conflicts:?}");
 }
+
+/// Two supervisors bringing the same project up at once (two panels, or the CLI beside the
+/// server): this engine accepts two networks of one name, after which every container
+/// create fails on "network … is ambiguous". Here the duplicate exists before either starts
+/// (made the way a lost race makes it), and both `up`s run together: both must succeed, on
+/// one network, with one container per service.
+#[tokio::test]
+async fn concurrent_ups_converge_on_one_network_and_one_container_each() {
+    ensure_image();
+    let p = project("twice");
+    let _cleanup = Cleanup(p.clone());
+    let engine = bollard::Docker::connect_with_local_defaults().unwrap();
+    let net = format!("{p}_net");
+    for _ in 0..2 {
+        let labels = std::collections::HashMap::from([("io.bss-control.project".to_string(), p.clone())]);
+        engine
+            .create_network(bollard::models::NetworkCreateRequest { name: net.clone(), driver: Some("bridge".into()), labels: Some(labels), ..Default::default() })
+            .await
+            .expect("the engine takes a second network of the same name");
+    }
+    let named = |n: &str| {
+        let (_, out) = docker(&["network", "ls", "--filter", &format!("name={n}"), "--format", "{{.Name}}"]);
+        out.lines().filter(|l| *l == n).count()
+    };
+    assert_eq!(named(&net), 2, "the duplicate this test is about was not made");
+    let (a, b) = (supervisor(&p, compose(IMAGE)), supervisor(&p, compose(IMAGE)));
+    let (ra, rb) = tokio::join!(a.up(), b.up());
+    ra.expect("first up");
+    rb.expect("second up");
+    assert_eq!(named(&net), 1, "networks named {net} after both ups");
+    let mut names = project_containers(&p);
+    names.sort();
+    assert_eq!(names, vec![format!("{p}-app"), format!("{p}-base"), format!("{p}-setup")], "one container per service");
+    for c in [format!("{p}-app"), format!("{p}-base")] {
+        assert_eq!(docker(&["inspect", "-f", "{{.State.Status}}", &c]).1, "running", "{c}");
+    }
+    a.down(true).await.unwrap();
+    assert!(project_containers(&p).is_empty());
+}

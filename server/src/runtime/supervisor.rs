@@ -235,19 +235,55 @@ impl Supervisor {
     async fn ensure_networks_and_volumes(&self) -> Result<(), SupervisorError> {
         for n in self.project_networks() {
             let name = spec::network_name(&self.project, &n);
-            if self.docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
+            if self.networks_named(&name).await?.is_empty() {
                 let labels = HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())]);
                 self.docker
                     .create_network(NetworkCreateRequest { name: name.clone(), driver: Some("bridge".into()), labels: Some(labels), ..Default::default() })
                     .await?;
                 self.emit("*", "creating", format!("network {name}"));
             }
+            self.converge_network(&name).await?;
         }
         for v in self.file.volumes.keys() {
             let name = spec::volume_name(&self.project, v);
             let labels = HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())]);
             // Creating an existing volume is a no-op in the engine.
             self.docker.create_volume(VolumeCreateRequest { name: Some(name), labels: Some(labels), ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+
+    /// The ids of the networks called exactly `name`, oldest first (then by id).
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>, SupervisorError> {
+        // The engine's name filter matches substrings: `bss_bss` also finds `bss_bss2`.
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let opts = bollard::query_parameters::ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let mut found: Vec<_> = self
+            .docker
+            .list_networks(Some(opts))
+            .await?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| Some((n.created, n.id?)))
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Two `up`s at once (two panels, or the CLI beside the server) both find no network
+    /// and both create one: this engine (API 1.41) accepts a second network of the same
+    /// name, after which every container create fails on "network … is ambiguous". Every
+    /// supervisor converges on the same one, the oldest (then lowest id), and removes the
+    /// others; one still in use by a container is left (the containers are recreated on it).
+    async fn converge_network(&self, name: &str) -> Result<(), SupervisorError> {
+        let ids = self.networks_named(name).await?;
+        for extra in ids.iter().skip(1) {
+            match self.docker.remove_network(extra).await {
+                Ok(()) => self.emit("*", "removing", format!("duplicate network {name} ({})", &extra[..12.min(extra.len())])),
+                // Already gone: the other supervisor converged first.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => self.emit("*", "error", format!("duplicate network {name} ({}) not removed: {e}", &extra[..12.min(extra.len())])),
+            }
         }
         Ok(())
     }
@@ -332,16 +368,25 @@ impl Supervisor {
                 }
                 self.emit(service, "creating", format!("container {name} from {}", svc.image));
                 let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-                self.docker.create_container(Some(opts), body).await?;
-                for extra in spec::service_networks(svc).iter().skip(1) {
-                    self.docker
-                        .connect_network(
-                            &spec::network_name(&self.project, extra),
-                            NetworkConnectRequest { container: name.clone(), endpoint_config: Some(bollard::models::EndpointSettings { aliases: Some(vec![service.to_string()]), ..Default::default() }) },
-                        )
-                        .await?;
+                match self.docker.create_container(Some(opts), body).await {
+                    Ok(_) => {
+                        for extra in spec::service_networks(svc).iter().skip(1) {
+                            self.docker
+                                .connect_network(
+                                    &spec::network_name(&self.project, extra),
+                                    NetworkConnectRequest { container: name.clone(), endpoint_config: Some(bollard::models::EndpointSettings { aliases: Some(vec![service.to_string()]), ..Default::default() }) },
+                                )
+                                .await?;
+                        }
+                        Some(ContainerStateStatusEnum::CREATED)
+                    }
+                    // Another supervisor's `up` created it between our inspect and create:
+                    // the same file made it, so it is taken as it is.
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                        self.docker.inspect_container(&name, None::<InspectContainerOptions>).await?.state.and_then(|s| s.status)
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Some(ContainerStateStatusEnum::CREATED)
             }
         };
         let oneshot = spec::is_oneshot(svc);
