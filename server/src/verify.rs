@@ -429,21 +429,31 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             id: "prometheus.series",
             group: "Prometheus",
             name: "Prometheus stores the exporters' series",
-            claim: "PostgreSQL and host metrics in Prometheus",
-            method: format!("GET {}/api/v1/query: max(pg_up) and count(node_cpu_seconds_total), waiting for the first scrape", host_port(&ep.prometheus)),
-            timeout: Duration::from_secs(30),
+            claim: "PostgreSQL, Kafka and host metrics in Prometheus",
+            method: format!(
+                "GET {}/api/v1/query: count(pg_up == 1) (one exporter per PostgreSQL node), count(kafka_server_replicamanager_partitioncount) (one per broker), count(node_cpu_seconds_total); waiting up to 25 s for first scrapes",
+                host_port(&ep.prometheus)
+            ),
+            timeout: Duration::from_secs(40),
             run: check!({
+                let count = |q: &'static str| async move {
+                    Ok::<_, Outcome>(fail_on(svc.prometheus.query(q).await, "prometheus")?.first().map_or(0.0, |s| s.value))
+                };
+                // A fresh stack scrapes every 15 s: series appear one target at a time.
+                let settle_by = tokio::time::Instant::now() + Duration::from_secs(25);
                 loop {
-                    let pg = fail_on(svc.prometheus.query("max(pg_up)").await, "prometheus")?;
-                    let cpu = fail_on(svc.prometheus.query("count(node_cpu_seconds_total)").await, "prometheus")?;
-                    match (pg.first().map(|s| s.value), cpu.first().map(|s| s.value)) {
-                        (Some(pg_up), Some(n)) => {
-                            let m = format!("pg_up = {pg_up}, {n} node CPU series");
-                            return Ok(if pg_up == 1.0 && n > 0.0 { Pass(m) } else { Fail(m) });
-                        }
-                        // Not scraped yet (a fresh stack scrapes every 15 s).
-                        _ => tokio::time::sleep(Duration::from_secs(1)).await,
+                    let (pg_up, pg, brokers, cpu) = (
+                        count("count(pg_up == 1)").await?,
+                        count("count(pg_up)").await?,
+                        count("count(kafka_server_replicamanager_partitioncount)").await?,
+                        count("count(node_cpu_seconds_total)").await?,
+                    );
+                    let all_in = pg >= 3.0 && brokers >= 3.0 && cpu > 0.0;
+                    if all_in || tokio::time::Instant::now() > settle_by {
+                        let m = format!("pg_up = 1 on {pg_up} of {pg} PostgreSQL nodes, {brokers} of 3 brokers' metrics, {cpu} node CPU series");
+                        return Ok(if pg_up == 3.0 && brokers == 3.0 && cpu > 0.0 { Pass(m) } else { Fail(m) });
                     }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }),
         },

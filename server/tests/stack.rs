@@ -97,7 +97,7 @@ async fn phase3_stack_provisions_heals_and_tears_down() {
 
     // Kafka: the brokers list the four topics.
     let out = Command::new("docker")
-        .args(["exec", "bss-kafka-2", "/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka-1:19092,kafka-3:19092", "--list"])
+        .args(["exec", "-e", "KAFKA_OPTS=", "bss-kafka-2", "/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka-1:19092,kafka-3:19092", "--list"])
         .output()
         .unwrap();
     let topics = String::from_utf8_lossy(&out.stdout);

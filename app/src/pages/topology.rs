@@ -35,6 +35,8 @@ const FLOWS: &[(&str, &str, &str)] = &[
     ("postgres-primary", "postgres-replica-2", "WAL"),
     ("prometheus", "node-exporter", "scrape"),
     ("prometheus", "postgres-exporter", "scrape"),
+    ("prometheus", "postgres-exporter-replica-1", "scrape"),
+    ("prometheus", "postgres-exporter-replica-2", "scrape"),
     ("prometheus", "envoy", "scrape"),
     ("prometheus", "haproxy", "scrape"),
     ("prometheus", "bss-control", "scrape"),
@@ -58,6 +60,8 @@ const LAYOUT: &[(&str, (u32, u32))] = &[
     ("prometheus", (2, 6)),
     ("node-exporter", (1, 7)),
     ("postgres-exporter", (2, 7)),
+    ("postgres-exporter-replica-1", (3, 7)),
+    ("postgres-exporter-replica-2", (4, 7)),
     ("alertmanager", (3, 6)),
     ("bss-sink", (4, 6)),
 ];
