@@ -53,6 +53,31 @@ test('Streams page: processors run, sample events flow through both, rates and l
   await expect(row.getByTestId('state')).toHaveText('running', { timeout: 40_000 });
 });
 
+// History from Prometheus: the control plane's lag per processor (scraped from its
+// container-facing listener) and each broker's own message count (the JMX exporter agent).
+test('Streams page: history from Prometheus per processor and per broker, over a chosen window', async ({ page }) => {
+  test.setTimeout(150_000);
+  await page.goto('/streams');
+  await hydrated(page);
+  const drawn = async (card: string, series: string[]) => {
+    const c = page.getByTestId(card);
+    await expect(async () => {
+      // Choosing a window asks again (Prometheus scrapes every 15 s).
+      for (const w of ['15m', '1h']) await c.getByRole('button', { name: w, exact: true }).click();
+      await expect(c.getByRole('button', { name: '1h', exact: true })).toHaveAttribute('aria-pressed', 'true');
+      await expect(c.getByRole('figure')).toContainText('last 1h', { timeout: 5_000 });
+      for (const s of series) await expect(c.locator(`polyline[data-series="${s}"]`).first()).toBeAttached({ timeout: 5_000 });
+    }).toPass({ timeout: 100_000 });
+    return c;
+  };
+  const lag = await drawn('history-consumer-lag', ['bss-customer-analytics', 'bss-order-processor']);
+  await expect(lag.getByTestId('history-consumer-lag-query')).toHaveText('max by (processor) (bss_stream_consumer_lag)');
+  await expect(lag.getByRole('link', { name: 'open in Prometheus' })).toHaveAttribute('href', /^http:\/\/127\.0\.0\.1:9090\/graph\?g0\.expr=/);
+  const brokers = await drawn('history-broker-messages-in', ['kafka-1', 'kafka-2', 'kafka-3']);
+  await brokers.getByRole('button', { name: '6h', exact: true }).click();
+  await expect(brokers.getByRole('figure')).toContainText('last 6h (one point per 90 s)');
+});
+
 test('Streams page links the event contracts a producer needs', async ({ page }) => {
   await page.goto('/streams');
   const link = page.getByRole('link', { name: 'the event contracts (JSON Schema)' });

@@ -152,6 +152,16 @@ async fn a_stopped_processor_fires_the_lag_alert_through_the_predicted_route() {
     });
     println!("KafkaConsumerLagHigh firing {:.0} s after the backlog appeared", t0.elapsed().as_secs_f64());
 
+    // The same backlog as history (the Streams page's Prometheus chart): one series per
+    // processor, at or over 1 000 at the latest step.
+    let h = prom.history("consumer-lag", "15m", server::streams::events::now_ms() / 1000).await.unwrap();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(h.names, want, "{h:?}");
+    assert!(h.query.contains("bss_stream_consumer_lag") && h.graph_url.contains("g0.expr="), "{h:?}");
+    let last = &h.points.last().expect("points").1;
+    assert!(last.iter().all(|v| *v >= 1000.0), "latest step {last:?}");
+
     // Delivered where the route tester says, for the alert's own labels.
     let alerts = Alerts::new(Default::default());
     let cfg = alerts.config().await.unwrap();

@@ -32,8 +32,14 @@ pub fn LineChart(
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let pts = points.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(value(p, i)))).collect::<Vec<_>>().join(" ");
-            view! { <polyline points=pts class=format!("series c{}", i % COLORS) data-series=name.clone()/> }
+            // A gap where the series has no sample (NaN): one polyline per run of samples.
+            segments(points.iter().map(|p| (p.0, value(p, i))))
+                .into_iter()
+                .map(|run| {
+                    let pts = run.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect::<Vec<_>>().join(" ");
+                    view! { <polyline points=pts class=format!("series c{}", i % COLORS) data-series=name.clone()/> }
+                })
+                .collect_view()
         })
         .collect_view();
     let refs = refs
@@ -58,13 +64,35 @@ pub fn LineChart(
             <ul class="legend">
                 {names.iter().enumerate().map(|(i, n)| view! {
                     <li><span class=format!("swatch c{}", i % COLORS)></span>
-                        {n.clone()} ": " <b data-testid=format!("{testid}-{n}")>{format!("{:.2}", latest.get(i).copied().unwrap_or(0.0))}</b> " " {unit}</li>
+                        {n.clone()} ": " <b data-testid=format!("{testid}-{n}")>{shown(latest.get(i).copied().unwrap_or(0.0))}</b> " " {unit}</li>
                 }).collect_view()}
             </ul>
         </figure>
     }
 }
 
+
+/// Runs of consecutive samples, split where a value is missing (NaN).
+pub fn segments(values: impl Iterator<Item = (u64, f64)>) -> Vec<Vec<(u64, f64)>> {
+    let mut runs: Vec<Vec<(u64, f64)>> = vec![];
+    let mut open = false;
+    for (t, v) in values {
+        if v.is_nan() {
+            open = false;
+        } else if open {
+            runs.last_mut().expect("an open run").push((t, v));
+        } else {
+            runs.push(vec![(t, v)]);
+            open = true;
+        }
+    }
+    runs
+}
+
+/// A value for reading: two decimals, or "–" when there is no sample.
+fn shown(v: f64) -> String {
+    if v.is_nan() { "–".into() } else { format!("{v:.2}") }
+}
 
 /// What a screen reader says for a chart: per series its current value and its range over
 /// the window ("Replication lag, last 300 s: replica-1 now 0.02 s (0.00 to 0.10); …").
@@ -76,10 +104,13 @@ pub fn text_alternative(title: &str, unit: &str, names: &[String], points: &[(u6
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let vals = points.iter().map(|p| p.1.get(i).copied().unwrap_or(0.0));
+            let vals = points.iter().map(|p| p.1.get(i).copied().unwrap_or(0.0)).filter(|v| !v.is_nan());
             let (lo, hi) = vals.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if lo > hi {
+                return format!("{n} no samples");
+            }
             let now = points.last().and_then(|p| p.1.get(i)).copied().unwrap_or(0.0);
-            format!("{n} now {now:.2} {unit} ({lo:.2} to {hi:.2})")
+            format!("{n} now {} {unit} ({lo:.2} to {hi:.2})", shown(now))
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -97,5 +128,15 @@ mod tests {
             "Lag, last 2 s: replica-1 now 0.25 s (0.10 to 0.50); replica-2 now 1.00 s (1.00 to 3.00)"
         );
         assert_eq!(super::text_alternative("Lag", "s", &names, &[], 0), "Lag: no data yet");
+        // Gaps (no sample at a step) are neither zeros nor part of the range.
+        let gappy = vec![(1_000, vec![0.5, f64::NAN]), (2_000, vec![f64::NAN, f64::NAN]), (3_000, vec![0.25, f64::NAN])];
+        assert_eq!(super::text_alternative("Lag", "s", &names, &gappy, 2), "Lag, last 2 s: replica-1 now 0.25 s (0.25 to 0.50); replica-2 no samples");
+    }
+
+    #[test]
+    fn a_series_with_gaps_is_drawn_as_separate_runs() {
+        let v = [(1, 1.0), (2, f64::NAN), (3, 3.0), (4, 4.0), (5, f64::NAN), (6, f64::NAN)];
+        assert_eq!(super::segments(v.into_iter()), vec![vec![(1, 1.0)], vec![(3, 3.0), (4, 4.0)]]);
+        assert!(super::segments([(1, f64::NAN)].into_iter()).is_empty());
     }
 }

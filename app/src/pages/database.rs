@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::error::AppError;
 
 use super::chart::LineChart;
+use super::history::PromHistory;
 use crate::api::{Admission, DbView};
 
 /// What this page asks of the server (implemented beside the module that owns it,
@@ -124,5 +125,6 @@ pub fn Database() -> impl IntoView {
                 }
             })}
         </Transition>
+        <PromHistory chart="replication-lag" title="Replication lag per standby" unit="s"/>
     }
 }

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::error::AppError;
 
 use super::chart::LineChart;
+use super::history::PromHistory;
 use crate::live::poll_every;
 use crate::api::{BurstResult, GatewayView, HaproxyRow};
 
@@ -116,5 +117,6 @@ pub fn Gateway() -> impl IntoView {
                 }.into_any(),
             })}
         </Transition>
+        <PromHistory chart="gateway-requests" title="Requests through Envoy (15006) per second, by response class" unit="req/s"/>
     }
 }

@@ -5,6 +5,7 @@ pub mod database;
 pub mod demo;
 pub mod drills;
 pub mod gateway;
+pub mod history;
 pub mod logs;
 pub mod overview;
 pub mod services;

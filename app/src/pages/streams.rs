@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::error::AppError;
 
 use super::chart::LineChart;
+use super::history::PromHistory;
 use crate::live::poll_every;
 use crate::api::StreamsView;
 
@@ -174,5 +175,9 @@ pub fn Streams() -> impl IntoView {
                 }.into_any(),
             })}
         </Transition>
+        <div class="grid2">
+            <PromHistory chart="consumer-lag" title="Consumer lag per processor" unit="rec"/>
+            <PromHistory chart="broker-messages-in" title="Messages into each broker per second" unit="msg/s"/>
+        </div>
     }
 }
