@@ -167,3 +167,52 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
     assert!(svc.store.pending_faults().await.unwrap().is_empty());
     assert!(server::drills::undo_pending(&svc).await.is_empty(), "nothing left to undo");
 }
+
+/// A broker stopped past the rule's minute: its JMX exporter target goes down,
+/// `KafkaBrokerDown` fires in Prometheus for that broker and AlertManager delivers it to
+/// every receiver the route tester predicts for the alert's labels. The broker is started
+/// again whatever happens (a guard), and the test waits for it to be back.
+#[tokio::test]
+#[ignore = "needs the stack; run by `make test`"]
+async fn a_stopped_broker_fires_kafka_broker_down_through_the_predicted_route() {
+    use server::{alerts::{route::parse_labels, Alerts}, prometheus::Prometheus};
+    common::stack_supervisor().up().await.expect("stack up");
+    let prom = Prometheus::new(&server::config::EndpointsConfig::default().prometheus);
+    async fn kafka_up(prom: &Prometheus, want: usize) -> bool {
+        prom.targets().await.is_ok_and(|t| t.iter().filter(|t| t.job == "kafka" && t.health == "up").count() == want)
+    }
+    wait_until!("the three brokers' metrics scraped", 120, kafka_up(&prom, 3).await);
+    let rules = prom.rules().await.unwrap();
+    let rule = rules.iter().find(|r| r.name == "KafkaBrokerDown").expect("KafkaBrokerDown loaded");
+
+    struct StartAgain;
+    impl Drop for StartAgain {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["start", "bss-kafka-3"]).output();
+        }
+    }
+    let _again = StartAgain;
+    let (t0, since) = (std::time::Instant::now(), server::clock::now_ms());
+    assert!(Command::new("docker").args(["stop", "bss-kafka-3"]).output().unwrap().status.success());
+    wait_until!("KafkaBrokerDown firing for kafka-3", 240, {
+        prom.query("ALERTS{alertname=\"KafkaBrokerDown\",alertstate=\"firing\",broker=\"kafka-3\"}").await.is_ok_and(|s| !s.is_empty())
+    });
+    println!("KafkaBrokerDown firing {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
+    assert!(kafka_up(&prom, 2).await, "the other two brokers' targets stay up");
+
+    let alerts = Alerts::new(Default::default());
+    let cfg = alerts.config().await.unwrap();
+    let labels = parse_labels(&format!("alertname=KafkaBrokerDown, severity={}, team=streaming, broker=kafka-3", rule.severity)).unwrap();
+    let expected = cfg.test(&labels).receivers;
+    assert!(!expected.is_empty());
+    let name = "KafkaBrokerDown".to_string();
+    wait_until!(format!("KafkaBrokerDown delivered to {expected:?}"), 120, {
+        let got = alerts.deliveries(&cfg, std::slice::from_ref(&name)).await.unwrap();
+        expected.iter().all(|rx| got.iter().any(|d| &d.receiver == rx && d.alerts.contains(&name) && d.at_ms >= since))
+    });
+    println!("KafkaBrokerDown delivered to {expected:?} {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
+
+    drop(_again);
+    wait_until!("kafka-3 healthy again", 180, common::stack_supervisor().status_of("kafka-3").await.is_ok_and(|s| s.level() == "ok"));
+    wait_until!("kafka-3's metrics scraped again", 60, kafka_up(&prom, 3).await);
+}
