@@ -112,7 +112,7 @@ grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad
 step "OpenAPI description fuzzed by schemathesis against the live server, as an operator and as a viewer"
 dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
 
-step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill"
+step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill; a stopped broker paged as KafkaBrokerDown"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 
 step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"

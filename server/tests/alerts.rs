@@ -163,19 +163,9 @@ async fn a_stopped_processor_fires_the_lag_alert_through_the_predicted_route() {
     assert!(last.iter().all(|v| *v >= 1000.0), "latest step {last:?}");
 
     // Delivered where the route tester says, for the alert's own labels.
-    let alerts = Alerts::new(Default::default());
-    let cfg = alerts.config().await.unwrap();
     let rule = rules.iter().find(|r| r.name == "KafkaConsumerLagHigh").unwrap();
-    let mut labels: BTreeMap<String, String> = parse_labels(&format!("alertname=KafkaConsumerLagHigh, severity={}, team=streaming", rule.severity)).unwrap();
-    labels.insert("processor".into(), names[0].clone());
-    let expected = cfg.test(&labels).receivers;
-    assert!(!expected.is_empty());
-    let name = "KafkaConsumerLagHigh".to_string();
-    wait_until!(format!("KafkaConsumerLagHigh delivered to {expected:?}"), 180, {
-        let got = alerts.deliveries(&cfg, std::slice::from_ref(&name)).await.unwrap();
-        // Only this run's notifications (an earlier test may have fired the rule).
-        expected.iter().all(|rx| got.iter().any(|d| &d.receiver == rx && d.alerts.contains(&name) && d.at_ms >= since))
-    });
+    let labels = format!("alertname=KafkaConsumerLagHigh, severity={}, team=streaming, processor={}", rule.severity, names[0]);
+    let expected = common::await_predicted_delivery(&labels, since, 180).await;
     println!("KafkaConsumerLagHigh delivered to {expected:?} {:.0} s after the backlog appeared", t0.elapsed().as_secs_f64());
 
     // Started again, the processors drain the backlog.

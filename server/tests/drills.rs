@@ -175,7 +175,7 @@ async fn a_fault_left_by_a_killed_control_plane_is_undone_at_the_next_start() {
 #[tokio::test]
 #[ignore = "needs the stack; run by `make test`"]
 async fn a_stopped_broker_fires_kafka_broker_down_through_the_predicted_route() {
-    use server::{alerts::{route::parse_labels, Alerts}, prometheus::Prometheus};
+    use server::prometheus::Prometheus;
     common::stack_supervisor().up().await.expect("stack up");
     let prom = Prometheus::new(&server::config::EndpointsConfig::default().prometheus);
     async fn kafka_up(prom: &Prometheus, want: usize) -> bool {
@@ -200,16 +200,8 @@ async fn a_stopped_broker_fires_kafka_broker_down_through_the_predicted_route() 
     println!("KafkaBrokerDown firing {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
     assert!(kafka_up(&prom, 2).await, "the other two brokers' targets stay up");
 
-    let alerts = Alerts::new(Default::default());
-    let cfg = alerts.config().await.unwrap();
-    let labels = parse_labels(&format!("alertname=KafkaBrokerDown, severity={}, team=streaming, broker=kafka-3", rule.severity)).unwrap();
-    let expected = cfg.test(&labels).receivers;
-    assert!(!expected.is_empty());
-    let name = "KafkaBrokerDown".to_string();
-    wait_until!(format!("KafkaBrokerDown delivered to {expected:?}"), 120, {
-        let got = alerts.deliveries(&cfg, std::slice::from_ref(&name)).await.unwrap();
-        expected.iter().all(|rx| got.iter().any(|d| &d.receiver == rx && d.alerts.contains(&name) && d.at_ms >= since))
-    });
+    let labels = format!("alertname=KafkaBrokerDown, severity={}, team=streaming, broker=kafka-3", rule.severity);
+    let expected = common::await_predicted_delivery(&labels, since, 120).await;
     println!("KafkaBrokerDown delivered to {expected:?} {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
 
     drop(_again);

@@ -86,3 +86,22 @@ pub async fn container_facing_services(dir: &std::path::Path) -> Arc<server::sta
     let store = server::store::Store::open(&config.store.path).await.unwrap();
     server::state::Services::new(config, server::runtime::Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref()), store)
 }
+
+/// Waits up to `secs` until AlertManager has delivered the alert named by `labels`'
+/// `alertname` to every receiver the route tester predicts for `labels`, in notifications
+/// sent at or after `since_ms` (an earlier test may have fired the same rule). Returns the
+/// receivers.
+pub async fn await_predicted_delivery(labels: &str, since_ms: u64, secs: u64) -> Vec<String> {
+    use server::alerts::{route::parse_labels, Alerts};
+    let alerts = Alerts::new(Default::default());
+    let cfg = alerts.config().await.unwrap();
+    let labels = parse_labels(labels).unwrap();
+    let name = labels.get("alertname").expect("labels name the alert").clone();
+    let expected = cfg.test(&labels).receivers;
+    assert!(!expected.is_empty(), "no receiver for {labels:?}");
+    wait_until!(format!("{name} delivered to {expected:?}"), secs, {
+        let got = alerts.deliveries(&cfg, std::slice::from_ref(&name)).await.unwrap();
+        expected.iter().all(|rx| got.iter().any(|d| &d.receiver == rx && d.alerts.contains(&name) && d.at_ms >= since_ms))
+    });
+    expected
+}
