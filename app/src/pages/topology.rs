@@ -58,10 +58,10 @@ const LAYOUT: &[(&str, (u32, u32))] = &[
     ("postgres-replica-1", (4, 3)),
     ("postgres-replica-2", (4, 5)),
     ("prometheus", (2, 6)),
-    ("node-exporter", (1, 7)),
+    ("node-exporter", (1, 6)),
     ("postgres-exporter", (2, 7)),
-    ("postgres-exporter-replica-1", (3, 7)),
-    ("postgres-exporter-replica-2", (4, 7)),
+    ("postgres-exporter-replica-1", (1, 7)),
+    ("postgres-exporter-replica-2", (3, 7)),
     ("alertmanager", (3, 6)),
     ("bss-sink", (4, 6)),
 ];
