@@ -124,8 +124,27 @@ impl Runtime {
     pub async fn host_gateway(&self) -> Option<std::net::IpAddr> {
         let docker = self.docker().ok()?;
         let net = self.call(docker.inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)).await.ok()?;
-        net.ipam?.config?.into_iter().filter_map(|c| c.gateway).find_map(|g| g.parse().ok())
+        let configs = net.ipam?.config?;
+        configs
+            .iter()
+            .filter_map(|c| c.gateway.as_deref())
+            .find_map(|g| g.parse().ok())
+            .or_else(|| configs.iter().filter_map(|c| c.subnet.as_deref()).find_map(first_host))
     }
+}
+
+/// The first address of an IPv4 subnet ("172.17.0.0/16" → 172.17.0.1): where dockerd puts
+/// the default bridge's gateway. A freshly started engine (Debian's 20.10, its docker0 made
+/// by itself) reports the bridge's subnet without a `Gateway`; the container-facing
+/// listener waited for one forever and Prometheus never reached the control plane (a
+/// fresh machine's CI run).
+fn first_host(subnet: &str) -> Option<std::net::IpAddr> {
+    let (net, len) = subnet.split_once('/')?;
+    let (net, len): (std::net::Ipv4Addr, u32) = (net.parse().ok()?, len.parse().ok()?);
+    if len >= 31 {
+        return None;
+    }
+    Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(net) + 1)))
 }
 
 fn connect(endpoint: &str) -> Result<Docker, RuntimeError> {
@@ -154,6 +173,15 @@ fn friendly(e: &RuntimeError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bridge_gateway_is_its_subnets_first_address() {
+        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(first_host("10.9.8.0/24"), Some("10.9.8.1".parse().unwrap()));
+        for bad in ["fd00::/64", "172.17.0.0", "172.17.0.0/32", "x/16"] {
+            assert_eq!(first_host(bad), None, "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn missing_socket_is_reported_not_fatal() {
