@@ -381,9 +381,20 @@ impl Supervisor {
                         Some(ContainerStateStatusEnum::CREATED)
                     }
                     // Another supervisor's `up` created it between our inspect and create:
-                    // the same file made it, so it is taken as it is.
+                    // the same file made it, so it is taken as it is. The engine reserves
+                    // the name before the container exists: inspect answers 404 for a moment.
                     Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
-                        self.docker.inspect_container(&name, None::<InspectContainerOptions>).await?.state.and_then(|s| s.status)
+                        let mut tries = 0;
+                        loop {
+                            match self.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
+                                Ok(c) => break c.state.and_then(|s| s.status),
+                                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) if tries < 40 => {
+                                    tries += 1;
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
