@@ -22,7 +22,13 @@ for (const scheme of ['dark', 'light'] as const) {
     test.setTimeout(180_000);
     await page.emulateMedia({ colorScheme: scheme });
     const found: Record<string, string[]> = {};
+    // A panic in the wasm (a hydration mismatch, as a NaN sent as JSON null once caused)
+    // leaves the page looking right and dead: it is written to the console as an error.
+    const panics: string[] = [];
+    let current = '';
+    page.on('console', (m) => { if (m.type() === 'error' && m.text().includes('panicked')) panics.push(`${current}: ${m.text().slice(0, 160)}`); });
     for (const path of PAGES) {
+      current = path;
       await page.goto(path);
       await hydrated(page);
       // Live pages fill in after hydration: check what a user sees once it settled.
@@ -32,6 +38,7 @@ for (const scheme of ['dark', 'light'] as const) {
     // One line per page, for the record (counts per page in the closing note).
     for (const [path, v] of Object.entries(found)) console.log(`axe ${scheme} ${path}: ${v.length} serious/critical${v.length ? ' — ' + v.join('; ') : ''}`);
     expect(Object.values(found).flat()).toEqual([]);
+    expect(panics).toEqual([]);
   });
 }
 

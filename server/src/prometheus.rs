@@ -87,7 +87,7 @@ impl Prometheus {
     }
 
     /// `chart` over `window` from the catalogue below, aligned for a chart: one row per
-    /// step, NaN where a series has no sample at that step.
+    /// step, `None` where a series has no sample at that step.
     pub async fn history(&self, chart: &str, window: &str, now_s: u64) -> Result<History, HistoryError> {
         let c = HISTORY_CHARTS.iter().find(|c| c.id == chart).ok_or_else(|| HistoryError::Unknown(format!("no history chart {chart:?}; known: {}", HISTORY_CHARTS.iter().map(|c| c.id).collect::<Vec<_>>().join(", "))))?;
         let secs = HISTORY_WINDOWS.iter().find(|(w, _)| *w == window).map(|(_, s)| *s).ok_or_else(|| {
@@ -152,8 +152,8 @@ fn step_for(window_s: u64) -> u64 {
 }
 
 /// Range series → chart rows: series sorted by their naming label, one row per timestamp
-/// seen in any series, NaN where a series has no sample then.
-fn align(series: &[RangeSeries], label: &str) -> (Vec<String>, Vec<(u64, Vec<f64>)>) {
+/// seen in any series, `None` where a series has no (finite) sample then.
+fn align(series: &[RangeSeries], label: &str) -> (Vec<String>, Vec<(u64, Vec<Option<f64>>)>) {
     let mut named: Vec<(String, &RangeSeries)> = series
         .iter()
         .map(|s| (s.labels.iter().find(|(k, _)| k == label).map(|(_, v)| v.clone()).unwrap_or_else(|| "(all)".into()), s))
@@ -163,7 +163,8 @@ fn align(series: &[RangeSeries], label: &str) -> (Vec<String>, Vec<(u64, Vec<f64
     times.sort_unstable();
     times.dedup();
     let lookup: Vec<std::collections::HashMap<u64, f64>> = named.iter().map(|(_, s)| s.samples.iter().copied().collect()).collect();
-    let points = times.into_iter().map(|t| (t, lookup.iter().map(|m| m.get(&t).copied().unwrap_or(f64::NAN)).collect())).collect();
+    // NaN and ±Inf (a division by zero in PromQL) are not plottable numbers: gaps too.
+    let points = times.into_iter().map(|t| (t, lookup.iter().map(|m| m.get(&t).copied().filter(|v| v.is_finite())).collect())).collect();
     (named.into_iter().map(|(n, _)| n).collect(), points)
 }
 
@@ -286,9 +287,13 @@ mod tests {
         let (names, rows) = align(&s, "processor");
         assert_eq!(names, vec!["a", "b"], "sorted by the naming label");
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![100_000, 115_000, 130_000]);
-        assert!(rows[0].1[0].is_nan() && rows[0].1[1] == 1.0, "a has no sample at 100 s: a gap, not a zero");
-        assert_eq!(rows[1].1, vec![5.0, 2.0]);
-        assert!(rows[2].1[0].is_nan() && rows[2].1[1].is_nan());
+        assert_eq!(rows[0].1, vec![None, Some(1.0)], "a has no sample at 100 s: a gap, not a zero");
+        assert_eq!(rows[1].1, vec![Some(5.0), Some(2.0)]);
+        assert_eq!(rows[2].1, vec![None, None], "NaN from Prometheus is a gap too");
+        // What the browser receives reads back the same (NaN would have been `null`).
+        let h = History { points: rows.clone(), ..Default::default() };
+        let back: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back.points, rows);
         let vector = json!({"status":"success","data":{"resultType":"vector","result":[]}});
         assert!(parse_matrix(&vector).unwrap_err().contains("not a range matrix"));
     }

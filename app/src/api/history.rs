@@ -16,6 +16,8 @@ pub struct History {
     pub graph_url: String,
     pub step_s: u64,
     pub names: Vec<String>,
-    /// (unix ms, one value per name); NaN where a series has no sample at that step.
-    pub points: Vec<(u64, Vec<f64>)>,
+    /// (unix ms, one value per name); `None` where a series has no sample at that step.
+    /// Not NaN: JSON has no NaN (serde writes `null`, which an `f64` cannot read back), so
+    /// a gap in the server's answer broke the page's hydration.
+    pub points: Vec<(u64, Vec<Option<f64>>)>,
 }

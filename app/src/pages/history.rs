@@ -47,7 +47,7 @@ pub fn PromHistory(chart: &'static str, title: &'static str, unit: &'static str)
                     Ok(h) => {
                         let caption = format!("{title}, last {} (one point per {} s)", h.window, h.step_s);
                         view! {
-                            <LineChart title=caption unit=unit names=h.names.clone() points=h.points.clone() testid=format!("history-{chart}-chart")/>
+                            <LineChart title=caption unit=unit names=h.names.clone() points=with_gaps(&h.points) testid=format!("history-{chart}-chart")/>
                             <p class="muted promql">"PromQL: " <code data-testid=format!("history-{chart}-query")>{h.query.clone()}</code>
                                 " · " <a href=h.graph_url.clone() target="_blank" rel="noopener">"open in Prometheus"</a></p>
                         }.into_any()
@@ -56,4 +56,9 @@ pub fn PromHistory(chart: &'static str, title: &'static str, unit: &'static str)
             </Transition>
         </section>
     }
+}
+
+/// The chart's rows: a missing sample becomes NaN, which [`LineChart`] draws as a gap.
+fn with_gaps(points: &[(u64, Vec<Option<f64>>)]) -> Vec<(u64, Vec<f64>)> {
+    points.iter().map(|(t, v)| (*t, v.iter().map(|x| x.unwrap_or(f64::NAN)).collect())).collect()
 }
