@@ -75,9 +75,7 @@ impl Prometheus {
         let v = self.get("/api/v1/query", &[("query", promql)]).await?;
         parse_query(&v).map_err(|message| PrometheusError::Query { query: promql.into(), message })
     }
-}
 
-impl Prometheus {
     /// A range query (PromQL) from `start` to `end` (unix seconds) every `step_s`: one
     /// series per label set, each a list of (unix ms, value).
     pub async fn query_range(&self, promql: &str, start: u64, end: u64, step_s: u64) -> Result<Vec<RangeSeries>, PrometheusError> {
@@ -178,7 +176,7 @@ fn parse_matrix(v: &Value) -> Result<Vec<RangeSeries>, String> {
         .into_iter()
         .flatten()
         .map(|r| {
-            let labels = r["metric"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
+            let labels = metric_labels(r);
             let samples = r["values"]
                 .as_array()
                 .into_iter()
@@ -191,6 +189,11 @@ fn parse_matrix(v: &Value) -> Result<Vec<RangeSeries>, String> {
             Ok(RangeSeries { labels, samples })
         })
         .collect()
+}
+
+/// A result's `metric` object as (label, value) pairs.
+fn metric_labels(r: &Value) -> Vec<(String, String)> {
+    r["metric"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default()
 }
 
 /// The value of a `[time, "value"]` pair (Prometheus writes "NaN", "+Inf", "-Inf" as Go does).
@@ -238,7 +241,6 @@ fn parse_rules(v: &Value) -> Vec<RuleView> {
 
 /// `{"data":{"resultType":"vector","result":[{"metric":{..},"value":[ts,"1"]}]}}`.
 fn parse_query(v: &Value) -> Result<Vec<Sample>, String> {
-    let value = number;
     match v.pointer("/data/resultType").and_then(Value::as_str) {
         Some("vector") => v
             .pointer("/data/result")
@@ -246,11 +248,11 @@ fn parse_query(v: &Value) -> Result<Vec<Sample>, String> {
             .into_iter()
             .flatten()
             .map(|r| {
-                let labels = r["metric"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
-                Ok(Sample { labels, value: value(&r["value"])? })
+                let labels = metric_labels(r);
+                Ok(Sample { labels, value: number(&r["value"])? })
             })
             .collect(),
-        Some("scalar") => Ok(vec![Sample { labels: vec![], value: value(&v["data"]["result"])? }]),
+        Some("scalar") => Ok(vec![Sample { labels: vec![], value: number(&v["data"]["result"])? }]),
         other => Err(format!("result type {other:?} is not an instant vector or scalar")),
     }
 }

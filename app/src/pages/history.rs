@@ -29,7 +29,8 @@ pub fn PromHistory(chart: &'static str, title: &'static str, unit: &'static str)
     let window = RwSignal::new("1h");
     let tick = crate::live::poll_every(30);
     let res = Resource::new(move || (window.get(), tick.get()), move |(w, _)| get_history(chart.to_string(), w.to_string()));
-    let (heading, labelled_by) = (format!("history-{chart}-h"), format!("history-{chart}-h"));
+    let heading = format!("history-{chart}-h");
+    let labelled_by = heading.clone();
     view! {
         <section class="card" aria-labelledby=labelled_by data-testid=format!("history-{chart}")>
             <div class="card-head">

@@ -278,11 +278,12 @@ impl Supervisor {
     async fn converge_network(&self, name: &str) -> Result<(), SupervisorError> {
         let ids = self.networks_named(name).await?;
         for extra in ids.iter().skip(1) {
+            let short = &extra[..12.min(extra.len())];
             match self.docker.remove_network(extra).await {
-                Ok(()) => self.emit("*", "removing", format!("duplicate network {name} ({})", &extra[..12.min(extra.len())])),
+                Ok(()) => self.emit("*", "removing", format!("duplicate network {name} ({short})")),
                 // Already gone: the other supervisor converged first.
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => self.emit("*", "error", format!("duplicate network {name} ({}) not removed: {e}", &extra[..12.min(extra.len())])),
+                Err(e) => self.emit("*", "error", format!("duplicate network {name} ({short}) not removed: {e}")),
             }
         }
         Ok(())
