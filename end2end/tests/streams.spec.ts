@@ -73,6 +73,14 @@ test('Streams page: history from Prometheus per processor and per broker, over a
   const lag = await drawn('history-consumer-lag', ['bss-customer-analytics', 'bss-order-processor']);
   await expect(lag.getByTestId('history-consumer-lag-query')).toHaveText('max by (processor) (bss_stream_consumer_lag)');
   await expect(lag.getByRole('link', { name: 'open in Prometheus' })).toHaveAttribute('href', /^http:\/\/127\.0\.0\.1:9090\/graph\?g0\.expr=/);
+  // Per partition: series named "<processor> partition <n>" (which partitions have a
+  // committed offset depends on what ran before: at least one per processor).
+  const parts = page.getByTestId('history-consumer-lag-partition');
+  await expect(async () => {
+    await parts.getByRole('button', { name: '1h', exact: true }).click();
+    for (const p of ['bss-customer-analytics', 'bss-order-processor'])
+      await expect(parts.locator(`polyline[data-series^="${p} partition "]`).first()).toBeAttached({ timeout: 5_000 });
+  }).toPass({ timeout: 60_000 });
   const brokers = await drawn('history-broker-messages-in', ['kafka-1', 'kafka-2', 'kafka-3']);
   await brokers.getByRole('button', { name: '6h', exact: true }).click();
   await expect(brokers.getByRole('figure')).toContainText('last 6h (one point per 90 s)');

@@ -28,8 +28,14 @@ struct Load {
 }
 
 /// `CLIENTS` connections, each one request at a time, for `SECONDS`.
-async fn drive(url: &str) -> Load {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).timeout(Duration::from_secs(10)).build().unwrap();
+/// Drives `url` with `CLIENTS` keep-alive clients on one pool: the direct listener's with
+/// the probe certificate (mutual TLS, as Envoy talks to it), the others plain.
+async fn drive(url: &str, direct: &reqwest::Client) -> Load {
+    let http = if url.starts_with("https://") {
+        direct.clone()
+    } else {
+        reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).timeout(Duration::from_secs(10)).build().unwrap()
+    };
     let end = Instant::now() + Duration::from_secs(SECONDS);
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
@@ -84,6 +90,16 @@ async fn main() {
     tokio::spawn(server::web::serve_stack_listener(svc.clone()));
     let gw = svc.runtime.host_gateway().await.expect("the engine names its host-gateway address");
     let http = reqwest::Client::new();
+    let pki = server::pki::Pki::for_config(&svc.config);
+    pki.ensure().expect("the stack's certificates");
+    let tls = pki.client_config(Some(server::pki::PROBE)).unwrap();
+    let direct = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .resolve(server::pki::SERVER_NAME, std::net::SocketAddr::new(gw, 3001))
+        .pool_max_idle_per_host(CLIENTS)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     // One customer to read, written through Envoy (so the upstream is known to work).
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -111,13 +127,13 @@ async fn main() {
 
     let targets = [
         ("envoy-direct", format!("{BENCH}/bench/direct")),
-        ("api-direct", format!("http://{gw}:3001/api/customers/{id}")),
+        ("api-direct", format!("https://{}:3001/api/customers/{id}", server::pki::SERVER_NAME)),
         ("api-envoy", format!("{BENCH}/api/customers/{id}")),
     ];
     let mut results: Vec<Vec<Load>> = targets.iter().map(|_| vec![]).collect();
     for _ in 0..ROUNDS {
         for (i, (_, url)) in targets.iter().enumerate() {
-            results[i].push(drive(url).await);
+            results[i].push(drive(url, &direct).await);
         }
     }
     println!("gateway bench: {CLIENTS} keep-alive clients, closed loop, {SECONDS} s × {ROUNDS} alternating rounds, medians (the seed claims 100,000+ req/s, p99 < 5 ms)");

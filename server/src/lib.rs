@@ -41,6 +41,7 @@ pub mod goals;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod pki;
 pub mod prometheus;
 pub mod runtime;
 pub mod state;

@@ -76,6 +76,10 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Make the stack's certificates (mutual TLS between the stack and the control plane)
+    /// in `pki/` beside the compose file, unless a valid set is there; `up` does this too.
+    /// Run it before a plain `docker compose up` of the same file.
+    Pki,
     /// Copy the control plane's state (users, audit log, run histories) to FILE, safely
     /// while a server runs; FILE must not exist.
     Backup { file: std::path::PathBuf },
@@ -137,6 +141,15 @@ async fn run() -> anyhow::Result<()> {
         Command::Verify { json } => verify_cli(config, json).await,
         Command::Demo { events, rate, malformed_every, json } => demo_cli(config, events, rate, malformed_every, json).await,
         Command::Drill { name, json } => drill_cli(config, name, json).await,
+        Command::Pki => {
+            let pki = server::pki::Pki::for_config(&config);
+            let what = match pki.ensure()? {
+                server::pki::Ensured::Made => "made",
+                server::pki::Ensured::Existing => "kept (valid)",
+            };
+            eprintln!("{}: {what}", pki.dir().display());
+            Ok(())
+        }
         Command::Backup { file } => {
             let store = Store::open(&config.store.path).await?;
             let held = store.backup(&file).await?;
@@ -182,6 +195,9 @@ async fn verify_cli(config: Config, json: bool) -> anyhow::Result<()> {
     }
     let sampler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(services.streams.clone().run_sampler(sampler.clone()));
+    // Envoy's upstream and Prometheus' `bss-control` target, for the run (when no `serve`
+    // holds the port already: then that process is the one they reach).
+    tokio::spawn(server::web::serve_stack_listener(services.clone()));
     let run = services.run_verify("cli").await;
     services.streams.stop_all().await;
     sampler.cancel();

@@ -1,117 +1,181 @@
-//! Process metrics in the Prometheus text format, served on `/metrics`.
-//! Hand-rolled on atomics: a handful of series does not need a metrics framework.
+//! The control plane's own metrics on `/metrics`, in the OpenMetrics text format, through
+//! the Prometheus project's Rust client (`prometheus-client`): its names, units (`# UNIT`,
+//! `_seconds`, `_bytes`), `_total` counters and `HELP` lines.
+//!
+//! Two kinds: the process's own counters live in [`Metrics`] for the life of the process;
+//! the services' state (processors, router, outbox, the container-facing listener) is read
+//! from their views at each scrape, so `/metrics` shows exactly what the pages show.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info};
+use prometheus_client::registry::{Registry, Unit};
+
+type Labels = Vec<(&'static str, String)>;
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// The content type of [`Metrics::exposition`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
-    http_by_class: [AtomicU64; 5],
-    engine_up: AtomicU64,
-    engine_checks: AtomicU64,
+    http_responses: Family<Labels, Counter>,
+    engine_up: Gauge,
+    engine_checks: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            http_by_class: Default::default(),
-            engine_up: AtomicU64::new(0),
-            engine_checks: AtomicU64::new(0),
-        }
+        Self { started: Instant::now(), http_responses: Family::default(), engine_up: Gauge::default(), engine_checks: Counter::default() }
     }
 }
 
 impl Metrics {
     pub fn observe_http(&self, status: u16) {
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.http_by_class[class].fetch_add(1, Ordering::Relaxed);
+        let class = format!("{}xx", (status / 100).clamp(1, 5));
+        self.http_responses.get_or_create(&vec![("class", class)]).inc();
     }
 
     pub fn observe_engine(&self, up: bool) {
-        self.engine_up.store(up as u64, Ordering::Relaxed);
-        self.engine_checks.fetch_add(1, Ordering::Relaxed);
+        self.engine_up.set(up as i64);
+        self.engine_checks.inc();
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP bss_control_build_info Build information.\n# TYPE bss_control_build_info gauge\n");
-        out.push_str(&format!("bss_control_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION")));
-        out.push_str("# HELP bss_control_uptime_seconds Seconds since the process started.\n# TYPE bss_control_uptime_seconds gauge\n");
-        out.push_str(&format!("bss_control_uptime_seconds {:.3}\n", self.started.elapsed().as_secs_f64()));
-        out.push_str("# HELP bss_control_http_responses_total HTTP responses by status class.\n# TYPE bss_control_http_responses_total counter\n");
-        for (i, c) in self.http_by_class.iter().enumerate() {
-            out.push_str(&format!("bss_control_http_responses_total{{class=\"{}xx\"}} {}\n", i + 1, c.load(Ordering::Relaxed)));
-        }
-        out.push_str("# HELP bss_control_docker_engine_up Whether the last Docker engine check answered.\n# TYPE bss_control_docker_engine_up gauge\n");
-        out.push_str(&format!("bss_control_docker_engine_up {}\n", self.engine_up.load(Ordering::Relaxed)));
-        out.push_str("# HELP bss_control_docker_engine_checks_total Docker engine checks made.\n# TYPE bss_control_docker_engine_checks_total counter\n");
-        out.push_str(&format!("bss_control_docker_engine_checks_total {}\n", self.engine_checks.load(Ordering::Relaxed)));
-        out
+    /// The process's own series.
+    pub fn register(&self, r: &mut Registry) {
+        r.register("bss_control_build", "Build information", Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]));
+        r.register_with_unit("bss_control_uptime", "Time since the process started", Unit::Seconds, gauge_f64(self.started.elapsed().as_secs_f64()));
+        r.register("bss_control_http_responses", "HTTP responses by status class", self.http_responses.clone());
+        r.register("bss_control_docker_engine_up", "Whether the last Docker engine check answered", self.engine_up.clone());
+        r.register("bss_control_docker_engine_checks", "Docker engine checks made", self.engine_checks.clone());
+    }
+
+    /// Everything `/metrics` serves, read now.
+    pub fn exposition(&self, s: &crate::state::Services) -> String {
+        render(|r| {
+            self.register(r);
+            register_db(r, &s.db.status());
+            register_streams(r, &s.streams.view());
+            register_outbox(r, &s.outbox);
+            register_stack_listener(r);
+        })
     }
 }
 
-/// One `# HELP`/`# TYPE` header and its rows.
-fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: Vec<(String, String)>) {
-    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+/// Encodes what `fill` registers.
+pub fn render(fill: impl FnOnce(&mut Registry)) -> String {
+    let mut r = Registry::default();
+    fill(&mut r);
+    let mut out = String::new();
+    encode(&mut out, &r).expect("writing to a String does not fail");
+    out
+}
+
+fn gauge(v: i64) -> Gauge {
+    let g = Gauge::default();
+    g.set(v);
+    g
+}
+
+fn gauge_f64(v: f64) -> F64Gauge {
+    let g = F64Gauge::default();
+    g.set(v);
+    g
+}
+
+fn counter(v: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(v);
+    c
+}
+
+/// One series per label set, read from a snapshot.
+fn gauges(rows: impl IntoIterator<Item = (Labels, f64)>) -> Family<Labels, F64Gauge> {
+    let f = Family::<Labels, F64Gauge>::default();
     for (labels, v) in rows {
-        out.push_str(&format!("{name}{labels} {v}\n"));
+        f.get_or_create(&labels).set(v);
     }
+    f
+}
+
+fn int_gauges(rows: impl IntoIterator<Item = (Labels, i64)>) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    for (labels, v) in rows {
+        f.get_or_create(&labels).set(v);
+    }
+    f
+}
+
+fn counters(rows: impl IntoIterator<Item = (Labels, u64)>) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    for (labels, v) in rows {
+        f.get_or_create(&labels).inc_by(v);
+    }
+    f
 }
 
 /// The BSS API's outbox: rows waiting for the bus, rows published, whether the relay fails.
-pub fn render_outbox(o: &crate::outbox::Outbox) -> String {
-    use std::sync::atomic::Ordering;
-    let mut out = String::new();
-    let one = |v: String| vec![(String::new(), v)];
-    family(&mut out, "bss_outbox_pending", "CloudEvents committed with their rows, not yet acknowledged by Kafka", "gauge", one(o.pending.load(Ordering::Relaxed).to_string()));
+pub fn register_outbox(r: &mut Registry, o: &crate::outbox::Outbox) {
+    r.register("bss_outbox_pending", "CloudEvents committed with their rows, not yet acknowledged by Kafka", gauge(o.pending.load(Ordering::Relaxed) as i64));
     let oldest = o.oldest_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-    family(&mut out, "bss_outbox_oldest_pending_seconds", "Age of the oldest CloudEvent waiting in the outbox (0: none)", "gauge", one(oldest.to_string()));
-    family(&mut out, "bss_outbox_published_total", "CloudEvents the relay published", "counter", one(o.published.load(Ordering::Relaxed).to_string()));
-    let failing = o.last_error.lock().unwrap().is_some() as u8;
-    family(&mut out, "bss_outbox_relay_failing", "1 while the relay's last pass failed", "gauge", one(failing.to_string()));
-    out
+    r.register_with_unit("bss_outbox_oldest_pending", "Age of the oldest CloudEvent waiting in the outbox (0: none)", Unit::Seconds, gauge_f64(oldest));
+    r.register("bss_outbox_published", "CloudEvents the relay published", counter(o.published.load(Ordering::Relaxed)));
+    let failing = o.last_error.lock().unwrap().is_some() as i64;
+    r.register("bss_outbox_relay_failing", "1 while the relay's last pass failed", gauge(failing));
 }
 
-/// The stream processors: counters, state, last second's rates and latencies, lag.
-pub fn render_streams(v: &app::api::StreamsView) -> String {
-    let mut out = String::new();
+/// The stream processors: counters, state, last second's latencies, lag per group and per
+/// partition of the input topic.
+pub fn register_streams(r: &mut Registry, v: &app::api::StreamsView) {
     let last = v.history.last();
-    let per = |f: &dyn Fn(usize, &app::api::ProcessorView) -> String| {
-        v.processors.iter().enumerate().map(|(i, p)| (format!("{{processor=\"{}\"}}", p.name), f(i, p))).collect::<Vec<_>>()
-    };
     let point = |i: usize| last.and_then(|l| l.procs.get(i)).cloned().unwrap_or_default();
-    family(&mut out, "bss_stream_consumed_total", "Records consumed from the input topic.", "counter", per(&|_, p| p.consumed.to_string()));
-    family(&mut out, "bss_stream_produced_total", "Output records acknowledged by the brokers.", "counter", per(&|_, p| p.produced.to_string()));
-    family(&mut out, "bss_stream_dlq_total", "Records sent to the dead-letter topic.", "counter", per(&|_, p| p.dlq.to_string()));
-    family(&mut out, "bss_stream_running", "1 while the processor runs.", "gauge", per(&|_, p| u8::from(p.state == "running").to_string()));
-    family(&mut out, "bss_stream_restarts_total", "Restarts after failures.", "counter", per(&|_, p| p.restarts.to_string()));
-    family(&mut out, "bss_stream_consumer_lag", "Input records not yet committed by the processor's group.", "gauge", per(&|_, p| p.lag.unwrap_or(0).to_string()));
-    family(&mut out, "bss_stream_latency_p99_seconds", "End-to-end latency p99 over the last second.", "gauge", per(&|i, _| format!("{:.4}", point(i).p99_ms / 1000.0)));
-    family(&mut out, "bss_stream_latency_p50_seconds", "End-to-end latency p50 over the last second.", "gauge", per(&|i, _| format!("{:.4}", point(i).p50_ms / 1000.0)));
-    out
+    let per = |f: &dyn Fn(usize, &app::api::ProcessorView) -> f64| {
+        v.processors.iter().enumerate().map(|(i, p)| (vec![("processor", p.name.clone())], f(i, p))).collect::<Vec<_>>()
+    };
+    let count = |f: &dyn Fn(&app::api::ProcessorView) -> u64| counters(v.processors.iter().map(|p| (vec![("processor", p.name.clone())], f(p))));
+    let gauge_of = |f: &dyn Fn(usize, &app::api::ProcessorView) -> f64| gauges(per(f));
+    r.register("bss_stream_consumed", "Records consumed from the input topic", count(&|p| p.consumed));
+    r.register("bss_stream_produced", "Output records acknowledged by the brokers", count(&|p| p.produced));
+    r.register("bss_stream_dlq", "Records sent to the dead-letter topic", count(&|p| p.dlq));
+    r.register("bss_stream_restarts", "Restarts after failures", count(&|p| p.restarts as u64));
+    r.register("bss_stream_running", "1 while the processor runs", gauge_of(&|_, p| f64::from(u8::from(p.state == "running"))));
+    r.register("bss_stream_consumer_lag", "Input records not yet committed by the processor's group", gauge_of(&|_, p| p.lag.unwrap_or(0) as f64));
+    r.register_with_unit("bss_stream_latency_p99", "End-to-end latency p99 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p99_ms / 1000.0));
+    r.register_with_unit("bss_stream_latency_p50", "End-to-end latency p50 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p50_ms / 1000.0));
+    // Per partition: the same lag, where it sits (a stuck partition shows here, not in the sum).
+    let groups: std::collections::HashMap<&str, &str> = v.processors.iter().map(|p| (p.group.as_str(), p.name.as_str())).collect();
+    let rows = v.topics.iter().flat_map(|t| {
+        t.groups.iter().filter_map(|(g, _, lag)| {
+            let processor = groups.get(g.as_str())?;
+            Some((
+                vec![("processor", processor.to_string()), ("group", g.clone()), ("topic", t.topic.clone()), ("partition", t.partition.to_string())],
+                lag.unwrap_or(0),
+            ))
+        })
+    });
+    r.register("bss_stream_consumer_partition_lag", "Input records not yet committed by the processor's group, per partition", int_gauges(rows));
 }
 
 /// The read/write router's state: replication lag, admission and routing counters.
-pub fn render_db(s: &app::api::DbStatus) -> String {
-    let mut out = String::new();
-    let per = |f: &dyn Fn(&app::api::ReplicaStatus) -> String| {
-        s.replicas.iter().map(|r| (format!("{{replica=\"{}\"}}", r.name), f(r))).collect::<Vec<_>>()
-    };
-    family(&mut out, "bss_db_replication_lag_bytes", "Bytes of WAL the replica has not replayed.", "gauge", per(&|r| r.lag_bytes.to_string()));
-    family(&mut out, "bss_db_replication_lag_seconds", "Seconds the replica's replay is behind.", "gauge", per(&|r| format!("{:.3}", r.lag_secs)));
-    family(
-        &mut out,
-        "bss_db_replica_admitted",
-        "1 when the router sends reads to the replica.",
-        "gauge",
-        per(&|r| u8::from(r.admission == app::api::Admission::In).to_string()),
-    );
-    family(&mut out, "bss_db_replica_reads_total", "Reads served by the replica.", "counter", per(&|r| r.reads.to_string()));
-    family(&mut out, "bss_db_primary_up", "1 when the primary answered the last check.", "gauge", vec![(String::new(), u8::from(s.primary_up).to_string())]);
-    family(&mut out, "bss_db_writes_total", "Writes routed to the primary.", "counter", vec![(String::new(), s.writes.to_string())]);
-    family(&mut out, "bss_db_read_fallbacks_total", "Reads sent to the primary because no replica was usable.", "counter", vec![(String::new(), s.fallbacks.to_string())]);
-    out
+pub fn register_db(r: &mut Registry, s: &app::api::DbStatus) {
+    let per = |f: &dyn Fn(&app::api::ReplicaStatus) -> f64| gauges(s.replicas.iter().map(|x| (vec![("replica", x.name.clone())], f(x))));
+    r.register_with_unit("bss_db_replication_lag", "WAL the replica has not replayed", Unit::Bytes, per(&|x| x.lag_bytes as f64));
+    r.register_with_unit("bss_db_replication_lag", "How far the replica's replay is behind", Unit::Seconds, per(&|x| x.lag_secs));
+    r.register("bss_db_replica_admitted", "1 when the router sends reads to the replica", per(&|x| f64::from(u8::from(x.admission == app::api::Admission::In))));
+    r.register("bss_db_replica_reads", "Reads served by the replica", counters(s.replicas.iter().map(|x| (vec![("replica", x.name.clone())], x.reads))));
+    r.register("bss_db_primary_up", "1 when the primary answered the last check", gauge(i64::from(s.primary_up)));
+    r.register("bss_db_writes", "Writes routed to the primary", counter(s.writes));
+    r.register("bss_db_read_fallbacks", "Reads sent to the primary because no replica was usable", counter(s.fallbacks));
+}
+
+/// The container-facing listener's mutual TLS: handshakes accepted and refused.
+pub fn register_stack_listener(r: &mut Registry) {
+    use crate::web::stack_tls_counts;
+    let (ok, refused) = stack_tls_counts();
+    let rows = [(vec![("result", "accepted".to_string())], ok), (vec![("result", "refused".to_string())], refused)];
+    r.register("bss_stack_listener_tls_handshakes", "TLS handshakes on the container-facing listener (refused: no, a foreign or an outdated client certificate)", counters(rows));
 }
 
 #[cfg(test)]
@@ -138,10 +202,15 @@ mod tests {
                 reads: 7,
             }],
         };
-        let text = render_db(&s);
-        assert!(text.contains("bss_db_replication_lag_bytes{replica=\"postgres-replica-1\"} 4096\n"), "{text}");
-        assert!(text.contains("bss_db_replica_admitted{replica=\"postgres-replica-1\"} 0\n"), "{text}");
+        let text = render(|r| register_db(r, &s));
+        assert!(text.contains("# UNIT bss_db_replication_lag_bytes bytes\n"), "{text}");
+        assert!(text.contains("bss_db_replication_lag_bytes{replica=\"postgres-replica-1\"} 4096.0\n"), "{text}");
+        assert!(text.contains("bss_db_replication_lag_seconds{replica=\"postgres-replica-1\"} 2.5\n"), "{text}");
+        assert!(text.contains("bss_db_replica_admitted{replica=\"postgres-replica-1\"} 0.0\n"), "{text}");
+        assert!(text.contains("# TYPE bss_db_read_fallbacks counter\n"), "{text}");
         assert!(text.contains("bss_db_read_fallbacks_total 1\n"), "{text}");
+        assert!(text.contains("# HELP bss_db_writes Writes routed to the primary.\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
@@ -150,8 +219,33 @@ mod tests {
         m.observe_http(200);
         m.observe_http(204);
         m.observe_http(503);
-        let text = m.render();
+        let text = render(|r| m.register(r));
         assert!(text.contains("bss_control_http_responses_total{class=\"2xx\"} 2\n"), "{text}");
         assert!(text.contains("bss_control_http_responses_total{class=\"5xx\"} 1\n"), "{text}");
+        assert!(text.contains("bss_control_build_info{version=\""), "{text}");
+        assert!(text.contains("# UNIT bss_control_uptime_seconds seconds\n"), "{text}");
+    }
+
+    #[test]
+    fn lag_per_partition_of_each_processor() {
+        let mut v = app::api::StreamsView::default();
+        v.processors.push(app::api::ProcessorView { name: "bss-order-processor".into(), group: "g-orders".into(), lag: Some(7), ..Default::default() });
+        for (partition, lag) in [(0, 3), (1, 4)] {
+            v.topics.push(app::api::TopicPartitionRow {
+                topic: "bss.order.events".into(),
+                partition,
+                leader: 1,
+                low: 0,
+                high: 10,
+                groups: vec![("g-orders".into(), Some(10 - lag), Some(lag)), ("someone-else".into(), Some(0), Some(10))],
+            });
+        }
+        let text = render(|r| register_streams(r, &v));
+        assert!(text.contains("bss_stream_consumer_lag{processor=\"bss-order-processor\"} 7.0\n"), "{text}");
+        assert!(
+            text.contains("bss_stream_consumer_partition_lag{processor=\"bss-order-processor\",group=\"g-orders\",topic=\"bss.order.events\",partition=\"1\"} 4\n"),
+            "{text}"
+        );
+        assert!(!text.contains("someone-else"), "only the processors' groups: {text}");
     }
 }

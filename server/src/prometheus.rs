@@ -132,6 +132,13 @@ pub struct HistoryChart {
 pub const HISTORY_CHARTS: &[HistoryChart] = &[
     // The control plane's sampler: each processor group's committed offsets vs the input's end.
     HistoryChart { id: "consumer-lag", promql: "max by (processor) (bss_stream_consumer_lag)", label: "processor" },
+    // The same lag where it sits: per processor and input partition (one stuck partition
+    // shows here, not in the sum).
+    HistoryChart {
+        id: "consumer-lag-partition",
+        promql: "max by (series) (label_join(bss_stream_consumer_partition_lag, \"series\", \" partition \", \"processor\", \"partition\"))",
+        label: "series",
+    },
     // The brokers' own count (JMX exporter agent), per broker.
     HistoryChart { id: "broker-messages-in", promql: "sum by (broker) (rate(kafka_server_brokertopicmetrics_messagesin_total[$range]))", label: "broker" },
     // pg_stat_replication on the primary (dev/postgres-exporter/queries.yml).

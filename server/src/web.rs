@@ -21,6 +21,15 @@ use crate::{
     state::{AppState, Services},
 };
 
+mod stack_tls;
+pub use stack_tls::{StackPeer, TlsListener};
+
+/// The container-facing listener's TLS handshakes since start: (accepted, refused).
+pub fn stack_tls_counts() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (stack_tls::HANDSHAKES.load(Relaxed), stack_tls::REFUSED.load(Relaxed))
+}
+
 pub const CSP_DEFAULT: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Largest request body accepted (server function arguments and forms are small).
@@ -98,6 +107,7 @@ pub fn stack_router(services: Arc<Services>, bound: std::net::IpAddr) -> Router 
         .merge(crate::bss::routes())
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not served on the container-facing listener") })
         .layer(middleware::from_fn_with_state(state.clone(), upstream_fault))
+        .layer(middleware::from_fn(peer_may))
         .layer(middleware::from_fn_with_state(state.clone(), auth_gate))
         .layer(middleware::from_fn(move |mut req: Request, next: Next| async move {
             req.extensions_mut().insert(FromStack(bound));
@@ -108,6 +118,20 @@ pub fn stack_router(services: Arc<Services>, bound: std::net::IpAddr) -> Router 
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// What each peer of the listener may call ([`crate::pki::Peer::may`]): Prometheus'
+/// certificate scrapes, it does not write customers. A request with no peer (not from
+/// [`TlsListener`]) is refused.
+async fn peer_may(req: Request, next: Next) -> Response {
+    use axum::extract::{connect_info::MockConnectInfo, ConnectInfo};
+    let ext = req.extensions();
+    let peer = ext.get::<ConnectInfo<StackPeer>>().map(|c| c.0.peer).or_else(|| ext.get::<MockConnectInfo<StackPeer>>().map(|c| c.0.peer));
+    match peer {
+        Some(p) if p.may(req.method(), req.uri().path()) => next.run(req).await,
+        Some(p) => (axum::http::StatusCode::FORBIDDEN, format!("{p:?}'s certificate does not grant {} {}", req.method(), req.uri().path())).into_response(),
+        None => (axum::http::StatusCode::FORBIDDEN, "no client certificate").into_response(),
+    }
 }
 
 /// The `envoy-upstream-fail` drill's fault ([`crate::gateway::UpstreamFault`]): the BSS
@@ -139,18 +163,28 @@ pub async fn serve_stack_listener(services: Arc<Services>) {
             }
         },
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    // Mutual TLS: the stack's certificates, made here when `up` has not made them yet.
+    let pki = crate::pki::Pki::for_config(&services.config);
+    let tls = pki.ensure().and_then(|_| Ok((pki.server_config()?, pki.identities()?)));
+    let (tls, ids) = match tls {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "container-facing listener not started: its certificates ({}) do not load", pki.dir().display());
+            return;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await.and_then(|tcp| TlsListener::new(tcp, pki, tls, ids)) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "container-facing listener not started: the stack cannot reach the BSS API or /metrics");
             return;
         }
     };
-    tracing::info!(%addr, "container-facing listener (BSS API, /healthz, /metrics) for Envoy and Prometheus");
+    tracing::info!(%addr, "container-facing listener (mutual TLS; BSS API, /healthz, /metrics) for Envoy and Prometheus");
     let app = stack_router(services.clone(), addr.ip());
     let stop = services.shutdown.clone();
     services.gateway.upstream.set_serving(true);
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<StackPeer>())
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     services.gateway.upstream.set_serving(false);
@@ -194,15 +228,13 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health { status: if store { "ok" } else { "degraded" }, docker, store })
 }
 
-/// Prometheus text exposition: HTTP answers, the DB router, processors, the outbox.
+/// OpenMetrics text exposition: HTTP answers, the DB router, processors (lag per group and
+/// partition), the outbox, the container-facing listener's TLS.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "OpenMetrics text format 1.0.0", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut body = state.services.metrics.render();
-    body.push_str(&crate::metrics::render_db(&state.services.db.status()));
-    body.push_str(&crate::metrics::render_streams(&state.services.streams.view()));
-    body.push_str(&crate::metrics::render_outbox(&state.services.outbox));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    let body = state.services.metrics.exposition(&state.services);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {

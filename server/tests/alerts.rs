@@ -161,6 +161,14 @@ async fn a_stopped_processor_fires_the_lag_alert_through_the_predicted_route() {
     assert!(h.query.contains("bss_stream_consumer_lag") && h.graph_url.contains("g0.expr="), "{h:?}");
     let last = &h.points.last().expect("points").1;
     assert!(last.iter().all(|v| v.is_some_and(|v| v >= 1000.0)), "latest step {last:?}");
+    // And where it sits: per input partition, adding up to the same backlog per processor.
+    let h = prom.history("consumer-lag-partition", "15m", server::streams::events::now_ms() / 1000).await.unwrap();
+    let last = &h.points.last().expect("points").1;
+    for n in &names {
+        let prefix = format!("{n} partition ");
+        let parts: Vec<f64> = h.names.iter().zip(last).filter(|(s, _)| s.starts_with(&prefix)).map(|(_, v)| v.unwrap_or(0.0)).collect();
+        assert!(parts.len() > 1 && parts.iter().sum::<f64>() >= 1000.0, "{n}: per partition {parts:?} of {h:?}");
+    }
 
     // Delivered where the route tester says, for the alert's own labels.
     let rule = rules.iter().find(|r| r.name == "KafkaConsumerLagHigh").unwrap();

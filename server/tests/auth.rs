@@ -598,7 +598,11 @@ async fn the_upstream_fault_fails_the_api_and_not_the_health_check() {
     let up = &services.gateway.upstream;
     assert!(up.fail().unwrap_err().to_string().contains("does not serve the container-facing listener"));
     assert!(!up.failing());
-    let stack = server::web::stack_router(services.clone(), "127.0.0.1".parse().unwrap()).layer(MockConnectInfo(SocketAddr::from(([172, 17, 0, 5], 40000))));
+    let as_peer = |peer| {
+        server::web::stack_router(services.clone(), "127.0.0.1".parse().unwrap())
+            .layer(MockConnectInfo(server::web::StackPeer { addr: SocketAddr::from(([172, 17, 0, 5], 40000)), peer }))
+    };
+    let stack = as_peer(server::pki::Peer::Envoy);
     let otto = login(&app, "otto").await;
     let get = |path: &str, cookie: Option<&str>| {
         let mut b = Request::get(path).header(header::HOST, "host.docker.internal:3001");
@@ -614,7 +618,7 @@ async fn the_upstream_fault_fails_the_api_and_not_the_health_check() {
     up.set_serving(true);
     up.fail().unwrap();
     let (status, _, body) = send(&stack, get("/api/customers?limit=1", Some(&otto))).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains(drill), "{body}");
     assert_eq!(send(&stack, get("/api/orders/7", Some(&otto))).await.0, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(send(&stack, get("/api/customers", None)).await.0, StatusCode::UNAUTHORIZED);
@@ -625,4 +629,14 @@ async fn the_upstream_fault_fails_the_api_and_not_the_health_check() {
 
     up.heal();
     assert!(!send(&stack, get("/api/customers?limit=1", Some(&otto))).await.2.contains(drill));
+
+    // Who may call what is the client certificate's: Prometheus' scrapes and checks health,
+    // and nothing else, whatever session it carries; a request with no peer is refused.
+    let prometheus = as_peer(server::pki::Peer::Prometheus);
+    assert_eq!(send(&prometheus, get("/healthz", None)).await.0, StatusCode::OK);
+    let (status, _, body) = send(&prometheus, get("/api/customers?limit=1", Some(&otto))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("Prometheus"), "{body}");
+    let anonymous = server::web::stack_router(services.clone(), "127.0.0.1".parse().unwrap());
+    assert_eq!(send(&anonymous, get("/healthz", None)).await.0, StatusCode::FORBIDDEN);
 }

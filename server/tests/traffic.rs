@@ -28,18 +28,34 @@ async fn the_bss_api_through_envoy() {
     svc.spawn_background();
     let listener = tokio::spawn(server::web::serve_stack_listener(svc.clone()));
     let gw = svc.runtime.host_gateway().await.expect("the engine names its host-gateway address");
-    let direct = format!("http://{gw}:3001");
+    // Mutual TLS: the stack's certificates (made by `up`); the listener is reached by the
+    // name its certificate carries.
+    let pki = server::pki::Pki::for_config(&svc.config);
+    let at = std::net::SocketAddr::new(gw, 3001);
+    let direct = format!("https://{}:3001", server::pki::SERVER_NAME);
+    let probe = pki.http_client(Some(server::pki::PROBE), at, Duration::from_secs(20)).unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-    wait_until!("the container-facing listener answers", 30, http.get(format!("{direct}/healthz")).send().await.is_ok_and(|r| r.status().is_success()));
+    wait_until!("the container-facing listener answers", 30, probe.get(format!("{direct}/healthz")).send().await.is_ok_and(|r| r.status().is_success()));
 
     // Only the API side of the product is served there: no pages, server functions or exports.
     for path in ["/", "/login", "/api/whoami", "/audit.jsonl", "/sse/stack"] {
-        let r = http.get(format!("{direct}{path}")).send().await.unwrap();
+        let r = probe.get(format!("{direct}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path} must not be served to containers");
     }
     // A name the stack does not use (a DNS-rebinding page) is refused.
-    let r = http.get(format!("{direct}/api/customers")).header("host", "rebind.example:3001").send().await.unwrap();
+    let r = probe.get(format!("{direct}/api/customers")).header("host", "rebind.example:3001").send().await.unwrap();
     assert_eq!(r.status(), 421);
+    // No certificate, one made by someone else, or plain HTTP: no answer at all (the
+    // handshake is refused). Prometheus' certificate scrapes and may not call the API.
+    let none = pki.http_client(None, at, Duration::from_secs(5)).unwrap();
+    let stranger = pki.http_client_with(pki.stranger_client_config().unwrap(), at, Duration::from_secs(5)).unwrap();
+    for (who, client, url) in [("none", &none, format!("{direct}/healthz")), ("stranger", &stranger, format!("{direct}/healthz")), ("plain", &http, format!("http://{at}/healthz"))] {
+        let r = client.get(&url).send().await;
+        assert!(r.is_err(), "{who}: the listener answered {:?}", r.map(|r| r.status()));
+    }
+    let prometheus = pki.http_client(Some(server::pki::PROMETHEUS), at, Duration::from_secs(5)).unwrap();
+    assert_eq!(prometheus.get(format!("{direct}/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(prometheus.get(format!("{direct}/api/customers?limit=1")).send().await.unwrap().status(), 403);
 
     // Envoy health-checks its upstream every 5 s: healthy within a few rounds.
     wait_until!("Envoy's control_plane upstream healthy", 60, upstream(&svc).await.iter().any(|(_, h)| h == "HEALTHY"));

@@ -47,7 +47,7 @@ impl Guarantee {
 }
 
 /// One Kafka stream processor hosted by the control plane.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessorView {
     pub name: String,
     pub input: String,
@@ -104,7 +104,7 @@ pub struct TopicPartitionRow {
     pub groups: Vec<(String, Option<i64>, Option<i64>)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamsView {
     pub brokers: String,
     pub processors: Vec<ProcessorView>,

@@ -177,6 +177,7 @@ pub fn Streams() -> impl IntoView {
         </Transition>
         <div class="grid2">
             <PromHistory chart="consumer-lag" title="Consumer lag per processor" unit="rec"/>
+            <PromHistory chart="consumer-lag-partition" title="Consumer lag per processor and input partition" unit="rec"/>
             <PromHistory chart="broker-messages-in" title="Messages into each broker per second" unit="msg/s"/>
         </div>
     }

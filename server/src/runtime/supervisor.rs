@@ -203,6 +203,18 @@ impl Supervisor {
             spec::create_body(&self.project, name, svc, &self.base_dir)
                 .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
         }
+        // The stack's certificates (mutual TLS to the control plane) before any container
+        // that mounts them is made. A set made anew replaces one that running containers
+        // read at their start: those restart once the stack has converged.
+        let mounting: Vec<String> = self.file.services.iter().filter(|(_, s)| s.volumes.iter().any(|v| mounts_pki(v))).map(|(n, _)| n.clone()).collect();
+        let pki = crate::pki::Pki::beside(&self.base_dir);
+        let was_running = futures_util::future::join_all(mounting.iter().map(|s| self.status_of(s))).await;
+        let made = pki.ensure().map_err(|e| SupervisorError::Service { service: "pki".into(), message: e.to_string() })?;
+        let stale: Vec<&String> = if made == crate::pki::Ensured::Made {
+            mounting.iter().zip(was_running).filter(|(_, st)| st.as_ref().is_ok_and(|st| st.state == "running")).map(|(s, _)| s).collect()
+        } else {
+            vec![]
+        };
         self.adopt().await?;
         self.ensure_networks_and_volumes().await?;
         // Every service starts as soon as its own dependencies meet their conditions, all
@@ -215,6 +227,10 @@ impl Supervisor {
             self.ensure_running(service).await
         }))
         .await?;
+        for service in stale {
+            self.emit(service, "starting", format!("{service} restarts to read the stack's new certificates ({})", pki.dir().display()));
+            self.restart(service).await?;
+        }
         // Dependents were waited for above; what nothing depends on is waited for here, so
         // "up" means every service is healthy (or a one-shot finished).
         let names: Vec<String> = self.file.services.keys().cloned().collect();
@@ -830,4 +846,9 @@ mod tests {
         assert_eq!(heal_backoff(3), Duration::from_secs(8));
         assert_eq!(heal_backoff(10), Duration::from_secs(60));
     }
+}
+
+/// Whether a compose volume entry bind-mounts the stack's certificates (`./pki/...`).
+fn mounts_pki(volume: &str) -> bool {
+    volume.trim_start_matches("./").starts_with("pki/") || volume.trim_start_matches("./").starts_with("pki:")
 }
