@@ -180,7 +180,9 @@ impl Pki {
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.certs(CONTROL_PLANE, "cert.pem")?, self.key(CONTROL_PLANE)?)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only: the listener (axum without its http2 feature) speaks nothing else,
+        // and a client offered h2 (Prometheus prefers it) would send a preface it drops.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

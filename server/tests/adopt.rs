@@ -54,6 +54,9 @@ async fn a_stack_started_with_docker_compose_is_adopted_without_recreating_anyth
     let sup = common::stack_supervisor();
     sup.down(false).await.expect("a clean start: no stack");
 
+    // As the README tells a docker compose user: the stack's certificates first (Envoy and
+    // Prometheus mount them), as `bss-control pki` makes them.
+    server::pki::Pki::beside(&common::repo_root().join("dev")).ensure().expect("the stack's certificates");
     compose(&["up", "-d"]);
     let before = compose_containers();
     let services: Vec<String> = sup.compose().services.keys().cloned().collect();

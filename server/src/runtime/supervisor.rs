@@ -197,15 +197,10 @@ impl Supervisor {
         let _converging = self.converging.lock().await;
         self.desired_up.store(true, std::sync::atomic::Ordering::SeqCst);
         self.held.lock().await.clear();
-        // Validate every service's container request before touching the engine, so a bad
-        // file changes nothing.
-        for (name, svc) in &self.file.services {
-            spec::create_body(&self.project, name, svc, &self.base_dir)
-                .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
-        }
         // The stack's certificates (mutual TLS to the control plane) before any container
-        // that mounts them is made. A set made anew replaces one that running containers
-        // read at their start: those restart once the stack has converged.
+        // that mounts them is made, and before the file is validated (its mounts must
+        // exist). A set made anew replaces one that running containers read at their
+        // start: those restart once the stack has converged.
         let mounting: Vec<String> = self.file.services.iter().filter(|(_, s)| s.volumes.iter().any(|v| mounts_pki(v))).map(|(n, _)| n.clone()).collect();
         let pki = crate::pki::Pki::beside(&self.base_dir);
         let was_running = futures_util::future::join_all(mounting.iter().map(|s| self.status_of(s))).await;
@@ -215,6 +210,12 @@ impl Supervisor {
         } else {
             vec![]
         };
+        // Validate every service's container request before touching the engine, so a bad
+        // file changes nothing.
+        for (name, svc) in &self.file.services {
+            spec::create_body(&self.project, name, svc, &self.base_dir)
+                .map_err(|e| SupervisorError::Service { service: name.clone(), message: e.to_string() })?;
+        }
         self.adopt().await?;
         self.ensure_networks_and_volumes().await?;
         // Every service starts as soon as its own dependencies meet their conditions, all
