@@ -88,6 +88,9 @@ cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 step "The seed's traffic path: the BSS API through Envoy (15006) to the control plane's container-facing listener, rate limit, retries, Prometheus scrape"
 cargo test --workspace --features app/ssr --test traffic -- --ignored --nocapture
 
+step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
+cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
+
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
 
@@ -112,7 +115,7 @@ grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad
 step "OpenAPI description fuzzed by schemathesis against the live server, as an operator and as a viewer"
 dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
 
-step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill; a stopped broker paged as KafkaBrokerDown"
+step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill; a stopped broker paged as KafkaBrokerDown, its partitions seen offline and under-replicated"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 
 step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"

@@ -196,6 +196,21 @@ async fn zz_after_the_drills_a_stopped_broker_fires_kafka_broker_down_through_th
     }
     let _again = StartAgain;
     let (t0, since) = (std::time::Instant::now(), server::clock::now_ms());
+    // A topic whose one partition lives on kafka-3 only: it goes offline with the broker
+    // (KafkaOfflinePartitions), while the BSS topics' partitions that kafka-3 follows go
+    // under-replicated (KafkaUnderReplicatedPartitions).
+    let brokers = server::config::Config::default().streams.brokers;
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let probe_topic = format!("drill-offline-probe-{since}");
+    let made = admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(&probe_topic, 1, rdkafka::admin::TopicReplication::Variable(&[&[3]]))],
+            &rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    assert!(made.iter().all(|r| r.is_ok()), "{made:?}");
     assert!(Command::new("docker").args(["stop", "bss-kafka-3"]).output().unwrap().status.success());
     wait_until!("KafkaBrokerDown firing for kafka-3", 240, {
         prom.query("ALERTS{alertname=\"KafkaBrokerDown\",alertstate=\"firing\",broker=\"kafka-3\"}").await.is_ok_and(|s| !s.is_empty())
@@ -206,8 +221,16 @@ async fn zz_after_the_drills_a_stopped_broker_fires_kafka_broker_down_through_th
     let labels = format!("alertname=KafkaBrokerDown, severity={}, team=streaming, broker=kafka-3", rule.severity);
     let expected = common::await_predicted_delivery(&labels, since, 120).await;
     println!("KafkaBrokerDown delivered to {expected:?} {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
+    for (name, hold) in [("KafkaOfflinePartitions", 1), ("KafkaUnderReplicatedPartitions", 2)] {
+        wait_until!(format!("{name} firing ({hold} min hold)"), 240, {
+            prom.query(&format!("ALERTS{{alertname=\"{name}\",alertstate=\"firing\",team=\"streaming\"}}")).await.is_ok_and(|s| !s.is_empty())
+        });
+        println!("{name} firing {:.0} s after kafka-3 stopped", t0.elapsed().as_secs_f64());
+    }
 
     drop(_again);
     wait_until!("kafka-3 healthy again", 180, common::stack_supervisor().status_of("kafka-3").await.is_ok_and(|s| s.level() == "ok"));
     wait_until!("kafka-3's metrics scraped again", 60, kafka_up(&prom, 3).await);
+    let gone = admin.delete_topics(&[&probe_topic], &rdkafka::admin::AdminOptions::new()).await.unwrap();
+    assert!(gone.iter().all(|r| r.is_ok()), "{gone:?}");
 }
