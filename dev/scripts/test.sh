@@ -85,11 +85,11 @@ cargo test --workspace --features app/ssr --test crash -- --ignored --nocapture
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
 cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 
-step "The seed's traffic path: the BSS API through Envoy (15006) to the control plane's container-facing listener, rate limit, retries, Prometheus scrape"
-cargo test --workspace --features app/ssr --test traffic -- --ignored --nocapture
-
 step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
 cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
+
+step "The seed's traffic path: the BSS API through Envoy (15006) to the control plane's container-facing listener, rate limit, retries, Prometheus scrape"
+cargo test --workspace --features app/ssr --test traffic -- --ignored --nocapture
 
 step "Verification suite and Kafka demo on the real stack (a stopped replica is named)"
 cargo test --workspace --features app/ssr --test verify -- --ignored --nocapture --test-threads 1
