@@ -76,5 +76,10 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   await page.goto('/topology');
   await hydrated(page);
   await expect(page.locator('g.flow[data-from="haproxy"][data-to="postgres-replica-1"]')).toHaveCount(1);
+  // Envoy's upstream (this control plane's container-facing listener, mutual TLS) is healthy:
+  // the arrow from Envoy is drawn green and says so.
+  const upstream = page.locator('g.flow[data-from="envoy"][data-to="bss-control"]');
+  await expect(upstream).toHaveClass(/\bok\b/, { timeout: 30_000 });
+  await expect(upstream.locator('title')).toContainText("Envoy's upstream healthy");
   await expect(page.locator('a[href="/database"] g.node[data-service="postgres-primary"]')).toHaveCount(1);
 });

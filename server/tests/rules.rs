@@ -12,6 +12,8 @@
 //! - B (≈ 2.5 min): the control plane's listener stopped (replica-1 still down) →
 //!   `InstanceDown` (job bss-control), `EnvoyUpstreamUnhealthy`, and by then, 5 min after
 //!   the replica stopped, `PostgresReplicationSlotInactive`.
+//! - C (≈ 2.5 min): a control plane whose bus does not answer serves the listener and takes
+//!   a write → `BssOutboxBacklogOld`.
 //!
 //! `#[ignore]`d; run by `make test`.
 mod common;
@@ -196,7 +198,39 @@ async fn each_fault_fires_its_rule() {
     let left = Duration::from_secs(420).saturating_sub(replica_stopped.elapsed());
     await_firing(&prom, &[Expect { name: "PostgresReplicationSlotInactive", labels: &[("team", "database")] }], fault_at, left.as_secs().max(30), "B").await;
     sampler.cancel();
-
     drop(_restore);
+
+    // --- Phase C ----------------------------------------------------------------------
+    // A control plane whose bus does not answer serves the listener again: a customer
+    // written through it commits with its CloudEvent in the outbox, the relay fails, the
+    // event ages → `BssOutboxBacklogOld` (over 60 s, held 1 min).
+    let dir_c = tempfile::tempdir().unwrap();
+    let mut config = svc.config.clone();
+    config.store.path = dir_c.path().join("state.db");
+    config.streams.brokers = "127.0.0.1:1".into();
+    let store = server::store::Store::open(&config.store.path).await.unwrap();
+    let svc_c = server::state::Services::new(config, server::runtime::Runtime::new(std::env::var("DOCKER_HOST").ok().as_deref()), store);
+    tokio::spawn(svc_c.db.clone().run(svc_c.shutdown.clone()));
+    tokio::spawn(svc_c.outbox.clone().run(svc_c.db.clone(), svc_c.streams.clone(), svc_c.shutdown.clone()));
+    tokio::spawn(server::web::serve_stack_listener(svc_c.clone()));
+    let gw = svc_c.runtime.host_gateway().await.expect("the engine names its host-gateway address");
+    let probe = server::pki::Pki::for_config(&svc_c.config).http_client(Some(server::pki::PROBE), std::net::SocketAddr::new(gw, 3001), Duration::from_secs(10)).unwrap();
+    let url = format!("https://{}:3001/api/customers", server::pki::SERVER_NAME);
+    wait_until!("a customer written with the bus down", 60, {
+        probe
+            .post(&url)
+            .json(&serde_json::json!({"name": "Outbox Alert", "email": "outbox-alert@example.com", "plan": "mobile-s"}))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 201)
+    });
+    await_firing(&prom, &[Expect { name: "BssOutboxBacklogOld", labels: &[("team", "streaming")] }], unix_now(), 240, "C").await;
+    svc_c.shutdown.cancel();
+    // The bus back for a control plane that reaches it: the waiting event is published.
+    wait_until!("the outbox drained", 60, {
+        let _ = svc.outbox.relay_once(&svc.db, &svc.streams).await;
+        svc.outbox.backlog(&svc.db).await.is_ok_and(|b| b.pending == 0)
+    });
+
     wait_until!("replica-1 healthy again", 120, sup.status_of("postgres-replica-1").await.is_ok_and(|s| s.level() == "ok"));
 }

@@ -105,6 +105,9 @@ pub fn Topology() -> impl IntoView {
     // A running drill's target is drawn as faulted and links to the drill (drills report
     // on the same feed, so the tick follows them too).
     let drills = Resource::new(move || tick.get(), |_| crate::pages::drills::get_drills_view());
+    // Envoy's view of its upstream (the control plane's container-facing listener, mutual
+    // TLS): the envoy → bss-control arrow is drawn healthy, failing or unknown by it.
+    let gateway = Resource::new(move || tick.get(), |_| crate::pages::gateway::get_gateway_view());
     view! {
         <h1>"Topology"</h1>
         <p class="muted">"Arrows: traffic (start order: see Services). Colours: "
@@ -138,12 +141,17 @@ pub fn Topology() -> impl IntoView {
                     let width = 20.0 + cols as f64 * COL_W;
                     let height = 20.0 + rows as f64 * ROW_H;
                     let centre = |p: (f64, f64)| (p.0 + NODE_W / 2.0, p.1 + NODE_H / 2.0);
+                    let upstream = gateway.get().and_then(Result::ok).map(|g| upstream_level(&g));
                     let flows = FLOWS.iter().filter_map(|(a, b, label)| {
                         let (pa, pb) = (centre(*pos.get(*a)?), centre(*pos.get(*b)?));
+                        let (class, title) = match (*a, *b, &upstream) {
+                            ("envoy", "bss-control", Some((level, said))) => (format!("flow {level}"), format!("{a} → {b}: {label}, mutual TLS; Envoy's upstream {said}")),
+                            _ => ("flow".to_string(), format!("{a} → {b}: {label}")),
+                        };
                         Some(view! {
-                            <g class="flow" data-from=*a data-to=*b>
+                            <g class=class data-from=*a data-to=*b>
                                 <line x1=pa.0 y1=pa.1 x2=pb.0 y2=pb.1 marker-end="url(#flow)"/>
-                                <title>{format!("{a} → {b}: {label}")}</title>
+                                <title>{title}</title>
                             </g>
                         })
                     }).collect_view();
@@ -181,6 +189,16 @@ pub fn Topology() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Envoy's `control_plane` cluster as a level (`ok` when a host is healthy) and words.
+fn upstream_level(g: &crate::api::GatewayView) -> (&'static str, String) {
+    let hosts: Vec<&(String, String)> = g.clusters.iter().filter(|c| c.name == "control_plane").flat_map(|c| c.hosts.iter()).collect();
+    match hosts.iter().find(|h| h.1 == "HEALTHY") {
+        Some(h) => ("ok", format!("healthy ({})", h.0)),
+        None if hosts.is_empty() => ("idle", "not known (Envoy does not answer)".into()),
+        None => ("bad", format!("not healthy: {}", hosts.iter().map(|h| h.1.as_str()).collect::<Vec<_>>().join(", "))),
     }
 }
 
