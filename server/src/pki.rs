@@ -113,15 +113,27 @@ impl Pki {
             return Ok(Ensured::Existing);
         }
         let parent = self.dir.parent().unwrap_or(Path::new("."));
-        let tmp = parent.join(format!(".pki-{}-{}", std::process::id(), crate::clock::now_ms()));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = format!("{}-{}-{}", std::process::id(), crate::clock::now_ms(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let tmp = parent.join(format!(".pki-{unique}"));
         let made = (|| {
             make_set(&tmp)?;
+            // Another process may have made a valid set meanwhile: it stands.
+            if self.complete() && !self.expiring() {
+                return Ok(Ensured::Existing);
+            }
             if self.dir.exists() {
                 // Incomplete or expiring: replaced whole. (A directory that docker made
                 // for a bind mount before the set existed is root's: say so.)
-                let old = parent.join(format!(".pki-old-{}-{}", std::process::id(), crate::clock::now_ms()));
-                std::fs::rename(&self.dir, &old).map_err(io(&self.dir))?;
-                let _ = std::fs::remove_dir_all(&old);
+                let old = parent.join(format!(".pki-old-{unique}"));
+                match std::fs::rename(&self.dir, &old) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_dir_all(&old);
+                    }
+                    // Moved away by another process at the same time: theirs follows.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&self.dir)(e)),
+                }
             }
             match std::fs::rename(&tmp, &self.dir) {
                 Ok(()) => Ok(Ensured::Made),
@@ -319,6 +331,27 @@ mod tests {
         assert_ne!(std::fs::read(pki.file(ENVOY, "ca.pem")).unwrap(), ca);
         assert!(pki.server_config().is_ok());
         assert_eq!(pki.identities().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn racing_processes_end_with_one_whole_set() {
+        let d = tempfile::tempdir().unwrap();
+        let pki = Pki::beside(d.path());
+        let runs: Vec<_> = (0..4).map(|_| std::thread::spawn({
+            let pki = pki.clone();
+            move || pki.ensure()
+        })).collect();
+        for r in runs {
+            r.join().unwrap().expect("each ensure succeeds");
+        }
+        let ca = std::fs::read(pki.file(CONTROL_PLANE, "ca.pem")).unwrap();
+        for leaf in CLIENTS {
+            assert_eq!(std::fs::read(pki.file(leaf, "ca.pem")).unwrap(), ca, "{leaf} is of the same set");
+        }
+        assert!(pki.server_config().is_ok() && pki.client_config(Some(ENVOY)).is_ok());
+        // No temporary directory left behind.
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("pki")]);
     }
 
     #[test]
