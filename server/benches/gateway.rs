@@ -92,14 +92,7 @@ async fn main() {
     let http = reqwest::Client::new();
     let pki = server::pki::Pki::for_config(&svc.config);
     pki.ensure().expect("the stack's certificates");
-    let tls = pki.client_config(Some(server::pki::PROBE)).unwrap();
-    let direct = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .resolve(server::pki::SERVER_NAME, std::net::SocketAddr::new(gw, 3001))
-        .pool_max_idle_per_host(CLIENTS)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let direct = pki.http_client(Some(server::pki::PROBE), std::net::SocketAddr::new(gw, 3001), Duration::from_secs(10)).unwrap();
 
     // One customer to read, written through Envoy (so the upstream is known to work).
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -124,7 +124,8 @@ impl Pki {
             }
             if self.dir.exists() {
                 // Incomplete or expiring: replaced whole. (A directory that docker made
-                // for a bind mount before the set existed is root's: say so.)
+                // for a bind mount before the set existed may not be ours to move: the
+                // error names it.)
                 let old = parent.join(format!(".pki-old-{unique}"));
                 match std::fs::rename(&self.dir, &old) {
                     Ok(()) => {

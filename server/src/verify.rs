@@ -169,12 +169,10 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
             method: "the container-facing listener: GET /healthz with the stack CA's probe certificate, with none, with a self-made one, and in plain HTTP; Envoy's control_plane TLS handshakes (GET /stats) and host health".into(),
             timeout: Duration::from_secs(40),
             run: check!({
-                use crate::config::StackListen;
-                let addr = match svc.stack_listen {
-                    StackListen::Off => return Ok(Fail("server.stack_listen is off: Envoy has no upstream to talk TLS to".into())),
-                    StackListen::Addr(a) => a,
-                    StackListen::Auto(port) => std::net::SocketAddr::new(svc.runtime.host_gateway().await.ok_or_else(|| Fail("the engine names no host-gateway address".into()))?, port),
-                };
+                if svc.stack_listen == crate::config::StackListen::Off {
+                    return Ok(Fail("server.stack_listen is off: Envoy has no upstream to talk TLS to".into()));
+                }
+                let addr = crate::web::stack_address(&svc.stack_listen, svc.runtime).await.ok_or_else(|| Fail("the engine names no host-gateway address".into()))?;
                 let pki = &svc.pki;
                 let t = Duration::from_secs(5);
                 let url = format!("https://{}:{}/healthz", crate::pki::SERVER_NAME, addr.port());
@@ -200,7 +198,7 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 loop {
                     let handshakes = fail_on(svc.gateway.counter("cluster.control_plane.ssl.handshake").await, "envoy stats")?;
-                    let healthy = svc.gateway.view().await.clusters.iter().filter(|c| c.name == "control_plane").flat_map(|c| c.hosts.iter()).any(|h| h.1 == "HEALTHY");
+                    let healthy = svc.gateway.view().await.healthy("control_plane");
                     if handshakes > 0 && healthy {
                         return Ok(Pass(format!("probe certificate: HTTP {with}; refused: no certificate, a self-made certificate, plain HTTP; Envoy: {handshakes} TLS handshakes, upstream healthy")));
                     }

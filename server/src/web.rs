@@ -149,19 +149,18 @@ async fn upstream_fault(State(state): State<AppState>, req: Request, next: Next)
 /// 5 s). A failure to bind is logged and leaves the panel serving: the stack then sees its
 /// upstream down, as it would with the listener off.
 pub async fn serve_stack_listener(services: Arc<Services>) {
-    use crate::config::StackListen;
-    let addr = match services.config.server.stack_listen() {
-        StackListen::Off => return,
-        StackListen::Addr(a) => a,
-        StackListen::Auto(port) => loop {
-            if let Some(ip) = services.runtime.host_gateway().await {
-                break std::net::SocketAddr::new(ip, port);
-            }
-            tokio::select! {
-                _ = services.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-            }
-        },
+    let listen = services.config.server.stack_listen();
+    if listen == crate::config::StackListen::Off {
+        return;
+    }
+    let addr = loop {
+        if let Some(addr) = stack_address(&listen, &services.runtime).await {
+            break addr;
+        }
+        tokio::select! {
+            _ = services.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
     };
     // Mutual TLS: the stack's certificates, made here when `up` has not made them yet.
     let pki = crate::pki::Pki::for_config(&services.config);
@@ -190,6 +189,17 @@ pub async fn serve_stack_listener(services: Arc<Services>) {
     services.gateway.upstream.set_serving(false);
     if let Err(e) = served {
         tracing::warn!(%addr, error = %e, "container-facing listener stopped");
+    }
+}
+
+/// Where the container-facing listener is (or would be) bound: the configured address, or
+/// the engine's host-gateway address for `auto`; `None` when off or the engine names none.
+pub async fn stack_address(listen: &crate::config::StackListen, runtime: &crate::runtime::Runtime) -> Option<std::net::SocketAddr> {
+    use crate::config::StackListen;
+    match *listen {
+        StackListen::Off => None,
+        StackListen::Addr(a) => Some(a),
+        StackListen::Auto(port) => runtime.host_gateway().await.map(|ip| std::net::SocketAddr::new(ip, port)),
     }
 }
 

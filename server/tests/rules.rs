@@ -99,7 +99,7 @@ async fn each_fault_fires_its_rule() {
         prom.targets().await.is_ok_and(|t| t.iter().any(|t| t.job == "bss-control" && t.health == "up"))
     });
     wait_until!("Envoy's upstream healthy", 60, {
-        svc.gateway.view().await.clusters.iter().filter(|c| c.name == "control_plane").flat_map(|c| c.hosts.iter()).any(|h| h.1 == "HEALTHY")
+        svc.gateway.view().await.healthy("control_plane")
     });
 
     // The replica back, whatever happens below (a panic included).

@@ -16,7 +16,7 @@ const PROXY: &str = "http://127.0.0.1:15006";
 
 /// Envoy's view of its `control_plane` upstream: (address, health).
 async fn upstream(svc: &Services) -> Vec<(String, String)> {
-    svc.gateway.view().await.clusters.into_iter().filter(|c| c.name == "control_plane").flat_map(|c| c.hosts).collect()
+    svc.gateway.view().await.hosts_of("control_plane").cloned().collect()
 }
 
 #[tokio::test]

@@ -42,6 +42,18 @@ pub struct GatewayView {
     pub errors: Vec<String>,
 }
 
+impl GatewayView {
+    /// The hosts of Envoy's `cluster`, as (address, health) — `HEALTHY` when in rotation.
+    pub fn hosts_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        self.clusters.iter().filter(move |c| c.name == cluster).flat_map(|c| c.hosts.iter())
+    }
+
+    /// Whether a host of Envoy's `cluster` is healthy.
+    pub fn healthy(&self, cluster: &str) -> bool {
+        self.hosts_of(cluster).any(|h| h.1 == "HEALTHY")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BurstResult {
     pub sent: u32,

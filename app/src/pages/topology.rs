@@ -194,7 +194,7 @@ pub fn Topology() -> impl IntoView {
 
 /// Envoy's `control_plane` cluster as a level (`ok` when a host is healthy) and words.
 fn upstream_level(g: &crate::api::GatewayView) -> (&'static str, String) {
-    let hosts: Vec<&(String, String)> = g.clusters.iter().filter(|c| c.name == "control_plane").flat_map(|c| c.hosts.iter()).collect();
+    let hosts: Vec<&(String, String)> = g.hosts_of("control_plane").collect();
     match hosts.iter().find(|h| h.1 == "HEALTHY") {
         Some(h) => ("ok", format!("healthy ({})", h.0)),
         None if hosts.is_empty() => ("idle", "not known (Envoy does not answer)".into()),

@@ -851,5 +851,6 @@ mod tests {
 
 /// Whether a compose volume entry bind-mounts the stack's certificates (`./pki/...`).
 fn mounts_pki(volume: &str) -> bool {
-    volume.trim_start_matches("./").starts_with("pki/") || volume.trim_start_matches("./").starts_with("pki:")
+    let source = volume.trim_start_matches("./");
+    source.starts_with("pki/") || source.starts_with("pki:")
 }
