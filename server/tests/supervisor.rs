@@ -1,7 +1,7 @@
 //! The supervisor against the real Docker engine (DOCKER_HOST), with a tiny image built on
 //! the spot from Debian's busybox-static (no registry needed). Each test uses its own
 //! project name, so tests never see each other's containers.
-use std::{path::Path, process::Command, sync::Arc, time::Duration};
+use std::{process::Command, sync::Arc, time::Duration};
 
 use server::runtime::{compose::ComposeFile, supervisor::Supervisor};
 
@@ -68,7 +68,11 @@ networks: {{ net: }}
 
 fn supervisor(project: &str, file: ComposeFile) -> Arc<Supervisor> {
     let docker = bollard::Docker::connect_with_local_defaults().unwrap();
-    Supervisor::new(docker, project, file, Path::new(".").to_path_buf())
+    // `up` makes the stack's certificates beside the base directory: a scratch one, never
+    // the source tree (a run once left a CA and keys in server/pki).
+    let base = std::env::temp_dir().join(format!("bss-supervisor-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    Supervisor::new(docker, project, file, base)
 }
 
 fn project(tag: &str) -> String {
