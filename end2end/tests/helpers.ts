@@ -1,7 +1,6 @@
 import { expect, type Locator, type Page } from '@playwright/test';
 
-// <body> gets data-hydrated="true" once the wasm has hydrated the whole page (its lazily
-// loaded route included: app/src/lib.rs).
+// The nav bar's container gets data-hydrated="true" once the wasm has hydrated the page.
 export async function hydrated(page: Page) {
   await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
 }
