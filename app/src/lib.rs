@@ -20,5 +20,14 @@ pub use shell::{shell, App};
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // `leptos::mount::hydrate_lazy`, plus a mark once the whole page is hydrated. Pages are
+    // lazily loaded routes, so hydration finishes only after the page's code has arrived;
+    // an effect in the shell ran before that, and a click in that gap (a test's, a fast
+    // user's) met server HTML with no handler. `body[data-hydrated]` is set after it.
+    _ = any_spawner::Executor::init_wasm_bindgen();
+    leptos::task::spawn_local(async {
+        let body = leptos::tachys::dom::body();
+        leptos::mount::hydrate_from_async(body.clone(), App).await.forget();
+        _ = body.set_attribute("data-hydrated", "true");
+    });
 }

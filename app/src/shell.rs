@@ -2,24 +2,15 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
-    SsrMode, StaticSegment,
+    Lazy, SsrMode, StaticSegment,
 };
 
 use crate::pages;
 
 /// The HTML document around the app (server side only renders this).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    // The inline hydration script carries a per-request nonce; the CSP names it, so no
-    // other inline script can run.
-    #[cfg(feature = "ssr")]
-    if let (Some(nonce), Some(res)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
-        let csp = format!(
-            "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-        );
-        if let Ok(v) = http::HeaderValue::from_str(&csp) {
-            res.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
-        }
-    }
+    // The inline scripts carry the nonce of the page's CSP (chosen by the server before it
+    // renders, `server/src/web.rs` `page_csp`).
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -58,14 +49,44 @@ pub const NAV: &[(&str, &str)] = &[
 /// Entries only an admin can use, shown to admins only (the server refuses the rest anyway).
 pub const ADMIN_NAV: &[(&str, &str)] = &[("/users", "Users")];
 
+
+/// Every page is a lazily loaded route: the browser fetches a page's code (its views and
+/// the decoding of its data) when it first shows that page, so the first load carries the
+/// shell and one page, not all fourteen (`cargo leptos build --split`; the budget is checked
+/// by `dev/scripts/check-wasm.mjs`). The server renders them as before.
+macro_rules! page {
+    ($route:ident, $component:path) => {
+        pub struct $route;
+        #[leptos_router::lazy_route]
+        impl leptos_router::LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+            fn view(_this: Self) -> AnyView {
+                view! { <$component/> }.into_any()
+            }
+        }
+    };
+}
+    page!(OverviewPage, pages::overview::Overview);
+    page!(TopologyPage, pages::topology::Topology);
+    page!(ServicesPage, pages::services::Services);
+    page!(LoginPage, pages::auth::Login);
+    page!(LogsPage, pages::logs::Logs);
+    page!(AuditPage, pages::auth::Audit);
+    page!(StreamsPage, pages::streams::Streams);
+    page!(DatabasePage, pages::database::Database);
+    page!(AlertsPage, pages::alerts::Alerts);
+    page!(GatewayPage, pages::gateway::Gateway);
+    page!(VerifyPage, pages::verify::Verify);
+    page!(DemoPage, pages::demo::Demo);
+    page!(DrillsPage, pages::drills::Drills);
+    page!(UsersPage, pages::users::Users);
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Effects run only in the browser: this marks the page once hydration has happened,
-    // which is what the end-to-end tests wait for.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-    let who = Resource::new(|| (), |_| pages::auth::whoami());
+    let who = crate::live::resource(|| (), |_| pages::auth::whoami());
     view! {
         <Stylesheet id="leptos" href="/pkg/bss-control.css"/>
         <Title text="bss-control"/>
@@ -76,7 +97,7 @@ pub fn App() -> impl IntoView {
                 <span class="spacer"></span>
                 <pages::auth::WhoAmI/>
             </header>
-            <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
+            <div class="layout">
                 <nav class="sidenav" aria-label="Main">
                     <ul>
                         {NAV
@@ -107,20 +128,20 @@ pub fn App() -> impl IntoView {
                     }>
                     // Async SSR: resource data is in the HTML, so pages read without JS.
                     <Routes fallback=|| view! { <h1>"Not found"</h1> }>
-                        <Route path=StaticSegment("") view=pages::overview::Overview ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("topology") view=pages::topology::Topology ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("services") view=pages::services::Services ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("login") view=pages::auth::Login/>
-                        <Route path=StaticSegment("logs") view=pages::logs::Logs ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("audit") view=pages::auth::Audit ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("streams") view=pages::streams::Streams ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("database") view=pages::database::Database ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("alerts") view=pages::alerts::Alerts ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("gateway") view=pages::gateway::Gateway ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("verify") view=pages::verify::Verify ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("demo") view=pages::demo::Demo ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("drills") view=pages::drills::Drills ssr=SsrMode::Async/>
-                        <Route path=StaticSegment("users") view=pages::users::Users ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("") view={Lazy::<OverviewPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("topology") view={Lazy::<TopologyPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("services") view={Lazy::<ServicesPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("login") view={Lazy::<LoginPage>::new()}/>
+                        <Route path=StaticSegment("logs") view={Lazy::<LogsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("audit") view={Lazy::<AuditPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("streams") view={Lazy::<StreamsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("database") view={Lazy::<DatabasePage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("alerts") view={Lazy::<AlertsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("gateway") view={Lazy::<GatewayPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("verify") view={Lazy::<VerifyPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("demo") view={Lazy::<DemoPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("drills") view={Lazy::<DrillsPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("users") view={Lazy::<UsersPage>::new()} ssr=SsrMode::Async/>
                     </Routes>
                     </ErrorBoundary>
                 </main>

@@ -11,6 +11,8 @@
 # 5. The seed's gateway claim (100,000+ req/s, p99 < 5 ms) through Envoy, and its read claim
 #    (3x with replicas) through the router (part 3).
 # 6. The stack's CPU at rest (goal ≤ 10 % of one core).
+# 7. The browser bundle: the wasm fetched for a first page, gzipped, heaviest page and the
+#    overview (goal ≤ 400 KB), from the release build's check (dev/scripts/check-wasm.mjs).
 # Every part prints GOAL lines (server/src/goals.rs); the end is one table of all of them,
 # kept in $BSS_CACHE/bench/last.tsv for the verify suite. BENCH_PARTS="1 3" runs a subset.
 set -euo pipefail
@@ -27,7 +29,7 @@ export BSS_STORE_PATH=$STATE/bench.db BSS_COMPOSE=dev/compose.yml,dev/compose.of
 COMPOSE=(docker-compose -p bssbench -f dev/compose.yml -f dev/compose.offline.yml)
 ROUNDS=${BENCH_ROUNDS:-3}
 # BENCH_PARTS picks parts (e.g. "1 3 5"); all by default.
-PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6} "
+PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6 7} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 RESULTS=$BSS_CACHE/bench
 mkdir -p "$RESULTS"
@@ -107,6 +109,8 @@ if part 5; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ss
 "$BIN" down >/dev/null
 # 4. /healthz latency while 300 bad sign-ins run (server/benches/signin.rs).
 part 4 && cargo bench -q -p server --features app/ssr --bench signin
+# 7. The browser bundle (a release build of the browser half; its check prints the goals).
+if part 7; then dev/scripts/toolchain.sh front && dev/scripts/build.sh front | grep -v swc_ecma; fi
 return 0
 }
 

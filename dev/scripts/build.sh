@@ -12,8 +12,8 @@ cd "$(dirname "$0")/../.."
 cargo fetch -q
 cargo fetch -q -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown
 case "${1:-all}" in
-  all) cargo leptos build --release ;;
-  front) cargo leptos build --release --frontend-only ;;
+  all) cargo leptos build --release --split ;;
+  front) cargo leptos build --release --frontend-only --split ;;
   *) echo "usage: $0 [all|front]" >&2; exit 2 ;;
 esac
 node dev/scripts/check-wasm.mjs target/site/pkg/bss-control.wasm

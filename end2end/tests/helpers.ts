@@ -1,6 +1,7 @@
 import { expect, type Locator, type Page } from '@playwright/test';
 
-// The nav bar's container gets data-hydrated="true" once the wasm has hydrated the page.
+// <body> gets data-hydrated="true" once the wasm has hydrated the whole page (its lazily
+// loaded route included: app/src/lib.rs).
 export async function hydrated(page: Page) {
   await expect(page.locator('[data-hydrated="true"]')).toHaveCount(1);
 }

@@ -23,10 +23,14 @@ for (const scheme of ['dark', 'light'] as const) {
     await page.emulateMedia({ colorScheme: scheme });
     const found: Record<string, string[]> = {};
     // A panic in the wasm (a hydration mismatch, as a NaN sent as JSON null once caused)
-    // leaves the page looking right and dead: it is written to the console as an error.
+    // leaves the page looking right and dead. The release wasm aborts on a panic (no
+    // message: `-Cpanic=immediate-abort`), which the browser reports as a RuntimeError
+    // (`unreachable`) thrown from the wasm; a build with messages writes 'panicked'.
     const panics: string[] = [];
     let current = '';
-    page.on('console', (m) => { if (m.type() === 'error' && m.text().includes('panicked')) panics.push(`${current}: ${m.text().slice(0, 160)}`); });
+    const wasmFault = (t: string) => /panicked|RuntimeError|unreachable/.test(t);
+    page.on('console', (m) => { if (m.type() === 'error' && wasmFault(m.text())) panics.push(`${current}: ${m.text().slice(0, 160)}`); });
+    page.on('pageerror', (e) => { if (wasmFault(`${e.name}: ${e.message}`)) panics.push(`${current}: ${e.name}: ${e.message.slice(0, 160)}`); });
     for (const path of PAGES) {
       current = path;
       await page.goto(path);

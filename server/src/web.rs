@@ -14,7 +14,12 @@ use axum::{
 };
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
-use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tower_http::{
+    compression::{predicate::{DefaultPredicate, Predicate}, CompressionLayer},
+    limit::RequestBodyLimitLayer,
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
 
 use crate::{
     auth::{same_origin, Auth, SESSION_COOKIE},
@@ -50,7 +55,14 @@ pub fn router(services: Arc<Services>) -> Router {
     let routes = generate_route_list(App);
     let backend: SharedBackend = services.clone();
     let ctx_backend = backend.clone();
-    let context = move || provide_context(ctx_backend.clone());
+    let context = move || {
+        provide_context(ctx_backend.clone());
+        // The nonce `page_csp` put in this response's CSP signs the page's inline scripts.
+        if let Some(nonce) = use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PageNonce>().cloned()) {
+            provide_context(nonce.0);
+        }
+    };
+    let error_context = context.clone();
 
     Router::new()
         .route("/healthz", get(healthz))
@@ -68,7 +80,7 @@ pub fn router(services: Arc<Services>) -> Router {
             let o = leptos_options.clone();
             move || shell(o.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(error_context, shell))
         .layer(middleware::from_fn_with_state(state.clone(), auth_gate))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -84,11 +96,47 @@ pub fn router(services: Arc<Services>) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        // Pages replace this with a per-request nonce for their inline hydration script
-        // (see app::shell); everything else gets the strict default.
+        // Pages get a per-request nonce for their inline hydration scripts; everything else
+        // the strict default.
+        .layer(middleware::from_fn(page_csp))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP_DEFAULT)))
+        .layer(CompressionLayer::new().gzip(true).compress_when(DefaultPredicate::new().and(static_asset)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A page's nonce, chosen before it renders.
+#[derive(Clone)]
+struct PageNonce(leptos::nonce::Nonce);
+
+/// Every HTML answer carries a CSP whose nonce signs its inline scripts (the hydration script
+/// and the resources' data). The nonce is chosen here and given to the renderer, instead of
+/// the page adding the header while it renders: with lazily loaded routes that header was
+/// now and then missing from a page's answer (seen in Playwright: the strict default was
+/// sent, the browser blocked the inline scripts and the page never hydrated).
+async fn page_csp(mut req: Request, next: Next) -> Response {
+    let nonce = leptos::nonce::Nonce::new();
+    req.extensions_mut().insert(PageNonce(nonce.clone()));
+    let mut res = next.run(req).await;
+    let html = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
+    if html {
+        let csp = format!(
+            "default-src 'self'; script-src 'self' 'nonce-{}' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            &*nonce
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    res
+}
+
+/// The browser bundle is sent gzipped (the page's wasm is about a third of its size then);
+/// pages, server-function answers and exports are not: a response that carries the CSRF
+/// token beside text an attacker can choose, compressed, leaks the token (BREACH).
+fn static_asset(_: axum::http::StatusCode, _: axum::http::Version, headers: &axum::http::HeaderMap, _: &axum::http::Extensions) -> bool {
+    let ty = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ["application/wasm", "text/javascript", "application/javascript", "text/css"].iter().any(|t| ty.starts_with(t))
 }
 
 /// Marks a request that came in on the container-facing listener (bound at this address).

@@ -259,6 +259,18 @@ async fn pages_carry_security_headers_and_local_mode_is_the_local_admin() {
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert!(body.contains("Local mode"), "banner on every page in local mode");
+    // The header's nonce is the one that signs the page's inline scripts, on a page and on
+    // the not-found page alike (else the browser blocks them and nothing hydrates); every
+    // answer gets its own.
+    let nonce_of = |csp: &str| csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).unwrap().to_string();
+    let first = nonce_of(csp);
+    assert!(body.contains(&format!("nonce=\"{first}\"")), "the page's scripts carry another nonce than its CSP");
+    for path in ["/login", "/no-such-page"] {
+        let (_, headers, body) = send(&app, Request::get(path).header(header::HOST, HOST).body(Body::empty()).unwrap()).await;
+        let n = nonce_of(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap());
+        assert_ne!(n, first, "{path}: a nonce used twice");
+        assert!(body.contains(&format!("nonce=\"{n}\"")), "{path}: the scripts' nonce differs from the CSP's");
+    }
     let whoami = server_fns().into_iter().find(|(n, _)| *n == "whoami").unwrap().1;
     let (_, _, body) = send(&app, call(&whoami, "", None, None)).await;
     assert!(body.contains("\"local_mode\":true") && body.contains("admin"), "{body}");

@@ -75,7 +75,7 @@ fn route_tree(node: RouteNode, hits: Signal<Vec<String>>) -> AnyView {
 #[component]
 pub fn Alerts() -> impl IntoView {
     let tick = poll_every(3);
-    let data = Resource::new(move || tick.get(), |_| get_alerts_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_alerts_view());
     let can = crate::live::use_is_operator();
     let tester = ServerAction::<TestRoute>::new();
     let fire = ServerAction::<FireTestAlert>::new();

@@ -59,7 +59,7 @@ pub fn Login() -> impl IntoView {
 /// Top-bar identity: user, role, sign-out; or the local-mode banner.
 #[component]
 pub fn WhoAmI() -> impl IntoView {
-    let who = Resource::new(|| (), |_| whoami());
+    let who = crate::live::resource(|| (), |_| whoami());
     view! {
         <Suspense fallback=|| ()>
             {move || who.get().map(|r| match r {
@@ -83,7 +83,7 @@ pub fn Audit() -> impl IntoView {
     let query = use_query_map();
     let actor = move || query.with(|q| q.get("actor")).filter(|s| !s.is_empty());
     let action = move || query.with(|q| q.get("action")).filter(|s| !s.is_empty());
-    let rows = Resource::new(move || (actor(), action()), |(a, b)| get_audit(a, b));
+    let rows = crate::live::resource(move || (actor(), action()), |(a, b)| get_audit(a, b));
     let export = move || {
         let mut q = vec![];
         if let Some(a) = actor() { q.push(format!("actor={a}")); }

@@ -36,7 +36,7 @@ pub async fn set_replay_paused(replica: String, paused: bool) -> Result<String, 
 pub fn Database() -> impl IntoView {
     // Lag is sampled every second on the server; refetch every 2 s while the page is open.
     let tick = crate::live::poll_every(2);
-    let view_res = Resource::new(move || tick.get(), |_| get_db_view());
+    let view_res = crate::live::resource(move || tick.get(), |_| get_db_view());
     let can = crate::live::use_is_operator();
     let replay = ServerAction::<SetReplayPaused>::new();
 

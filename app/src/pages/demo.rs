@@ -41,7 +41,7 @@ pub async fn cancel_demo() -> Result<String, AppError> {
 #[component]
 pub fn Demo() -> impl IntoView {
     let tick = poll_every(1);
-    let data = Resource::new(move || tick.get(), |_| get_demo_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_demo_view());
     let can = crate::live::use_is_operator();
     let start = ServerAction::<StartDemo>::new();
     let cancel = ServerAction::<CancelDemo>::new();

@@ -145,7 +145,7 @@ fn RunCard(run: DrillRun, previous: Option<DrillRun>) -> impl IntoView {
 #[component]
 pub fn Drills() -> impl IntoView {
     let tick = poll_every(1);
-    let data = Resource::new(move || tick.get(), |_| get_drills_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_drills_view());
     let can = crate::live::use_is_operator();
     let start = ServerAction::<StartDrill>::new();
     let cancel = ServerAction::<CancelDrill>::new();

@@ -62,7 +62,7 @@ pub fn HaproxyTable(rows: Vec<HaproxyRow>, testid: &'static str) -> impl IntoVie
 #[component]
 pub fn Gateway() -> impl IntoView {
     let tick = poll_every(2);
-    let data = Resource::new(move || tick.get(), |_| get_gateway_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_gateway_view());
     let can = crate::live::use_is_operator();
     let burst = ServerAction::<BurstTest>::new();
     let n = RwSignal::new("30".to_string());

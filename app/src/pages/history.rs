@@ -28,7 +28,7 @@ pub async fn get_history(chart: String, window: String) -> Result<History, AppEr
 pub fn PromHistory(chart: &'static str, title: &'static str, unit: &'static str) -> impl IntoView {
     let window = RwSignal::new("1h");
     let tick = crate::live::poll_every(30);
-    let res = Resource::new(move || (window.get(), tick.get()), move |(w, _)| get_history(chart.to_string(), w.to_string()));
+    let res = crate::live::resource(move || (window.get(), tick.get()), move |(w, _)| get_history(chart.to_string(), w.to_string()));
     let heading = format!("history-{chart}-h");
     let labelled_by = heading.clone();
     view! {

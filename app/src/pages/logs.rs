@@ -19,7 +19,7 @@ const KEEP: usize = 2000;
 
 #[component]
 pub fn Logs() -> impl IntoView {
-    let initial = Resource::new(|| (), |_| get_merged_logs());
+    let initial = crate::live::resource(|| (), |_| get_merged_logs());
     let live = RwSignal::new(Vec::<LogLine>::new());
     let connected = use_event_source("/sse/logs", "log", move |l: LogLine| {
         live.update(|v| {

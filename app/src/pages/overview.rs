@@ -22,7 +22,7 @@ pub async fn fetch_engine_status() -> Result<EngineStatus, AppError> {
 #[component]
 pub fn Overview() -> impl IntoView {
     let refreshes = RwSignal::new(0u32);
-    let status = Resource::new(move || refreshes.get(), |_| fetch_engine_status());
+    let status = crate::live::resource(move || refreshes.get(), |_| fetch_engine_status());
     view! {
         <h1>"Overview"</h1>
         <section class="card" aria-labelledby="engine-h">

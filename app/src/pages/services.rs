@@ -44,11 +44,11 @@ pub async fn get_service_logs(service: String) -> Result<Vec<String>, AppError> 
 pub fn Services() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
-    let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
+    let overview = crate::live::resource(move || tick.get(), |_| get_stack_overview());
     let action = ServerAction::<RunStackAction>::new();
     let can = crate::live::use_is_operator();
     let logs_for = RwSignal::new(None::<String>);
-    let logs = Resource::new(
+    let logs = crate::live::resource(
         move || (logs_for.get(), tick.get()),
         |(svc, _)| async move {
             match svc {

@@ -72,7 +72,7 @@ fn charts(v: &StreamsView) -> impl IntoView {
 #[component]
 pub fn Streams() -> impl IntoView {
     let tick = poll_every(2);
-    let data = Resource::new(move || tick.get(), |_| get_streams_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_streams_view());
     let can = crate::live::use_is_operator();
     let act = ServerAction::<ProcessorAction>::new();
     let send = ServerAction::<SendSampleEvents>::new();

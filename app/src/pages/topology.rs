@@ -101,13 +101,13 @@ pub fn page_of(service: &str) -> &'static str {
 pub fn Topology() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
-    let overview = Resource::new(move || tick.get(), |_| get_stack_overview());
+    let overview = crate::live::resource(move || tick.get(), |_| get_stack_overview());
     // A running drill's target is drawn as faulted and links to the drill (drills report
     // on the same feed, so the tick follows them too).
-    let drills = Resource::new(move || tick.get(), |_| crate::pages::drills::get_drills_view());
+    let drills = crate::live::resource(move || tick.get(), |_| crate::pages::drills::get_drills_view());
     // Envoy's view of its upstream (the control plane's container-facing listener, mutual
     // TLS): the envoy → bss-control arrow is drawn healthy, failing or unknown by it.
-    let gateway = Resource::new(move || tick.get(), |_| crate::pages::gateway::get_gateway_view());
+    let gateway = crate::live::resource(move || tick.get(), |_| crate::pages::gateway::get_gateway_view());
     view! {
         <h1>"Topology"</h1>
         <p class="muted">"Arrows: traffic (start order: see Services). Colours: "

@@ -55,7 +55,7 @@ pub fn Users() -> impl IntoView {
     let revoke = ServerAction::<RevokeSession>::new();
     // Refetch after every change.
     let version = move || (add.version().get(), update.version().get(), revoke.version().get());
-    let users = Resource::new(version, |_| get_users());
+    let users = crate::live::resource(version, |_| get_users());
     let result = crate::live::latest_outcome(&[add.value(), update.value(), revoke.value()]);
     let (name, role, password) = (RwSignal::new(String::new()), RwSignal::new("viewer".to_string()), RwSignal::new(String::new()));
     view! {

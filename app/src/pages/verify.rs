@@ -73,7 +73,7 @@ fn diff(c: &CheckResult, prev: Option<&CheckResult>) -> String {
 pub fn Verify() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
-    let data = Resource::new(move || tick.get(), |_| get_verify_view());
+    let data = crate::live::resource(move || tick.get(), |_| get_verify_view());
     let can = crate::live::use_is_operator();
     let start = ServerAction::<StartVerify>::new();
 
