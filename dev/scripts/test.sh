@@ -124,7 +124,7 @@ cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
-step "browser bundle (cargo-leptos, release wasm) + wasm check"
+step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
 wait_bg front
 
 step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"
