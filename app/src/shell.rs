@@ -20,6 +20,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // Inline, so the browser does not ask for /favicon.ico (a 404 in every console).
                 <link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Crect width='16' height='16' rx='3' fill='%231f6feb'/%3E%3C/svg%3E"/>
                 <AutoReload options=options.clone()/>
+                // Before the module scripts: retries a dropped download of the bundle's parts.
+                <script src="/fetch-retry.js"></script>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>

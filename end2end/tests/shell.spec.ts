@@ -78,3 +78,34 @@ test('screenshot of the overview', async ({ page }, testInfo) => {
   await page.screenshot({ path, fullPage: true });
   await testInfo.attach('overview', { path, contentType: 'image/png' });
 });
+
+test('a dropped download of the bundle is retried: the page still hydrates and navigates', async ({ page }) => {
+  // The network drops the first two requests for every part of the bundle (the main module,
+  // each page's chunks), as Chromium does to requests in flight when the host's networks
+  // change. Without the retry (public/fetch-retry.js) the page never hydrates.
+  const seen = new Map<string, number>();
+  let dropped = 0;
+  await page.route('**/pkg/**', async (route) => {
+    const url = route.request().url();
+    const n = (seen.get(url) ?? 0) + 1;
+    seen.set(url, n);
+    if (n <= 2) {
+      dropped += 1;
+      await route.abort('internetdisconnected');
+    } else {
+      await route.continue();
+    }
+  });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  await page.goto('/');
+  await hydrated(page);
+  const onFirstLoad = dropped;
+  expect(onFirstLoad).toBeGreaterThanOrEqual(2);
+  // A page not shown yet: its chunk is fetched now, on a client-side navigation.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Streams', exact: true }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Streams' })).toBeVisible();
+  expect(dropped).toBeGreaterThan(onFirstLoad);
+  expect(errors).toEqual([]);
+});

@@ -406,7 +406,7 @@ pub async fn shutdown_signal() {
 /// Paths anyone may reach: the sign-in page and form, health and metrics for scrapers,
 /// and the static site (wasm, js, css).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/api/openapi.json" | "/api/events.schema.json" | "/robots.txt" | "/favicon.ico") || path.starts_with("/pkg/")
+    matches!(path, "/login" | "/auth/login" | "/healthz" | "/metrics" | "/api/openapi.json" | "/api/events.schema.json" | "/robots.txt" | "/favicon.ico" | "/fetch-retry.js") || path.starts_with("/pkg/")
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
