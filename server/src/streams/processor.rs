@@ -1,17 +1,20 @@
 //! One processor's Kafka loop: consume → transform → produce, at-least-once.
 //!
-//! Offsets are *stored* only after the output (or DLQ) record is acknowledged by the
-//! brokers (idempotent producer, `acks=all`), and stored in consumption order: produce
-//! futures sit in a `FuturesOrdered`, so an offset is never stored ahead of an earlier
-//! record that is still in flight. librdkafka commits stored offsets every second and the
-//! loop commits synchronously on shutdown, after draining what is in flight.
+//! Offsets are *stored* only after the output (or DLQ) record and the state it changed are
+//! acknowledged by the brokers (idempotent producer, `acks=all`), and stored in consumption
+//! order: records go in batches (500 records or 5 ms), a batch's state changes are written
+//! to the changelog when it closes (the latest value per key), and the batches' futures sit
+//! in a `FuturesOrdered`, so an offset is never stored ahead of an earlier record that is
+//! still in flight. One offset per partition is stored per batch. librdkafka commits stored
+//! offsets every second and the loop commits synchronously on shutdown, after draining
+//! what is in flight.
 //!
 //! A failed delivery blocks its partition: no offset of that partition is stored from then
 //! on (later records of it that did reach the brokers included), the loop stops, and the
 //! supervisor's restart consumes the partition again from the first unacknowledged record.
 //! Other partitions' acknowledged records still have their offsets stored while draining.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -104,6 +107,8 @@ pub struct Stats {
     /// The last transient error (brokers unreachable…) and when it was seen (unix ms),
     /// cleared by the next record; see [`Stats::transient_error`].
     pub last_error: Mutex<Option<(String, u64)>>,
+    /// Whether `last_error` holds one (read per record instead of taking the lock).
+    pub has_error: std::sync::atomic::AtomicBool,
     /// Changelog records replayed into the state at the last start.
     pub restored: AtomicU64,
     /// The restore in progress: changelog offsets replayed so far and in all (the page's
@@ -120,6 +125,13 @@ pub struct Stats {
 impl Stats {
     pub fn note_error(&self, e: String) {
         *self.last_error.lock().unwrap() = Some((e, crate::clock::now_ms()));
+        self.has_error.store(true, Ordering::Relaxed);
+    }
+
+    /// A record came through: the transient error is over.
+    pub fn clear_error(&self) {
+        self.has_error.store(false, Ordering::Relaxed);
+        self.last_error.lock().unwrap().take();
     }
 
     /// The transient error still current, with its age at `now_ms` ("… (12 s ago)"): none
@@ -143,8 +155,9 @@ struct Source {
     event_ms: u64,
 }
 
-/// The input's source, and whether its output and state changes all reached the brokers.
-type Acked = (Source, Result<(), String>);
+/// The input's source, whether its output and state changes all reached the brokers, and
+/// when its output was acknowledged (unix ms).
+type Acked = (Source, Result<(), String>, u64);
 
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
     producer_config(brokers).create()
@@ -223,9 +236,17 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         return run_transactional(spec, stats, cancel, consumer, transform).await;
     }
     let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
+    // Records are acknowledged in batches (one future per batch, not per record): a batch
+    // closes at BATCH_RECORDS records or BATCH_WAIT after its first, and then the state
+    // changes its records made are written to the changelog, the latest value per key once.
     let mut in_flight = FuturesOrdered::new();
+    let mut in_flight_records = 0usize;
+    let mut batch = Batch::default();
+    let mut state = StateChanges::default();
     let mut blocked = Blocked::default();
     let mut idle = idle_ticks();
+    let closes = tokio::time::sleep(BATCH_WAIT);
+    tokio::pin!(closes);
     let result = loop {
         tokio::select! {
             biased;
@@ -233,12 +254,18 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
             // Idle input: a fresh recv() below polls librdkafka, which is what keeps the
             // member in its group (max.poll.interval.ms, 5 min, counts from the last poll).
             _ = idle.tick() => {}
-            Some(a) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = acknowledge(&consumer, stats, a, &mut blocked) {
+            Some(acks) = in_flight.next(), if !in_flight.is_empty() => {
+                let acks: Vec<Acked> = acks;
+                in_flight_records -= acks.len();
+                if let Err(e) = acknowledge(&consumer, stats, acks, &mut blocked) {
                     break Err(e);
                 }
             }
-            msg = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+            _ = &mut closes, if !batch.is_empty() => {
+                in_flight_records += batch.len();
+                in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+            }
+            msg = consumer.recv(), if in_flight_records + batch.len() < MAX_IN_FLIGHT => {
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -249,22 +276,33 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                     }
                 };
                 stats.consumed.fetch_add(1, Ordering::Relaxed);
-                stats.last_error.lock().unwrap().take();
+                if stats.has_error.load(Ordering::Relaxed) {
+                    stats.clear_error();
+                }
                 let r = route(spec, transform.as_mut(), &m);
-                // The state changes go first; the input's offset waits for all deliveries.
-                let deliveries = send(&producer, spec, &m, &r).await?;
-                let (dlq, event_ms) = (r.dlq, r.event_ms);
-                let src = Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq, event_ms };
-                in_flight.push_back(acked(src, deliveries));
+                state.absorb(r.changes);
+                let delivery = send(&producer, spec, &m, r.dlq, &r.bytes, r.headers).await?;
+                if batch.is_empty() {
+                    closes.as_mut().reset(tokio::time::Instant::now() + BATCH_WAIT);
+                }
+                batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms }, delivery);
+                if batch.len() >= BATCH_RECORDS {
+                    in_flight_records += batch.len();
+                    in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+                }
             }
         }
     };
-    // Drain: everything consumed gets acknowledged (bounded), then offsets are committed.
-    // A failure here blocks its partition too; the others keep storing.
+    // Drain: what was consumed is written out with its state and acknowledged (bounded),
+    // then offsets are committed. A failure here blocks its partition too; the others keep
+    // storing.
     let drain = async {
         let mut first_error = Ok(());
-        while let Some(a) = in_flight.next().await {
-            if let Err(e) = acknowledge(&consumer, stats, a, &mut blocked) {
+        if !batch.is_empty() {
+            in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+        }
+        while let Some(acks) = in_flight.next().await {
+            if let Err(e) = acknowledge(&consumer, stats, acks, &mut blocked) {
                 first_error = first_error.and(Err(e));
             }
         }
@@ -278,6 +316,61 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         }
     }
     result.and(drained)
+}
+
+/// A batch closes at this many records, or this long after its first record.
+const BATCH_RECORDS: usize = 500;
+const BATCH_WAIT: Duration = Duration::from_millis(5);
+
+/// Records consumed and handed to the producer, not yet closed into an acknowledgement.
+#[derive(Default)]
+struct Batch(Vec<(Source, DeliveryFuture)>);
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, src: Source, delivery: DeliveryFuture) {
+        self.0.push((src, delivery));
+    }
+
+    /// Writes the state its records changed to the changelog and gives the future of the
+    /// batch's acknowledgements: each record's own delivery, and the changelog's.
+    async fn close(&mut self, producer: &FutureProducer, spec: &ProcessorSpec, state: &mut StateChanges) -> Result<impl std::future::Future<Output = Vec<Acked>> + use<>, String> {
+        let changelog = match &spec.changelog {
+            Some(topic) => state.write(producer, topic).await?,
+            None => vec![],
+        };
+        Ok(acked(std::mem::take(&mut self.0), changelog))
+    }
+}
+
+/// State changes not written to the changelog yet: the latest value of each key since the
+/// last write (Kafka Streams' record cache). A batch of 500 customer events changes the
+/// window record 500 times and each of ~100 customers several times; the changelog gets
+/// one record per key. Compaction keeps only the last value of a key anyway, and a restore
+/// replays the last value per key, so what is restored is the same.
+#[derive(Default)]
+struct StateChanges(HashMap<String, Option<Vec<u8>>>);
+
+impl StateChanges {
+    fn absorb(&mut self, changes: Vec<(String, Option<Vec<u8>>)>) {
+        self.0.extend(changes);
+    }
+
+    /// Hands every pending change to the producer (a tombstone for `None`) and forgets it.
+    async fn write(&mut self, producer: &FutureProducer, topic: &str) -> Result<Vec<DeliveryFuture>, String> {
+        let mut deliveries = Vec::with_capacity(self.0.len());
+        for (k, v) in self.0.drain() {
+            deliveries.push(enqueue_opt(producer, topic, k.as_bytes(), v.as_deref(), None).await.map_err(|e| e.to_string())?);
+        }
+        Ok(deliveries)
+    }
 }
 
 /// What one input record becomes: the output (or the DLQ record), and the state changes
@@ -314,18 +407,11 @@ fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Messa
     }
 }
 
-/// Hands a routed record to the producer: its state changes to the changelog first, then
-/// the output or DLQ record (keyed like its input).
-async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message, r: &Routed) -> Result<Vec<DeliveryFuture>, String> {
-    let mut deliveries = Vec::with_capacity(r.changes.len() + 1);
-    if let Some(topic) = &spec.changelog {
-        for (k, v) in &r.changes {
-            deliveries.push(enqueue_opt(producer, topic, k.as_bytes(), v.as_deref(), OwnedHeaders::new()).await.map_err(|e| e.to_string())?);
-        }
-    }
-    let dest = if r.dlq { &spec.dlq } else { &spec.output };
-    deliveries.push(enqueue(producer, dest, m.key().unwrap_or_default(), &r.bytes, r.headers.clone()).await.map_err(|e| e.to_string())?);
-    Ok(deliveries)
+/// Hands a routed record to the producer: the output, or the DLQ record (keyed like its
+/// input).
+async fn send(producer: &FutureProducer, spec: &ProcessorSpec, m: &impl Message, dlq: bool, bytes: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, String> {
+    let dest = if dlq { &spec.dlq } else { &spec.output };
+    enqueue(producer, dest, m.key().unwrap_or_default(), bytes, headers).await.map_err(|e| e.to_string())
 }
 
 /// How long a loop waits on an idle input before it polls the consumer afresh. A
@@ -396,7 +482,7 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
             }
         }
         let rebalanced = revocations() != revoked;
-        stats.last_error.lock().unwrap().take();
+        stats.clear_error();
         producer.begin_transaction().map_err(|e| format!("begin transaction: {e}"))?;
         let fail = |what: String| {
             let _ = producer.abort_transaction(T);
@@ -404,22 +490,26 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         };
         let mut pending = Vec::with_capacity(batch.len());
         let mut next = std::collections::BTreeMap::new();
+        let mut state = StateChanges::default();
         for m in &batch {
             let r = route(spec, transform.as_mut(), m);
-            pending.push((r.dlq, r.event_ms, send(&producer, spec, m, &r).await.map_err(fail)?));
+            state.absorb(r.changes);
+            pending.push((r.dlq, r.event_ms, send(&producer, spec, m, r.dlq, &r.bytes, r.headers).await.map_err(fail)?));
             next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         }
+        // The transaction's state changes, the latest value per key.
+        let changelog = match &spec.changelog {
+            Some(topic) => state.write(&producer, topic).await.map_err(fail)?,
+            None => vec![],
+        };
         let (mut out, mut dead, mut lat) = (0, 0, Vec::with_capacity(batch.len()));
-        for (dlq, event_ms, deliveries) in pending {
-            for d in deliveries {
-                match d.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, m))) => return Err(fail(format!("delivery to {} failed: {e}; the transaction was aborted", m.topic()))),
-                    Err(_) => return Err(fail("producer dropped a delivery; the transaction was aborted".into())),
-                }
-            }
+        for (dlq, event_ms, d) in pending {
+            delivered(d.await).map_err(|e| fail(format!("{e}; the transaction was aborted")))?;
             if dlq { dead += 1 } else { out += 1 }
             lat.push(now_ms().saturating_sub(event_ms) * 1000);
+        }
+        for d in changelog {
+            delivered(d.await).map_err(|e| fail(format!("{e} (state changes); the transaction was aborted")))?;
         }
         let mut tpl = TopicPartitionList::new();
         for ((topic, p), o) in &next {
@@ -460,17 +550,33 @@ fn transactional_producer(spec: &ProcessorSpec) -> rdkafka::error::KafkaResult<F
         .create()
 }
 
-async fn acked(src: Source, deliveries: Vec<DeliveryFuture>) -> Acked {
-    let mut r = Ok(());
-    for d in deliveries {
-        let e = match d.await {
-            Ok(Ok(_)) => continue,
-            Ok(Err((e, m))) => format!("delivery to {} failed: {e}", m.topic()),
-            Err(_) => "producer dropped a delivery".to_string(),
-        };
-        r = r.and(Err(e));
+/// Waits for a batch's deliveries: each record's own (its latency is taken when it is
+/// acknowledged), then the changelog's, whose failure fails every record of the batch
+/// (their state is not on the brokers).
+async fn acked(records: Vec<(Source, DeliveryFuture)>, changelog: Vec<DeliveryFuture>) -> Vec<Acked> {
+    let mut acks = Vec::with_capacity(records.len());
+    for (src, d) in records {
+        let r = delivered(d.await);
+        acks.push((src, r, now_ms()));
     }
-    (src, r)
+    let mut state = Ok(());
+    for d in changelog {
+        state = state.and(delivered(d.await).map_err(|e| format!("{e} (state changes)")));
+    }
+    if let Err(e) = state {
+        for a in &mut acks {
+            a.1 = std::mem::replace(&mut a.1, Ok(())).and(Err(e.clone()));
+        }
+    }
+    acks
+}
+
+fn delivered<Dropped>(d: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Dropped>) -> Result<(), String> {
+    match d {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, m))) => Err(format!("delivery to {} failed: {e}", m.topic())),
+        Err(_) => Err("producer dropped a delivery".to_string()),
+    }
 }
 
 /// A changelog partition with no leader cannot be read until one of its replicas is
@@ -605,46 +711,82 @@ impl Blocked {
     }
 }
 
-/// Stores the input's offset once its output is on the brokers and nothing before it on
-/// its partition failed; a failed delivery is an `Err` (the loop stops) and blocks the
-/// partition, so the record is consumed again after the restart.
-fn acknowledge(consumer: &Input, stats: &Stats, (src, r): Acked, blocked: &mut Blocked) -> Result<(), String> {
-    let failure = r.err().map(|e| format!("{e} ({})", if src.dlq { "to the DLQ" } else { "to the output" }));
-    if !blocked.admit(&src, failure.is_none()) {
-        return match failure {
-            Some(e) => Err(format!("{e}; {}[{}] will be consumed again from offset {}", src.topic, src.partition, src.offset)),
+/// Stores the inputs' offsets once their output and state are on the brokers and nothing
+/// before them on their partition failed (one call per batch, the next offset of each
+/// partition); a failed delivery is an `Err` (the loop stops) and blocks the partition, so
+/// the record is consumed again after the restart.
+fn acknowledge(consumer: &Input, stats: &Stats, acks: Vec<Acked>, blocked: &mut Blocked) -> Result<(), String> {
+    let s = settle(&acks, blocked);
+    if !s.next.is_empty() {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (t, p, o) in s.next {
+            let _ = tpl.add_partition_offset(t, p, rdkafka::Offset::Offset(o));
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The partitions were revoked meanwhile: their new owner consumes the records again.
+            tracing::debug!(error = %e, "offsets not stored");
+        }
+    }
+    stats.produced.fetch_add(s.produced, Ordering::Relaxed);
+    stats.dlq.fetch_add(s.dead, Ordering::Relaxed);
+    stats.latencies_us.lock().unwrap().extend(s.latencies_us);
+    s.result
+}
+
+/// What a batch's acknowledgements come to.
+struct Settled<'a> {
+    /// (topic, partition, next offset to consume) to store.
+    next: Vec<(&'a str, i32, i64)>,
+    produced: u64,
+    dead: u64,
+    latencies_us: Vec<u64>,
+    result: Result<(), String>,
+}
+
+fn settle<'a>(acks: &'a [Acked], blocked: &mut Blocked) -> Settled<'a> {
+    let mut s = Settled { next: vec![], produced: 0, dead: 0, latencies_us: Vec::with_capacity(acks.len()), result: Ok(()) };
+    for (src, r, acked_ms) in acks {
+        let failure = r.as_ref().err().map(|e| format!("{e} ({})", if src.dlq { "to the DLQ" } else { "to the output" }));
+        if !blocked.admit(src, failure.is_none()) {
+            if let Some(e) = failure {
+                let e = format!("{e}; {}[{}] will be consumed again from offset {}", src.topic, src.partition, src.offset);
+                s.result = std::mem::replace(&mut s.result, Ok(())).and(Err(e));
+            }
             // Delivered, but an earlier record of its partition was not: it will be
             // produced again after the restart (at-least-once), so its offset stays unstored.
-            None => Ok(()),
-        };
+            continue;
+        }
+        match s.next.iter_mut().find(|(t, p, _)| *p == src.partition && *t == src.topic) {
+            Some(n) => n.2 = n.2.max(src.offset + 1),
+            None => s.next.push((&src.topic, src.partition, src.offset + 1)),
+        }
+        if src.dlq { s.dead += 1 } else { s.produced += 1 }
+        s.latencies_us.push(acked_ms.saturating_sub(src.event_ms) * 1000);
     }
-    if let Err(e) = consumer.store_offset(&src.topic, src.partition, src.offset) {
-        // The partition was revoked meanwhile: its new owner consumes the record again.
-        tracing::debug!(topic = %src.topic, partition = src.partition, error = %e, "offset not stored");
-    }
-    let counter = if src.dlq { &stats.dlq } else { &stats.produced };
-    counter.fetch_add(1, Ordering::Relaxed);
-    let lat_us = now_ms().saturating_sub(src.event_ms) * 1000;
-    stats.latencies_us.lock().unwrap().push(lat_us);
-    Ok(())
+    s
 }
 
 /// Hands a record to librdkafka (waiting while its queue is full); the future resolves
 /// when the brokers acknowledge it.
 pub async fn enqueue(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<DeliveryFuture, StreamsError> {
-    enqueue_opt(producer, topic, key, Some(payload), headers).await
+    enqueue_opt(producer, topic, key, Some(payload), Some(headers)).await
 }
 
 /// [`enqueue`] where no payload (`None`) is a tombstone: compaction drops the key.
-async fn enqueue_opt(producer: &FutureProducer, topic: &str, key: &[u8], payload: Option<&[u8]>, headers: OwnedHeaders) -> Result<DeliveryFuture, StreamsError> {
+async fn enqueue_opt(producer: &FutureProducer, topic: &str, key: &[u8], payload: Option<&[u8]>, mut headers: Option<OwnedHeaders>) -> Result<DeliveryFuture, StreamsError> {
     loop {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key).headers(headers.clone());
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+        record.headers = headers.take();
         if let Some(p) = payload {
             record = record.payload(p);
         }
         match producer.send_result(record) {
             Ok(d) => return Ok(d),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                // The record comes back: its headers go into the next try.
+                headers = record.headers;
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
             Err((e, _)) => return Err(StreamsError::Kafka(format!("produce to {topic}: {e}"))),
         }
     }
@@ -711,6 +853,36 @@ mod tests {
         if let Err(e) = transactional_producer(&spec) {
             panic!("{e}");
         }
+    }
+
+    #[test]
+    fn a_batch_stores_the_next_offset_of_each_partition_up_to_its_first_failure() {
+        let ok = |p, o, at| (src(p, o), Ok(()), at);
+        let acks = vec![ok(0, 10, 5), ok(1, 3, 6), ok(0, 11, 7), (src(0, 12), Err("delivery to out failed: timed out".into()), 8), ok(0, 13, 9), ok(1, 4, 9)];
+        let mut blocked = Blocked::default();
+        let s = settle(&acks, &mut blocked);
+        assert_eq!(s.next, vec![("in", 0, 12), ("in", 1, 5)], "partition 0 stops before the failed record 12; 13 waits");
+        assert_eq!((s.produced, s.dead), (4, 0));
+        assert_eq!(s.latencies_us, vec![5000, 6000, 7000, 9000]);
+        let e = s.result.unwrap_err();
+        assert!(e.contains("in[0] will be consumed again from offset 12") && e.contains("to the output"), "{e}");
+        // The next batch of partition 0 stays blocked; partition 1 carries on.
+        let later = vec![ok(0, 14, 10), ok(1, 5, 10)];
+        let s = settle(&later, &mut blocked);
+        assert_eq!(s.next, vec![("in", 1, 6)]);
+        assert!(s.result.is_ok());
+    }
+
+    #[test]
+    fn state_changes_keep_the_latest_value_of_each_key_tombstones_included() {
+        let mut c = StateChanges::default();
+        c.absorb(vec![("cust-1".into(), Some(b"1".to_vec())), ("~window".into(), Some(b"a".to_vec()))]);
+        c.absorb(vec![("cust-1".into(), Some(b"2".to_vec())), ("~window".into(), Some(b"b".to_vec()))]);
+        c.absorb(vec![("ord-9".into(), Some(b"placed".to_vec()))]);
+        c.absorb(vec![("ord-9".into(), None)]);
+        let mut got: Vec<_> = c.0.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        got.sort();
+        assert_eq!(got, vec![("cust-1", Some(&b"2"[..])), ("ord-9", None), ("~window", Some(&b"b"[..]))]);
     }
 
     #[test]
