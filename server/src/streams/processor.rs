@@ -14,7 +14,7 @@
 //! supervisor's restart consumes the partition again from the first unacknowledged record.
 //! Other partitions' acknowledged records still have their offsets stored while draining.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -81,10 +81,17 @@ impl Transform {
         }
     }
 
-    fn changes(&self, ev: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
+    fn touched(&self, ev: &CloudEvent, key: impl FnMut(&str)) {
         match self {
-            Transform::Customer(t) => t.changes(ev),
-            Transform::Order(t) => t.changes(ev),
+            Transform::Customer(t) => t.touched(ev, key),
+            Transform::Order(t) => t.touched(ev, key),
+        }
+    }
+
+    fn value(&self, key: &str) -> Option<Vec<u8>> {
+        match self {
+            Transform::Customer(t) => t.value(key),
+            Transform::Order(t) => t.value(key),
         }
     }
 
@@ -263,7 +270,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
             }
             _ = &mut closes, if !batch.is_empty() => {
                 in_flight_records += batch.len();
-                in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+                in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
             }
             msg = consumer.recv(), if in_flight_records + batch.len() < MAX_IN_FLIGHT => {
                 let m = match msg {
@@ -279,8 +286,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                 if stats.has_error.load(Ordering::Relaxed) {
                     stats.clear_error();
                 }
-                let r = route(spec, transform.as_mut(), &m);
-                state.absorb(r.changes);
+                let r = route(spec, transform.as_mut(), &m, &mut state);
                 let delivery = send(&producer, spec, &m, r.dlq, &r.bytes, r.headers).await?;
                 if batch.is_empty() {
                     closes.as_mut().reset(tokio::time::Instant::now() + BATCH_WAIT);
@@ -288,7 +294,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                 batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms }, delivery);
                 if batch.len() >= BATCH_RECORDS {
                     in_flight_records += batch.len();
-                    in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+                    in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
                 }
             }
         }
@@ -299,7 +305,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     let drain = async {
         let mut first_error = Ok(());
         if !batch.is_empty() {
-            in_flight.push_back(batch.close(&producer, spec, &mut state).await?);
+            in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
         }
         while let Some(acks) = in_flight.next().await {
             if let Err(e) = acknowledge(&consumer, stats, acks, &mut blocked) {
@@ -341,56 +347,63 @@ impl Batch {
 
     /// Writes the state its records changed to the changelog and gives the future of the
     /// batch's acknowledgements: each record's own delivery, and the changelog's.
-    async fn close(&mut self, producer: &FutureProducer, spec: &ProcessorSpec, state: &mut StateChanges) -> Result<impl std::future::Future<Output = Vec<Acked>> + use<>, String> {
+    async fn close(&mut self, producer: &FutureProducer, spec: &ProcessorSpec, state: &mut StateChanges, transform: Option<&Transform>) -> Result<impl std::future::Future<Output = Vec<Acked>> + use<>, String> {
         let changelog = match &spec.changelog {
-            Some(topic) => state.write(producer, topic).await?,
+            Some(topic) => state.write(producer, topic, transform).await?,
             None => vec![],
         };
         Ok(acked(std::mem::take(&mut self.0), changelog))
     }
 }
 
-/// State changes not written to the changelog yet: the latest value of each key since the
-/// last write (Kafka Streams' record cache). A batch of 500 customer events changes the
-/// window record 500 times and each of ~100 customers several times; the changelog gets
-/// one record per key. Compaction keeps only the last value of a key anyway, and a restore
-/// replays the last value per key, so what is restored is the same.
+/// State not written to the changelog yet: the keys changed since the last write, each
+/// written once with its value at that time (Kafka Streams' record cache). A batch of 500
+/// customer events changes the window record 500 times and each of ~100 customers several
+/// times; the changelog gets one record per key, and the values are serialised then, not
+/// per event. Compaction keeps only the last value of a key anyway, and a restore replays
+/// the last value per key, so what is restored is the same.
 #[derive(Default)]
-struct StateChanges(HashMap<String, Option<Vec<u8>>>);
+struct StateChanges(HashSet<String>);
 
 impl StateChanges {
-    fn absorb(&mut self, changes: Vec<(String, Option<Vec<u8>>)>) {
-        self.0.extend(changes);
+    fn touch(&mut self, key: &str) {
+        if !self.0.contains(key) {
+            self.0.insert(key.to_string());
+        }
     }
 
-    /// Hands every pending change to the producer (a tombstone for `None`) and forgets it.
-    async fn write(&mut self, producer: &FutureProducer, topic: &str) -> Result<Vec<DeliveryFuture>, String> {
+    /// Hands every changed key's current value to the producer (a tombstone for `None`)
+    /// and forgets the keys.
+    async fn write(&mut self, producer: &FutureProducer, topic: &str, transform: Option<&Transform>) -> Result<Vec<DeliveryFuture>, String> {
+        let Some(t) = transform else {
+            self.0.clear();
+            return Ok(vec![]);
+        };
         let mut deliveries = Vec::with_capacity(self.0.len());
-        for (k, v) in self.0.drain() {
+        for k in self.0.drain() {
+            let v = t.value(&k);
             deliveries.push(enqueue_opt(producer, topic, k.as_bytes(), v.as_deref(), None).await.map_err(|e| e.to_string())?);
         }
         Ok(deliveries)
     }
 }
 
-/// What one input record becomes: the output (or the DLQ record), and the state changes
-/// to write to the changelog. The same for both delivery modes.
+/// What one input record becomes: the output (or the DLQ record); the state keys it
+/// changed are marked in the batch's [`StateChanges`]. The same for both delivery modes.
 struct Routed {
     dlq: bool,
     bytes: Vec<u8>,
     headers: OwnedHeaders,
-    /// (key, value); `None` is a tombstone.
-    changes: Vec<(String, Option<Vec<u8>>)>,
     event_ms: u64,
 }
 
-fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Message) -> Routed {
+fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Message, state: &mut StateChanges) -> Routed {
     let now = now_ms();
     let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
     let payload = || m.payload().unwrap_or_default().to_vec();
-    let dead = |reason: &str, event_ms| Routed { dlq: true, bytes: payload(), headers: dlq_headers(spec, m, reason), changes: vec![], event_ms };
+    let dead = |reason: &str, event_ms| Routed { dlq: true, bytes: payload(), headers: dlq_headers(spec, m, reason), event_ms };
     let Some(transform) = transform else {
-        return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), changes: vec![], event_ms: kafka_ms };
+        return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), event_ms: kafka_ms };
     };
     match CloudEvent::parse(m.payload().unwrap_or_default()) {
         Err(reason) => dead(&reason.0, kafka_ms),
@@ -398,8 +411,10 @@ fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Messa
             let event_ms = ev.time_ms().unwrap_or(kafka_ms);
             match transform.process(&ev, now) {
                 Outcome::Emit(out) => {
-                    let changes = if spec.changelog.is_some() { transform.changes(&ev) } else { vec![] };
-                    Routed { dlq: false, bytes: out.to_bytes(), headers: ce_headers(), changes, event_ms }
+                    if spec.changelog.is_some() {
+                        transform.touched(&ev, |k| state.touch(k));
+                    }
+                    Routed { dlq: false, bytes: out.to_bytes(), headers: ce_headers(), event_ms }
                 }
                 Outcome::Reject(reason) => dead(&reason, event_ms),
             }
@@ -492,14 +507,13 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         let mut next = std::collections::BTreeMap::new();
         let mut state = StateChanges::default();
         for m in &batch {
-            let r = route(spec, transform.as_mut(), m);
-            state.absorb(r.changes);
+            let r = route(spec, transform.as_mut(), m, &mut state);
             pending.push((r.dlq, r.event_ms, send(&producer, spec, m, r.dlq, &r.bytes, r.headers).await.map_err(fail)?));
             next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         }
         // The transaction's state changes, the latest value per key.
         let changelog = match &spec.changelog {
-            Some(topic) => state.write(&producer, topic).await.map_err(fail)?,
+            Some(topic) => state.write(&producer, topic, transform.as_ref()).await.map_err(fail)?,
             None => vec![],
         };
         let (mut out, mut dead, mut lat) = (0, 0, Vec::with_capacity(batch.len()));
@@ -874,15 +888,22 @@ mod tests {
     }
 
     #[test]
-    fn state_changes_keep_the_latest_value_of_each_key_tombstones_included() {
-        let mut c = StateChanges::default();
-        c.absorb(vec![("cust-1".into(), Some(b"1".to_vec())), ("~window".into(), Some(b"a".to_vec()))]);
-        c.absorb(vec![("cust-1".into(), Some(b"2".to_vec())), ("~window".into(), Some(b"b".to_vec()))]);
-        c.absorb(vec![("ord-9".into(), Some(b"placed".to_vec()))]);
-        c.absorb(vec![("ord-9".into(), None)]);
-        let mut got: Vec<_> = c.0.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-        got.sort();
-        assert_eq!(got, vec![("cust-1", Some(&b"2"[..])), ("ord-9", None), ("~window", Some(&b"b"[..]))]);
+    fn state_changes_are_written_once_per_key_with_the_value_at_the_write() {
+        use crate::streams::events::{sample_event, CustomerAnalytics};
+        let mut t = Transform::Customer(CustomerAnalytics::new(60_000));
+        let mut state = StateChanges::default();
+        for seq in [0, 194, 2] {
+            // seq 0 and 194 are the same customer (cust-0), seq 2 another (cust-2).
+            let (_, _, bytes) = sample_event("r", seq, 1_000);
+            let ev = CloudEvent::parse(&bytes).unwrap();
+            assert!(matches!(t.process(&ev, 1_000), Outcome::Emit(_)));
+            t.touched(&ev, |k| state.touch(k));
+        }
+        let mut keys: Vec<&str> = state.0.iter().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["cust-0", "cust-2", "~window"], "one record per key, however often it changed");
+        assert_eq!(t.value("cust-0").as_deref(), Some(&b"2"[..]), "the value at the write: both events counted");
+        assert_eq!(t.value("cust-9"), None, "a key the state does not hold is a tombstone");
     }
 
     #[test]
