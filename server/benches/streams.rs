@@ -94,8 +94,23 @@ fn high_watermarks(topic: &str) -> i64 {
     (0..3).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|w| w.1).unwrap_or(0)).sum()
 }
 
-/// (LogAppendTime ms, input event time ms) of every record on `topic`.
-async fn read_times(topic: &str, want: usize) -> Vec<(i64, i64)> {
+/// One record as read back: its LogAppendTime, the input event's id and time (an output
+/// carries them as causationid / causationtime; the raw pipe's output is the input itself),
+/// and when a processor handled it (`processedat`, outputs only). Times in unix ms.
+struct Seen {
+    appended: i64,
+    input_id: String,
+    input_ms: i64,
+    processed_ms: Option<i64>,
+}
+
+fn rfc3339(v: Option<&serde_json::Value>) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(v?.as_str()?).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+/// Every record on `topic` (up to `want`, or until 10 s pass without one).
+async fn read_times(topic: &str, want: usize) -> Vec<Seen> {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", BROKERS)
         .set("group.id", format!("bench-reader-{topic}"))
@@ -112,19 +127,40 @@ async fn read_times(topic: &str, want: usize) -> Vec<(i64, i64)> {
             Timestamp::NotAvailable => continue,
         };
         let Ok(ev) = CloudEvent::parse(m.payload().unwrap_or_default()) else { continue };
-        // Outputs carry the input's time as causationtime; the raw pipe's output is the input.
-        let input_ms = ev
-            .extensions
-            .get("causationtime")
-            .and_then(|t| t.as_str())
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
-            .or_else(|| ev.time_ms().map(|t| t as i64));
-        if let Some(i) = input_ms {
-            out.push((appended, i));
+        let input_ms = rfc3339(ev.extensions.get("causationtime")).or_else(|| ev.time_ms().map(|t| t as i64));
+        let input_id = ev.extensions.get("causationid").and_then(|v| v.as_str()).unwrap_or(&ev.id).to_string();
+        if let Some(input_ms) = input_ms {
+            out.push(Seen { appended, input_id, input_ms, processed_ms: rfc3339(ev.extensions.get("processedat")) });
         }
     }
     out
+}
+
+/// The paced phase's latency split per hop, p50 / p99 (ms): event time → input appended,
+/// input appended → processed (processors only), processed → output appended, and end to
+/// end (event time → output appended).
+fn hops(inputs: &[Seen], outputs: &[&Seen]) -> Vec<(&'static str, f64, f64)> {
+    let appended_in: std::collections::HashMap<&str, i64> = inputs.iter().map(|s| (s.input_id.as_str(), s.appended)).collect();
+    let (mut produce, mut consume, mut emit, mut total) = (vec![], vec![], vec![], vec![]);
+    for o in outputs {
+        let Some(&ia) = appended_in.get(o.input_id.as_str()) else { continue };
+        produce.push((ia - o.input_ms).max(0) as u64);
+        total.push((o.appended - o.input_ms).max(0) as u64);
+        match o.processed_ms {
+            Some(p) => {
+                consume.push((p - ia).max(0) as u64);
+                emit.push((o.appended - p).max(0) as u64);
+            }
+            None => emit.push((o.appended - ia).max(0) as u64),
+        }
+    }
+    let mut rows = vec![];
+    for (name, mut v) in [("event → input appended", produce), ("input appended → processed", consume), ("→ output appended", emit), ("end to end", total)] {
+        if !v.is_empty() {
+            rows.push((name, percentile(&mut v, 0.50), percentile(&mut v, 0.99)));
+        }
+    }
+    rows
 }
 
 enum Running {
@@ -313,6 +349,8 @@ fn start(contender: &str, kind: &str, input: &str, output: &str, dlq: &str, run:
 }
 
 struct Result {
+    /// Per paced rate (events/s): the latency split per hop.
+    hops: Vec<(u64, Vec<(&'static str, f64, f64)>)>,
     throughput: f64,
     p50: f64,
     p99: f64,
@@ -335,26 +373,40 @@ async fn measure(contender: &str, kind: &str, run: &str, n: u64, rate: u64, secs
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // (2) Paced: `rate` events/s for `secs` s with the contender warm.
-    let paced = rate * secs;
-    let paced_rate = produce(&input, kind, run, n, paced, Some(rate)).await;
+    // (2) Paced, with the contender warm: 1 000 and 5 000 events/s for 2 s each (the
+    // latency budget's lower rates), then `rate` events/s for `secs` s (the headline).
+    let mut phases: Vec<(u64, u64, u64)> = vec![]; // (rate, first event, events)
+    let mut next = n;
+    for (r, s) in [(1_000, 2), (5_000, 2)].into_iter().filter(|(r, _)| *r < rate).chain([(rate, secs)]) {
+        phases.push((r, next, r * s));
+        next += r * s;
+    }
+    let mut paced_rate = 0.0;
+    for &(r, from, count) in &phases {
+        paced_rate = produce(&input, kind, run, from, count, Some(r)).await;
+    }
+    let total = next;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !running.reached(&output, n + paced) && Instant::now() < deadline {
+    while !running.reached(&output, total) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;
-    let times = read_times(&output, (n + paced) as usize).await;
-    let mut backlog: Vec<i64> = times.iter().map(|(a, _)| *a).collect();
+    let times = read_times(&output, total as usize).await;
+    let inputs = read_times(&input, total as usize).await;
+    // Which event an input id is: "<run>-<seq>", seq = 2 × event (+1 for orders).
+    let event_of = |id: &str| id.rsplit('-').next().and_then(|s| s.parse::<u64>().ok()).map(|seq| seq / 2);
+    let in_phase = |s: &Seen, (_, from, count): (u64, u64, u64)| event_of(&s.input_id).is_some_and(|i| i >= from && i < from + count);
+    let mut backlog: Vec<i64> = times.iter().filter(|s| event_of(&s.input_id).is_some_and(|i| i < n)).map(|s| s.appended).collect();
     backlog.sort_unstable();
-    // The first N outputs by append time are the backlog; the rest the paced phase. The first
-    // 10 % of the backlog is warm-up (group join, partitions assigned one by one): skipped.
-    let drained = &backlog[..(n as usize).min(backlog.len())];
-    let drained = &drained[drained.len() / 10..];
+    // The first 10 % of the backlog is warm-up (group join, partitions assigned one by
+    // one): skipped.
+    let drained = &backlog[backlog.len() / 10..];
     let span_ms = (drained.last().copied().unwrap_or(0) - drained.first().copied().unwrap_or(0)).max(1);
-    let mut by_append = times.clone();
-    by_append.sort_unstable();
-    let mut lat: Vec<u64> = by_append.iter().skip(n as usize).map(|(a, i)| (a - i).max(0) as u64).collect();
+    let per_phase: Vec<(u64, Vec<&Seen>)> = phases.iter().map(|&ph| (ph.0, times.iter().filter(|s| in_phase(s, ph)).collect())).collect();
+    let headline = &per_phase.last().unwrap().1;
+    let mut lat: Vec<u64> = headline.iter().map(|s| (s.appended - s.input_ms).max(0) as u64).collect();
     Some(Result {
+        hops: per_phase.iter().map(|(r, outs)| (*r, hops(&inputs, outs))).collect(),
         throughput: drained.len() as f64 / (span_ms as f64 / 1000.0),
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
@@ -385,6 +437,10 @@ async fn main() {
                 ),
                 None => println!("  {kind:8} {contender:8} did not finish"),
             }
+            for (rate, hops) in r.iter().flat_map(|r| &r.hops) {
+                let split: Vec<String> = hops.iter().map(|(h, p50, p99)| format!("{h} {p50:.0}/{p99:.0}")).collect();
+                println!("  {kind:8} {contender:8}   at {rate:>5} ev/s, per hop p50/p99 ms: {}", split.join(", "));
+            }
             rows.push((contender, r));
         }
         // The median round of a contender (by throughput; its p99 is the median p99).
@@ -401,6 +457,7 @@ async fn main() {
                 throughput: median(runs.iter().map(|r| r.throughput).collect()),
                 p50: median(runs.iter().map(|r| r.p50).collect()),
                 p99: median(runs.iter().map(|r| r.p99).collect()),
+                hops: vec![],
                 paced_rate: median(runs.iter().map(|r| r.paced_rate).collect()),
             })
         };
