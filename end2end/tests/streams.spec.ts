@@ -34,6 +34,9 @@ test('Streams page: processors run, sample events flow through both, rates and l
     .toBeGreaterThan(1);
   await expect.poll(async () => parseFloat(await page.getByTestId('latency-max').textContent() ?? '0'), { timeout: 30_000 })
     .toBeGreaterThan(0.01);
+  // The latency split per hop (event → consumed, consumed → acknowledged) moves too.
+  await expect.poll(async () => parseFloat(await page.getByTestId('hops-max').textContent() ?? '0'), { timeout: 30_000 })
+    .toBeGreaterThan(0.01);
 
   // Stop and start one processor from the UI.
   const row = processor(page, 'bss-order-processor');

@@ -82,6 +82,13 @@ pub struct ProcPoint {
     /// End-to-end latency (event time → output acknowledged) over that second, ms.
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The latency per hop, p99 over that second, ms: event time → consumed (producing,
+    /// the brokers' append and replication, the fetch), consumed → output acknowledged
+    /// (the processor: transform, produce, acknowledgement).
+    #[serde(default)]
+    pub wait_p99_ms: f64,
+    #[serde(default)]
+    pub work_p99_ms: f64,
     pub lag: i64,
 }
 

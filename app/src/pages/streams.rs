@@ -57,6 +57,9 @@ fn charts(v: &StreamsView) -> impl IntoView {
     let both: Vec<String> = names.iter().flat_map(|n| [format!("{n} p50"), format!("{n} p99")]).collect();
     let latency: Vec<(u64, Vec<f64>)> =
         v.history.iter().map(|p| (p.at_ms, p.procs.iter().flat_map(|q| [q.p50_ms, q.p99_ms]).collect())).collect();
+    let hop_names: Vec<String> = names.iter().flat_map(|n| [format!("{n} to it"), format!("{n} in it")]).collect();
+    let hops: Vec<(u64, Vec<f64>)> =
+        v.history.iter().map(|p| (p.at_ms, p.procs.iter().flat_map(|q| [q.wait_p99_ms, q.work_p99_ms]).collect())).collect();
     view! {
         <div class="grid2">
             <LineChart title="Events in (per second)".to_string() unit="ev/s" names=names.clone() points=series(|p| p.in_rate) testid="in-rate".to_string()/>
@@ -64,6 +67,7 @@ fn charts(v: &StreamsView) -> impl IntoView {
             <LineChart title="Dead-lettered (per second)".to_string() unit="ev/s" names=names.clone() points=series(|p| p.dlq_rate) testid="dlq-rate".to_string()/>
             <LineChart title="End-to-end latency, event time → output acknowledged".to_string() unit="ms" names=both points=latency
                 refs=vec![(v.claim_latency_ms, "seed claim: < 100 ms")] testid="latency".to_string()/>
+            <LineChart title="Latency per hop, p99: event time → consumed (to it), consumed → output acknowledged (in it)".to_string() unit="ms" names=hop_names points=hops testid="hops".to_string()/>
             <LineChart title="Consumer lag (records)".to_string() unit="rec" names=names points=series(|p| p.lag as f64) testid="lag".to_string()/>
         </div>
     }

@@ -383,13 +383,18 @@ impl Streams {
                         h.stats.produced.load(Ordering::Relaxed),
                         h.stats.dlq.load(Ordering::Relaxed),
                     );
-                    let mut lat = std::mem::take(&mut *h.stats.latencies_us.lock().unwrap());
+                    let lats = std::mem::take(&mut *h.stats.latencies_us.lock().unwrap());
+                    let mut lat: Vec<u64> = lats.iter().map(|l| l.total_us).collect();
+                    let mut wait: Vec<u64> = lats.iter().map(|l| l.wait_us).collect();
+                    let mut work: Vec<u64> = lats.iter().map(|l| l.total_us.saturating_sub(l.wait_us)).collect();
                     let point = ProcPoint {
                         in_rate: now.0.saturating_sub(last.0) as f64,
                         out_rate: now.1.saturating_sub(last.1) as f64,
                         dlq_rate: now.2.saturating_sub(last.2) as f64,
                         p50_ms: percentile(&mut lat, 0.50) / 1000.0,
                         p99_ms: percentile(&mut lat, 0.99) / 1000.0,
+                        wait_p99_ms: percentile(&mut wait, 0.99) / 1000.0,
+                        work_p99_ms: percentile(&mut work, 0.99) / 1000.0,
                         lag: lag_of(&topics, &h.spec.input, &h.spec.group).unwrap_or(0),
                     };
                     *last = now;

@@ -109,8 +109,8 @@ pub struct Stats {
     pub consumed: AtomicU64,
     pub produced: AtomicU64,
     pub dlq: AtomicU64,
-    /// End-to-end latencies (µs) acknowledged since the sampler last drained them.
-    pub latencies_us: Mutex<Vec<u64>>,
+    /// Latencies of the records acknowledged since the sampler last drained them.
+    pub latencies_us: Mutex<Vec<Latency>>,
     /// The last transient error (brokers unreachable…) and when it was seen (unix ms),
     /// cleared by the next record; see [`Stats::transient_error`].
     pub last_error: Mutex<Option<(String, u64)>>,
@@ -123,6 +123,16 @@ pub struct Stats {
     pub restore_progress: Arc<(AtomicU64, AtomicU64)>,
     /// State restored and the input subscribed: records given to it now are processed.
     pub ready: std::sync::atomic::AtomicBool,
+}
+
+/// One record's latency, split where the processor sees it (µs): event time → consumed
+/// (producing, the brokers' append and replication, the fetch), and end to end (event time
+/// → output acknowledged); the difference is the processor's own hop (transform, produce,
+/// acknowledgement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latency {
+    pub total_us: u64,
+    pub wait_us: u64,
 }
 
 /// How a transient error ends: a record comes through (it clears the error), or the brokers
@@ -160,6 +170,8 @@ struct Source {
     offset: i64,
     dlq: bool,
     event_ms: u64,
+    /// When the loop consumed it (unix ms).
+    consumed_ms: u64,
 }
 
 /// The input's source, whether its output and state changes all reached the brokers, and
@@ -291,7 +303,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
                 if batch.is_empty() {
                     closes.as_mut().reset(tokio::time::Instant::now() + BATCH_WAIT);
                 }
-                batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms }, delivery);
+                batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms, consumed_ms: r.consumed_ms }, delivery);
                 if batch.len() >= BATCH_RECORDS {
                     in_flight_records += batch.len();
                     in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
@@ -395,15 +407,16 @@ struct Routed {
     bytes: Vec<u8>,
     headers: OwnedHeaders,
     event_ms: u64,
+    consumed_ms: u64,
 }
 
 fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Message, state: &mut StateChanges) -> Routed {
     let now = now_ms();
     let kafka_ms = m.timestamp().to_millis().map(|t| t.max(0) as u64).unwrap_or(now);
     let payload = || m.payload().unwrap_or_default().to_vec();
-    let dead = |reason: &str, event_ms| Routed { dlq: true, bytes: payload(), headers: dlq_headers(spec, m, reason), event_ms };
+    let dead = |reason: &str, event_ms| Routed { dlq: true, bytes: payload(), headers: dlq_headers(spec, m, reason), event_ms, consumed_ms: now };
     let Some(transform) = transform else {
-        return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), event_ms: kafka_ms };
+        return Routed { dlq: false, bytes: payload(), headers: OwnedHeaders::new(), event_ms: kafka_ms, consumed_ms: now };
     };
     match CloudEvent::parse(m.payload().unwrap_or_default()) {
         Err(reason) => dead(&reason.0, kafka_ms),
@@ -414,7 +427,7 @@ fn route(spec: &ProcessorSpec, transform: Option<&mut Transform>, m: &impl Messa
                     if spec.changelog.is_some() {
                         transform.touched(&ev, |k| state.touch(k));
                     }
-                    Routed { dlq: false, bytes: out.to_bytes(), headers: ce_headers(), event_ms }
+                    Routed { dlq: false, bytes: out.to_bytes(), headers: ce_headers(), event_ms, consumed_ms: now }
                 }
                 Outcome::Reject(reason) => dead(&reason, event_ms),
             }
@@ -508,7 +521,7 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         let mut state = StateChanges::default();
         for m in &batch {
             let r = route(spec, transform.as_mut(), m, &mut state);
-            pending.push((r.dlq, r.event_ms, send(&producer, spec, m, r.dlq, &r.bytes, r.headers).await.map_err(fail)?));
+            pending.push((r.dlq, r.event_ms, r.consumed_ms, send(&producer, spec, m, r.dlq, &r.bytes, r.headers).await.map_err(fail)?));
             next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         }
         // The transaction's state changes, the latest value per key.
@@ -517,10 +530,10 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
             None => vec![],
         };
         let (mut out, mut dead, mut lat) = (0, 0, Vec::with_capacity(batch.len()));
-        for (dlq, event_ms, d) in pending {
+        for (dlq, event_ms, consumed_ms, d) in pending {
             delivered(d.await).map_err(|e| fail(format!("{e}; the transaction was aborted")))?;
             if dlq { dead += 1 } else { out += 1 }
-            lat.push(now_ms().saturating_sub(event_ms) * 1000);
+            lat.push(Latency { total_us: now_ms().saturating_sub(event_ms) * 1000, wait_us: consumed_ms.saturating_sub(event_ms) * 1000 });
         }
         for d in changelog {
             delivered(d.await).map_err(|e| fail(format!("{e} (state changes); the transaction was aborted")))?;
@@ -753,7 +766,7 @@ struct Settled<'a> {
     next: Vec<(&'a str, i32, i64)>,
     produced: u64,
     dead: u64,
-    latencies_us: Vec<u64>,
+    latencies_us: Vec<Latency>,
     result: Result<(), String>,
 }
 
@@ -775,7 +788,7 @@ fn settle<'a>(acks: &'a [Acked], blocked: &mut Blocked) -> Settled<'a> {
             None => s.next.push((&src.topic, src.partition, src.offset + 1)),
         }
         if src.dlq { s.dead += 1 } else { s.produced += 1 }
-        s.latencies_us.push(acked_ms.saturating_sub(src.event_ms) * 1000);
+        s.latencies_us.push(Latency { total_us: acked_ms.saturating_sub(src.event_ms) * 1000, wait_us: src.consumed_ms.saturating_sub(src.event_ms) * 1000 });
     }
     s
 }
@@ -845,7 +858,7 @@ mod tests {
     use super::*;
 
     fn src(partition: i32, offset: i64) -> Source {
-        Source { topic: "in".into(), partition, offset, dlq: false, event_ms: 0 }
+        Source { topic: "in".into(), partition, offset, dlq: false, event_ms: 0, consumed_ms: 2 }
     }
 
     #[test]
@@ -877,7 +890,8 @@ mod tests {
         let s = settle(&acks, &mut blocked);
         assert_eq!(s.next, vec![("in", 0, 12), ("in", 1, 5)], "partition 0 stops before the failed record 12; 13 waits");
         assert_eq!((s.produced, s.dead), (4, 0));
-        assert_eq!(s.latencies_us, vec![5000, 6000, 7000, 9000]);
+        let lat = |ms: u64| Latency { total_us: ms * 1000, wait_us: 2000 };
+        assert_eq!(s.latencies_us, vec![lat(5), lat(6), lat(7), lat(9)]);
         let e = s.result.unwrap_err();
         assert!(e.contains("in[0] will be consumed again from offset 12") && e.contains("to the output"), "{e}");
         // The next batch of partition 0 stays blocked; partition 1 carries on.
