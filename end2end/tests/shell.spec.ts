@@ -80,12 +80,13 @@ test('screenshot of the overview', async ({ page }, testInfo) => {
 });
 
 test('a dropped download of the bundle is retried: the page still hydrates and navigates', async ({ page }) => {
-  // The network drops the first two requests for every part of the bundle (the main module,
-  // each page's chunks), as Chromium does to requests in flight when the host's networks
-  // change. Without the retry (public/fetch-retry.js) the page never hydrates.
+  // The network drops the first two requests for every part of the bundle's code (the main
+  // wasm module, each page's chunks: what the loaders fetch()), as Chromium does to requests
+  // in flight when the host's networks change. Without the retry (public/fetch-retry.js)
+  // the page never hydrates.
   const seen = new Map<string, number>();
   let dropped = 0;
-  await page.route('**/pkg/**', async (route) => {
+  await page.route((url) => url.pathname.startsWith('/pkg/') && url.pathname.endsWith('.wasm'), async (route) => {
     const url = route.request().url();
     const n = (seen.get(url) ?? 0) + 1;
     seen.set(url, n);
