@@ -217,6 +217,30 @@ pub enum Outcome {
     Reject(String),
 }
 
+/// A transform's state as records of its compacted changelog: which keys a `process`
+/// changed, and a key's current value.
+pub trait Changelog {
+    /// The changelog keys the last `process` of `input` changed.
+    fn touched(&self, input: &CloudEvent, key: impl FnMut(&str));
+
+    /// A key's current value (`None`: a tombstone, the state no longer holds it).
+    fn value(&self, key: &str) -> Option<Vec<u8>>;
+
+    /// The state the last `process` of `input` changed, as changelog records (key, value).
+    /// Written to the changelog before the input's offset may be committed, so a restart
+    /// restores exactly this.
+    fn changes(&self, input: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut keys = vec![];
+        self.touched(input, |k| keys.push(k.to_string()));
+        keys.into_iter()
+            .map(|k| {
+                let v = self.value(&k);
+                (k, v)
+            })
+            .collect()
+    }
+}
+
 pub const CUSTOMER_TYPES: &[&str] =
     &["bss.customer.created", "bss.customer.updated", "bss.customer.deleted", "bss.customer.plan_changed"];
 pub const ORDER_TYPES: &[&str] = &["bss.order.placed", "bss.order.paid", "bss.order.fulfilled", "bss.order.cancelled"];
@@ -296,22 +320,10 @@ impl CustomerAnalytics {
 /// of their own; this one cannot collide with an id, which the CRM never starts with `~`).
 const WINDOW_KEY: &str = "~window";
 
-impl CustomerAnalytics {
-    /// The state the last `process` of `input` changed, as changelog records (key, value):
-    /// the customer's count and the current window. Written to the compacted changelog
-    /// before the input's offset may be committed, so a restart restores exactly this.
-    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
-        let mut keys = vec![];
-        self.touched(input, |k| keys.push(k.to_string()));
-        keys.into_iter().map(|k| {
-            let v = self.value(&k);
-            (k, v)
-        }).collect()
-    }
-
+impl Changelog for CustomerAnalytics {
     /// The changelog keys the last `process` of `input` changed: the customer's and the
     /// window's.
-    pub fn touched(&self, input: &CloudEvent, mut key: impl FnMut(&str)) {
+    fn touched(&self, input: &CloudEvent, mut key: impl FnMut(&str)) {
         let Some(customer) = input.data.get("customer_id").and_then(Value::as_str) else { return };
         if self.per_customer.contains_key(customer) {
             key(customer);
@@ -320,13 +332,15 @@ impl CustomerAnalytics {
     }
 
     /// A changelog key's current value (`None`: a tombstone, the customer was forgotten).
-    pub fn value(&self, key: &str) -> Option<Vec<u8>> {
+    fn value(&self, key: &str) -> Option<Vec<u8>> {
         if key == WINDOW_KEY {
             return Some(json!({"start": self.window_start, "tallies": self.tallies}).to_string().into_bytes());
         }
         self.per_customer.get(key).map(|count| count.to_string().into_bytes())
     }
+}
 
+impl CustomerAnalytics {
     /// Applies one changelog record (restore at start, in log order); a tombstone (`None`)
     /// forgets the customer.
     pub fn restore(&mut self, key: &str, value: Option<&[u8]>) {
@@ -480,21 +494,10 @@ impl OrderProcessor {
     }
 }
 
-impl OrderProcessor {
-    /// The order's state after the last `process` of `input`, as a changelog record, and a
-    /// tombstone (`None`) for the order it evicted, if any.
-    pub fn changes(&self, input: &CloudEvent) -> Vec<(String, Option<Vec<u8>>)> {
-        let mut keys = vec![];
-        self.touched(input, |k| keys.push(k.to_string()));
-        keys.into_iter().map(|k| {
-            let v = self.value(&k);
-            (k, v)
-        }).collect()
-    }
-
+impl Changelog for OrderProcessor {
     /// The changelog keys the last `process` of `input` changed: the order it evicted, if
     /// any, then the order's own.
-    pub fn touched(&self, input: &CloudEvent, mut key: impl FnMut(&str)) {
+    fn touched(&self, input: &CloudEvent, mut key: impl FnMut(&str)) {
         let Some(id) = input.data.get("order_id").and_then(Value::as_str) else { return };
         if !self.states.contains_key(id) {
             return;
@@ -506,10 +509,12 @@ impl OrderProcessor {
     }
 
     /// A changelog key's current value: the order's state (`None`: a tombstone, evicted).
-    pub fn value(&self, key: &str) -> Option<Vec<u8>> {
+    fn value(&self, key: &str) -> Option<Vec<u8>> {
         self.states.get(key).map(|st| st.name().as_bytes().to_vec())
     }
+}
 
+impl OrderProcessor {
     /// Applies one changelog record (restore at start, in log order); a tombstone (`None`)
     /// forgets the order. (Its place in the eviction queue stays: popping it later removes
     /// nothing, or an order re-added since, which only evicts that one early.)

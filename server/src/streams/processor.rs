@@ -33,7 +33,7 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{StreamsError, events::{now_ms, CloudEvent, CustomerAnalytics, OrderProcessor, Outcome, CONTENT_TYPE}};
+use super::{StreamsError, events::{now_ms, Changelog, CloudEvent, CustomerAnalytics, OrderProcessor, Outcome, CONTENT_TYPE}};
 
 /// What to run and where.
 #[derive(Clone, Debug)]
