@@ -36,7 +36,7 @@ use rdkafka::{
     Offset, Timestamp, TopicPartitionList,
 };
 use server::streams::{
-    events::{now_ms, sample_event, CloudEvent},
+    events::{now_ms, rfc3339_to_ms, sample_event, CloudEvent},
     percentile,
     processor::{self, Kind, ProcessorSpec},
     Streams,
@@ -105,8 +105,7 @@ struct Seen {
 }
 
 fn rfc3339(v: Option<&serde_json::Value>) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(v?.as_str()?).ok()?;
-    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    rfc3339_to_ms(v?.as_str()?).map(|t| t as i64)
 }
 
 /// Every record on `topic` (up to `want`, or until 10 s pass without one).

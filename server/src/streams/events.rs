@@ -177,9 +177,14 @@ impl CloudEvent {
 
     /// Event time in unix ms, if the `time` attribute is present and RFC 3339.
     pub fn time_ms(&self) -> Option<u64> {
-        let t = humantime::parse_rfc3339_weak(self.time.as_deref()?).ok()?;
-        t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
+        rfc3339_to_ms(self.time.as_deref()?)
     }
+}
+
+/// An RFC 3339 time (`time`, `causationtime`, `processedat`) in unix ms.
+pub fn rfc3339_to_ms(t: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(t).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
 }
 
 message_error!(

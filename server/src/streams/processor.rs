@@ -135,6 +135,14 @@ pub struct Latency {
     pub wait_us: u64,
 }
 
+impl Latency {
+    /// From the event's time, when it was consumed and when its output was acknowledged
+    /// (unix ms).
+    fn of(event_ms: u64, consumed_ms: u64, acked_ms: u64) -> Self {
+        Latency { total_us: acked_ms.saturating_sub(event_ms) * 1000, wait_us: consumed_ms.saturating_sub(event_ms) * 1000 }
+    }
+}
+
 /// How a transient error ends: a record comes through (it clears the error), or the brokers
 /// answer a read that began after the error was seen (the streams sampler's metadata and
 /// watermark read, every 5 s) — an idle input after the brokers came back gets no record
@@ -533,7 +541,7 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
         for (dlq, event_ms, consumed_ms, d) in pending {
             delivered(d.await).map_err(|e| fail(format!("{e}; the transaction was aborted")))?;
             if dlq { dead += 1 } else { out += 1 }
-            lat.push(Latency { total_us: now_ms().saturating_sub(event_ms) * 1000, wait_us: consumed_ms.saturating_sub(event_ms) * 1000 });
+            lat.push(Latency::of(event_ms, consumed_ms, now_ms()));
         }
         for d in changelog {
             delivered(d.await).map_err(|e| fail(format!("{e} (state changes); the transaction was aborted")))?;
@@ -591,8 +599,8 @@ async fn acked(records: Vec<(Source, DeliveryFuture)>, changelog: Vec<DeliveryFu
         state = state.and(delivered(d.await).map_err(|e| format!("{e} (state changes)")));
     }
     if let Err(e) = state {
-        for a in &mut acks {
-            a.1 = std::mem::replace(&mut a.1, Ok(())).and(Err(e.clone()));
+        for a in acks.iter_mut().filter(|a| a.1.is_ok()) {
+            a.1 = Err(e.clone());
         }
     }
     acks
@@ -777,7 +785,9 @@ fn settle<'a>(acks: &'a [Acked], blocked: &mut Blocked) -> Settled<'a> {
         if !blocked.admit(src, failure.is_none()) {
             if let Some(e) = failure {
                 let e = format!("{e}; {}[{}] will be consumed again from offset {}", src.topic, src.partition, src.offset);
-                s.result = std::mem::replace(&mut s.result, Ok(())).and(Err(e));
+                if s.result.is_ok() {
+                    s.result = Err(e);
+                }
             }
             // Delivered, but an earlier record of its partition was not: it will be
             // produced again after the restart (at-least-once), so its offset stays unstored.
@@ -788,7 +798,7 @@ fn settle<'a>(acks: &'a [Acked], blocked: &mut Blocked) -> Settled<'a> {
             None => s.next.push((&src.topic, src.partition, src.offset + 1)),
         }
         if src.dlq { s.dead += 1 } else { s.produced += 1 }
-        s.latencies_us.push(Latency { total_us: acked_ms.saturating_sub(src.event_ms) * 1000, wait_us: src.consumed_ms.saturating_sub(src.event_ms) * 1000 });
+        s.latencies_us.push(Latency::of(src.event_ms, src.consumed_ms, *acked_ms));
     }
     s
 }
