@@ -5,7 +5,8 @@
 # 1. Provisioning: bss-control's supervisor (`bss-control up`, which returns when every
 #    service is healthy) vs Debian's docker-compose v1 (`up -d`, then polled until every
 #    container is healthy and kafka-init exited 0), same offline images, fresh volumes.
-# 2. Stream processors vs a raw rdkafka pipe and vs Kafka Streams (dev/bench/kstreams).
+# 2. One hop (produce → acknowledged / consumed at 100 ev/s, acks=all and acks=1), then the
+#    stream processors vs a raw rdkafka pipe and vs Kafka Streams (dev/bench/kstreams).
 # 3. The read/write router vs direct sqlx pools, and its read distribution.
 # 4. /healthz latency idle vs during 300 parallel bad sign-ins.
 # 5. The seed's gateway claim (100,000+ req/s, p99 < 5 ms) through Envoy, and its read claim
@@ -13,7 +14,8 @@
 # 6. The stack's CPU at rest (goal ≤ 10 % of one core).
 # 7. The browser bundle: the wasm fetched for a first page, gzipped, heaviest page and the
 #    overview (goal ≤ 400 KB), from the release build's check (dev/scripts/check-wasm.mjs).
-# Every part prints GOAL lines (server/src/goals.rs); the end is one table of all of them,
+# Every part prints GOAL lines (server/src/goals.rs) and FIGURE lines (a figure reported
+# without a goal of its own, e.g. the single hop); the end is one table of all of them,
 # kept in $BSS_CACHE/bench/last.tsv for the verify suite. BENCH_PARTS="1 3" runs a subset.
 set -euo pipefail
 . "$(dirname "$0")/prelude.sh"
@@ -29,7 +31,7 @@ export BSS_STORE_PATH=$STATE/bench.db BSS_COMPOSE=dev/compose.yml,dev/compose.of
 COMPOSE=(docker-compose -p bssbench -f dev/compose.yml -f dev/compose.offline.yml)
 ROUNDS=${BENCH_ROUNDS:-3}
 # BENCH_PARTS picks parts (e.g. "1 3 5"); all by default.
-PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6 7} "
+PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6 7 8} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 RESULTS=$BSS_CACHE/bench
 mkdir -p "$RESULTS"
@@ -99,8 +101,11 @@ if part 2; then
   mvn -q -B -f dev/bench/kstreams/pom.xml -Dbench.out="$KS_OUT" -DskipTests package
   export KSTREAMS_CP="$KS_OUT/kstreams-bench-1.jar:$KS_OUT/lib/*"
   "$BIN" up >/dev/null
+  cargo bench -q -p server --features app/ssr --bench hop
   cargo bench -q -p server --features app/ssr --bench streams
 fi
+# 8. The control plane's memory while the demo runs at 10 000 ev/s (server/benches/memory.rs).
+if part 8; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench memory; fi
 # 3. The read/write router vs direct sqlx pools, and the seed's read claim (server/benches/router.rs).
 if part 3; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench router; fi
 # 5. The seed's gateway claim: Envoy's bench listener, the BSS API direct and through Envoy
@@ -117,7 +122,12 @@ return 0
 run_benches 2>&1 | tee "$LOG"
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "make bench failed (log: $LOG)" >&2; exit 1; }
 # One table of every goal measured in this run; the verify suite reads the last one.
-{ echo "# $(date -u +%Y-%m-%dT%H:%MZ) ($(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"; grep -a $'^GOAL\t' "$LOG" || true; } > "$RESULTS/last.tsv"
+{ echo "# $(date -u +%Y-%m-%dT%H:%MZ) ($(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"; grep -a -E $'^(GOAL|FIGURE)\t' "$LOG" || true; } > "$RESULTS/last.tsv"
 echo
 echo "make bench — every goal of this run (log: $LOG)"
 { printf 'goal\tmeasured\ttarget\tresult\n'; grep -a $'^GOAL\t' "$LOG" | cut -f2-; } | column -t -s $'\t'
+if grep -qa $'^FIGURE\t' "$LOG"; then
+  echo
+  echo "figures reported beside the goals"
+  grep -a $'^FIGURE\t' "$LOG" | cut -f2- | column -t -s $'\t'
+fi

@@ -13,6 +13,15 @@ pub struct Goal {
 }
 
 const TAG: &str = "GOAL";
+/// A figure reported beside the goals, with no goal of its own (e.g. the single hop's
+/// latency under the end-to-end figures): parsed as a [`Goal`] whose `goal` is empty.
+const FIGURE: &str = "FIGURE";
+
+impl Goal {
+    pub fn is_figure(&self) -> bool {
+        self.goal.is_empty()
+    }
+}
 
 /// The line a bench prints for one goal.
 pub fn line(what: &str, measured: &str, goal: &str, met: bool) -> String {
@@ -20,12 +29,23 @@ pub fn line(what: &str, measured: &str, goal: &str, met: bool) -> String {
     format!("{TAG}\t{}\t{}\t{}\t{}", clean(what), clean(measured), clean(goal), if met { "met" } else { "not met" })
 }
 
+/// The line a bench prints for a figure without a goal.
+pub fn figure_line(what: &str, measured: &str) -> String {
+    let clean = |s: &str| s.replace(['\t', '\n'], " ");
+    format!("{FIGURE}\t{}\t{}", clean(what), clean(measured))
+}
+
+/// Prints [`figure_line`] on stdout.
+pub fn figure(what: &str, measured: &str) {
+    println!("{}", figure_line(what, measured));
+}
+
 /// Prints [`line`] on stdout.
 pub fn report(what: &str, measured: &str, goal: &str, met: bool) {
     println!("{}", line(what, measured, goal, met));
 }
 
-/// Every goal line in `text`; other lines are ignored, malformed goal lines too.
+/// Every goal and figure line in `text`; other lines are ignored, malformed ones too.
 pub fn parse(text: &str) -> Vec<Goal> {
     text.lines()
         .filter_map(|l| {
@@ -34,6 +54,7 @@ pub fn parse(text: &str) -> Vec<Goal> {
                 [TAG, what, measured, goal, met @ ("met" | "not met")] => {
                     Some(Goal { what: what.to_string(), measured: measured.to_string(), goal: goal.to_string(), met: *met == "met" })
                 }
+                [FIGURE, what, measured] => Some(Goal { what: what.to_string(), measured: measured.to_string(), goal: String::new(), met: true }),
                 _ => None,
             }
         })
@@ -71,9 +92,12 @@ mod tests {
             line("gateway: Envoy direct rate", "8 412 req/s", "≥ 100 000 req/s (seed)", false),
             line("read scaling, 8 clients", "1.04×", "≥ 3× (seed)", false),
             line("provisioning\tratio", "0.71", "≤ 0.80", true)
-        );
+        ) + &figure_line("single hop at 100 ev/s", "8.6 / 27.0 ms")
+            + "\nFIGURE\tno value\n";
         let g = parse(&text);
-        assert_eq!(g.len(), 3);
+        assert_eq!(g.len(), 4);
+        assert!(g[3].is_figure() && !g[0].is_figure());
+        assert_eq!((g[3].what.as_str(), g[3].measured.as_str()), ("single hop at 100 ev/s", "8.6 / 27.0 ms"));
         assert_eq!(g[0], Goal { what: "gateway: Envoy direct rate".into(), measured: "8 412 req/s".into(), goal: "≥ 100 000 req/s (seed)".into(), met: false });
         assert_eq!(g[2].what, "provisioning ratio", "a tab inside a field cannot split it");
         assert!(g[2].met);
