@@ -260,3 +260,53 @@ async fn concurrent_ups_converge_on_one_network_and_one_container_each() {
     a.down(true).await.unwrap();
     assert!(project_containers(&p).is_empty());
 }
+
+/// A dependent starts once its dependency passes its own health test, run by the
+/// supervisor, not one engine interval later (this engine runs a container's first health
+/// check only `interval` after its start); `up` still returns only once the engine itself
+/// calls the dependency healthy.
+#[tokio::test]
+async fn a_dependent_starts_when_its_dependency_passes_its_health_test_not_an_interval_later() {
+    ensure_image();
+    let p = project("probe");
+    let _cleanup = Cleanup(p.clone());
+    let y = format!(
+        r#"
+services:
+  slowcheck:
+    image: {IMAGE}
+    command: ["sleep", "600"]
+    init: true
+    restart: unless-stopped
+    healthcheck: {{ test: ["CMD-SHELL", "true"], interval: 20s }}
+    networks: [net]
+  dependent:
+    image: {IMAGE}
+    command: ["sleep", "600"]
+    init: true
+    restart: unless-stopped
+    depends_on: {{ slowcheck: {{ condition: service_healthy }} }}
+    networks: [net]
+networks: {{ net: }}
+"#
+    );
+    let sup = supervisor(&p, ComposeFile::from_str(&y, "test").unwrap());
+    let up = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.up().await }
+    });
+    // The dependent runs while the engine still calls its dependency "starting".
+    let mut seen = None;
+    for _ in 0..150 {
+        let d = sup.status_of("dependent").await.unwrap();
+        if d.state == "running" {
+            seen = Some(sup.status_of("slowcheck").await.unwrap().health);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("starting"), "the dependent did not start before the engine's first health check");
+    up.await.unwrap().expect("stack comes up");
+    assert_eq!(sup.status_of("slowcheck").await.unwrap().health, "healthy", "up returned before the engine called it healthy");
+    sup.down(true).await.unwrap();
+}

@@ -309,7 +309,7 @@ impl Supervisor {
     async fn wait_for_dependencies(&self, service: &str) -> Result<(), SupervisorError> {
         for (dep, cond) in self.file.services[service].depends_on.entries() {
             self.emit(service, "waiting", format!("waiting for {dep} ({cond:?})"));
-            self.wait_condition(&dep, cond).await.map_err(|message| SupervisorError::Service {
+            self.wait_dependency(&dep, cond).await.map_err(|message| SupervisorError::Service {
                 service: service.into(),
                 message: format!("dependency {dep}: {message}"),
             })?;
@@ -317,7 +317,23 @@ impl Supervisor {
         Ok(())
     }
 
+    /// [`Self::wait_condition`] for a dependency: a dependent may start as soon as the
+    /// service passes its own health test, run by the supervisor itself.
+    async fn wait_dependency(&self, service: &str, cond: Condition) -> Result<(), String> {
+        self.wait_until(service, cond, true).await
+    }
+
     async fn wait_condition(&self, service: &str, cond: Condition) -> Result<(), String> {
+        self.wait_until(service, cond, false).await
+    }
+
+    /// Waits for `cond`. With `probe`, a service whose health the engine still calls
+    /// "starting" also counts as healthy once its own health test, run here, passes: the
+    /// engine runs the first test only one `interval` after the start (this engine has no
+    /// `start_interval`), so a chain of dependencies waited up to an interval per link for
+    /// nothing (docker-compose waits so too). `up` itself still returns only when the
+    /// engine says healthy.
+    async fn wait_until(&self, service: &str, cond: Condition, probe: bool) -> Result<(), String> {
         let deadline = Instant::now() + self.wait_timeout;
         loop {
             let st = self.status_of(service).await.map_err(|e| e.to_string())?;
@@ -327,6 +343,9 @@ impl Supervisor {
                 Condition::ServiceCompletedSuccessfully => st.state == "exited" && st.exit_code == Some(0),
             };
             if ok {
+                return Ok(());
+            }
+            if probe && cond == Condition::ServiceHealthy && st.state == "running" && st.health == "starting" && self.passes_health_test(service).await {
                 return Ok(());
             }
             if st.state == "exited" && st.exit_code != Some(0) && cond != Condition::ServiceStarted {
@@ -547,6 +566,32 @@ impl Supervisor {
         }
         let code = self.docker.inspect_exec(&id).await?.exit_code.unwrap_or(-1);
         Ok((code, out.trim().to_string()))
+    }
+
+    /// Runs the service's own health test in its container (as its own user, within the
+    /// test's timeout, at most 10 s): true when it exits 0.
+    async fn passes_health_test(&self, service: &str) -> bool {
+        use futures_util::StreamExt;
+        let Some(h) = self.file.services.get(service).and_then(|s| s.healthcheck.as_ref()) else { return false };
+        let cmd: Vec<String> = match h.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+            Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => vec!["/bin/sh".into(), "-c".into(), rest.join(" ")],
+            _ => return false,
+        };
+        let limit = h
+            .timeout
+            .as_deref()
+            .and_then(|t| super::compose::parse_duration_ns(t).ok())
+            .map_or(Duration::from_secs(10), |ns| Duration::from_nanos(ns as u64).min(Duration::from_secs(10)));
+        let run = async {
+            let config = bollard::models::ExecConfig { cmd: Some(cmd), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
+            let id = self.docker.create_exec(&self.name(service), config).await.ok()?.id;
+            if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = self.docker.start_exec(&id, None).await {
+                while output.next().await.is_some() {}
+            }
+            self.docker.inspect_exec(&id).await.ok()?.exit_code
+        };
+        matches!(tokio::time::timeout(limit, run).await, Ok(Some(0)))
     }
 
     /// Joins the service's container to each of its networks it is not on, under its
