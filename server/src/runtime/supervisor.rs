@@ -544,18 +544,23 @@ impl Supervisor {
     /// Runs `cmd` inside the service's running container (a drill's `tc`); returns its exit
     /// code and its output (stdout and stderr, at most 4 KiB).
     pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<(i64, String), SupervisorError> {
-        use futures_util::StreamExt;
         self.check_service(service)?;
-        let name = self.name(service);
+        // Inside the container only; `tc` needs it whatever user the service runs as.
+        self.run_exec(service, cmd.iter().map(|s| s.to_string()).collect(), Some("root")).await
+    }
+
+    /// Runs `cmd` in the service's container, as `user` or the container's own: its exit
+    /// code and the start of its output (4 KiB).
+    async fn run_exec(&self, service: &str, cmd: Vec<String>, user: Option<&str>) -> Result<(i64, String), SupervisorError> {
+        use futures_util::StreamExt;
         let config = bollard::models::ExecConfig {
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            cmd: Some(cmd),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            // Inside the container only; `tc` needs it whatever user the service runs as.
-            user: Some("root".into()),
+            user: user.map(str::to_string),
             ..Default::default()
         };
-        let id = self.docker.create_exec(&name, config).await?.id;
+        let id = self.docker.create_exec(&self.name(service), config).await?.id;
         let mut out = String::new();
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&id, None).await? {
             while let Some(chunk) = output.next().await {
@@ -571,7 +576,6 @@ impl Supervisor {
     /// Runs the service's own health test in its container (as its own user, within the
     /// test's timeout, at most 10 s): true when it exits 0.
     async fn passes_health_test(&self, service: &str) -> bool {
-        use futures_util::StreamExt;
         let Some(h) = self.file.services.get(service).and_then(|s| s.healthcheck.as_ref()) else { return false };
         let cmd: Vec<String> = match h.test.split_first() {
             Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
@@ -583,15 +587,7 @@ impl Supervisor {
             .as_deref()
             .and_then(|t| super::compose::parse_duration_ns(t).ok())
             .map_or(Duration::from_secs(10), |ns| Duration::from_nanos(ns as u64).min(Duration::from_secs(10)));
-        let run = async {
-            let config = bollard::models::ExecConfig { cmd: Some(cmd), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
-            let id = self.docker.create_exec(&self.name(service), config).await.ok()?.id;
-            if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) = self.docker.start_exec(&id, None).await {
-                while output.next().await.is_some() {}
-            }
-            self.docker.inspect_exec(&id).await.ok()?.exit_code
-        };
-        matches!(tokio::time::timeout(limit, run).await, Ok(Some(0)))
+        matches!(tokio::time::timeout(limit, self.run_exec(service, cmd, None)).await, Ok(Ok((0, _))))
     }
 
     /// Joins the service's container to each of its networks it is not on, under its
