@@ -577,3 +577,44 @@ async fn counters_after_a_crash_equal_an_uninterrupted_run() {
     assert_eq!(ca.len(), 97);
     assert_eq!(ca, cb, "counters after the crash differ from the uninterrupted run's");
 }
+
+/// A crash of an at-least-once processor (`Streams::abort`, as the processor-crash drill
+/// does) ends its loop's thread at once: nothing is consumed after it, and a start resumes
+/// from the stored offsets with every input given an output (at-least-once: some twice).
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn an_aborted_processor_stops_consuming_at_once() {
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("a{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 60_000,
+        changelog: None,
+        exactly_once: false,
+        instance: "test".into(),
+    };
+    let s = Streams::with_specs(BROKERS, vec![spec]);
+    s.start("order").unwrap();
+    produce_orders(&ord, &run, 0, 500).await;
+    let consumed = || s.view().processors[0].consumed;
+    wait_until!("the first 500 consumed", 90, consumed() >= 500);
+    s.abort("order").expect("crash");
+    let at_crash = consumed();
+    produce_orders(&ord, &run, 1000, 500).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(consumed(), at_crash, "the aborted processor went on consuming");
+    s.start("order").unwrap();
+    wait_until!("every input has an output after the restart", 90, high_watermarks(&out) >= 1000);
+    s.stop_all().await;
+    let ids: HashSet<String> = read_all(&out, high_watermarks(&out) as usize).await.iter().map(causation).collect();
+    assert_eq!(ids.len(), 1000, "an input without an output");
+}
