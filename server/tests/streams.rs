@@ -361,33 +361,6 @@ async fn produce_orders(topic: &str, run: &str, from: u64, n: u64) {
     }
 }
 
-/// The stack up, fresh order / analytics / DLQ topics named `<prefix><now>.…`, and an
-/// at-least-once order processor (with its changelog) on them, started: (run, input,
-/// output, the processor).
-async fn order_processor(prefix: &str) -> (String, String, String, std::sync::Arc<Streams>) {
-    let sup = common::stack_supervisor();
-    sup.up().await.expect("stack up");
-    let run = format!("{prefix}{}", server::streams::events::now_ms());
-    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
-    create_topics(&[&ord, &out, &dlq]).await;
-    let spec = ProcessorSpec {
-        name: "order".into(),
-        brokers: BROKERS.into(),
-        group: format!("{run}-order"),
-        input: ord.clone(),
-        output: out.clone(),
-        dlq,
-        kind: Kind::OrderProcessor,
-        window_ms: 10_000,
-        changelog: Some(format!("{run}.order-changelog")),
-        exactly_once: false,
-        instance: "test".into(),
-    };
-    let streams = Streams::with_specs(BROKERS, vec![spec]);
-    streams.start("order").unwrap();
-    (run, ord, out, streams)
-}
-
 /// The Streams page's switch on a running processor: at-least-once writes plain records;
 /// switched to exactly-once, the processor restarts into Kafka transactions — each commit
 /// puts a marker on the output partitions, so their high watermarks grow by more than the
@@ -397,7 +370,26 @@ async fn order_processor(prefix: &str) -> (String, String, String, std::sync::Ar
 #[ignore = "needs the stack's Kafka brokers; run by `make test`"]
 async fn switching_a_running_processor_to_exactly_once() {
     use app::api::Guarantee;
-    let (run, ord, out, streams) = order_processor("g").await;
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("g{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: Some(format!("{run}.order-changelog")),
+        exactly_once: false,
+        instance: "test".into(),
+    };
+    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    streams.start("order").unwrap();
     let produced = |s: &Streams| s.view().processors[0].produced;
 
     produce_orders(&ord, &run, 0, 200).await;
@@ -592,7 +584,26 @@ async fn counters_after_a_crash_equal_an_uninterrupted_run() {
 #[tokio::test]
 #[ignore = "needs the stack's Kafka brokers; run by `make test`"]
 async fn an_aborted_processor_stops_consuming_at_once() {
-    let (run, ord, out, s) = order_processor("a").await;
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("a{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 60_000,
+        changelog: None,
+        exactly_once: false,
+        instance: "test".into(),
+    };
+    let s = Streams::with_specs(BROKERS, vec![spec]);
+    s.start("order").unwrap();
     produce_orders(&ord, &run, 0, 500).await;
     let consumed = || s.view().processors[0].consumed;
     wait_until!("the first 500 consumed", 90, consumed() >= 500);
