@@ -70,7 +70,7 @@ struct Handle {
     spec: ProcessorSpec,
     /// The delivery guarantee of the next (re)start; the spec's is the configured one.
     exactly_once: std::sync::atomic::AtomicBool,
-    stats: Arc<Stats>,
+    stats: Stats,
     ctl: Mutex<Ctl>,
 }
 
@@ -146,7 +146,7 @@ impl Streams {
                 Arc::new(Handle {
                     exactly_once: spec.exactly_once.into(),
                     spec,
-                    stats: Arc::default(),
+                    stats: Stats::default(),
                     ctl: Mutex::new(Ctl { state: "stopped", reason: None, since_ms: now_ms(), restarts: 0, cancel: None, task: None }),
                 })
             })

@@ -3,19 +3,11 @@
 //! Offsets are *stored* only after the output (or DLQ) record and the state it changed are
 //! acknowledged by the brokers (idempotent producer, `acks=all`), and stored in consumption
 //! order: records go in batches (500 records or 5 ms), a batch's state changes are written
-//! to the changelog when it closes (the latest value per key), and batches are settled in
-//! the order they closed, so an offset is never stored ahead of an earlier record that is
+//! to the changelog when it closes (the latest value per key), and the batches' futures sit
+//! in a `FuturesOrdered`, so an offset is never stored ahead of an earlier record that is
 //! still in flight. One offset per partition is stored per batch. librdkafka commits stored
 //! offsets every second and the loop commits synchronously on shutdown, after draining
 //! what is in flight.
-//!
-//! The at-least-once loop runs on a thread of its own, as librdkafka is meant to be driven:
-//! a `BaseConsumer` polled there, a `BaseProducer` whose delivery reports arrive through
-//! its callback on the same thread (one batch slot per record, no future, no channel).
-//! The async shape it replaced (`StreamConsumer::recv` and a `FutureProducer` future per
-//! record in a `tokio::select!`) drained a backlog at 35–60 000 ev/s where a raw
-//! consume → produce copy on these brokers did ~200 000 (`make bench`, "loop" vs "pipe").
-//! Exactly-once keeps the async shape: its transactions, not the loop, bound it.
 //!
 //! A failed delivery blocks its partition: no offset of that partition is stored from then
 //! on (later records of it that did reach the brokers included), the loop stops, and the
@@ -30,13 +22,14 @@ use std::{
     time::Duration,
 };
 
+use futures_util::{stream::FuturesOrdered, StreamExt};
 use rdkafka::{
     client::ClientContext,
     config::ClientConfig,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, Message, OwnedHeaders},
-    producer::{BaseProducer, BaseRecord, DeliveryFuture, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -229,14 +222,13 @@ type Input = StreamConsumer<Revocations>;
 
 /// Runs until `cancel` (then drains and commits: `Ok`) or a delivery fails (`Err`: the
 /// supervisor restarts it; unacknowledged records are consumed again).
-pub async fn run(spec: &ProcessorSpec, stats: &Arc<Stats>, cancel: &CancellationToken) -> Result<(), StreamsError> {
+pub async fn run(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), StreamsError> {
     consume(spec, stats, cancel).await.map_err(StreamsError::Kafka)
 }
 
-async fn consume(spec: &ProcessorSpec, stats: &Arc<Stats>, cancel: &CancellationToken) -> Result<(), String> {
+async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken) -> Result<(), String> {
     stats.ready.store(false, Ordering::Relaxed);
-    let mut config = ClientConfig::new();
-    config
+    let consumer: Input = ClientConfig::new()
         .set("bootstrap.servers", &spec.brokers)
         .set("group.id", &spec.group)
         .set("client.id", &spec.name)
@@ -249,7 +241,9 @@ async fn consume(spec: &ProcessorSpec, stats: &Arc<Stats>, cancel: &Cancellation
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         // A subscribed topic created after start (the stack provisioned later) is found soon.
-        .set("topic.metadata.refresh.interval.ms", "5000");
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .create_with_context(Revocations::default())
+        .map_err(|e| format!("consumer config: {e}"))?;
     let mut transform = match spec.kind {
         Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
         Kind::OrderProcessor => Some(Transform::Order(OrderProcessor::default())),
@@ -263,130 +257,84 @@ async fn consume(spec: &ProcessorSpec, stats: &Arc<Stats>, cancel: &Cancellation
             transform = Some(t);
         }
     }
-    if spec.exactly_once {
-        let consumer: Input = config.create_with_context(Revocations::default()).map_err(|e| format!("consumer config: {e}"))?;
-        consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
-        stats.ready.store(true, Ordering::Relaxed);
-        return run_transactional(spec, stats, cancel, consumer, transform).await;
-    }
-    let consumer: BaseConsumer<Revocations> = config.create_with_context(Revocations::default()).map_err(|e| format!("consumer config: {e}"))?;
-    let producer: BaseProducer<Deliveries> = producer_config(&spec.brokers).create_with_context(Deliveries::default()).map_err(|e| format!("producer config: {e}"))?;
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     stats.ready.store(true, Ordering::Relaxed);
-    // Dropped with this future (the task aborted: a crash, `Streams::abort`), it ends the
-    // thread at once, without draining or committing, as a crash would.
-    struct Abandon(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for Abandon {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
+    if spec.exactly_once {
+        return run_transactional(spec, stats, cancel, consumer, transform).await;
     }
-    let abandon = Abandon(Arc::default());
-    let (spec, stats, cancel, abandoned) = (spec.clone(), stats.clone(), cancel.clone(), abandon.0.clone());
-    tokio::task::spawn_blocking(move || at_least_once(&spec, &stats, &cancel, &abandoned, &consumer, &producer, transform))
-        .await
-        .map_err(|e| format!("processor thread: {e}"))?
-}
-
-/// The at-least-once loop, on its own thread (see the module's doc). Records are consumed
-/// while fewer than [`MAX_IN_FLIGHT`] wait for acknowledgement; a batch closes at
-/// [`BATCH_RECORDS`] records or [`BATCH_WAIT`] after its first, and then the state changes
-/// its records made go to the changelog, the latest value per key once.
-fn at_least_once(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, abandoned: &std::sync::atomic::AtomicBool, consumer: &BaseConsumer<Revocations>, producer: &BaseProducer<Deliveries>, mut transform: Option<Transform>) -> Result<(), String> {
-    let mut flight = InFlight::default();
-    let mut batch: Vec<Source> = Vec::with_capacity(BATCH_RECORDS);
-    let mut opened = std::time::Instant::now();
+    let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
+    // Records are acknowledged in batches (one future per batch, not per record): a batch
+    // closes at BATCH_RECORDS records or BATCH_WAIT after its first, and then the state
+    // changes its records made are written to the changelog, the latest value per key once.
+    let mut in_flight = FuturesOrdered::new();
+    let mut in_flight_records = 0usize;
+    let mut batch = Batch::default();
     let mut state = StateChanges::default();
     let mut blocked = Blocked::default();
-    let close = |batch: &mut Vec<Source>, flight: &mut InFlight, state: &mut StateChanges, transform: Option<&Transform>| -> Result<(), String> {
-        let seq = flight.next_seq();
-        let mut changes = 0;
-        if let Some(topic) = &spec.changelog {
-            for (k, v) in state.take(transform) {
-                produce(producer, topic, k.as_bytes(), v.as_deref(), None, seq << SLOT_BITS)?;
-                changes += 1;
-            }
-        }
-        flight.push(seq, std::mem::take(batch), changes);
-        Ok(())
-    };
-    let result = 'run: loop {
-        if abandoned.load(Ordering::Relaxed) {
-            return Err("abandoned".into());
-        }
-        if cancel.is_cancelled() {
-            break Ok(());
-        }
-        // Consume while there is room; wait on the input only when nothing is pending.
-        let mut got = 0;
-        while got < BATCH_RECORDS && flight.records + batch.len() < MAX_IN_FLIGHT {
-            let pending = !flight.is_empty() || !batch.is_empty();
-            let wait = if got > 0 { Duration::ZERO } else if pending { Duration::from_millis(1) } else { IDLE_WAIT };
-            let m = match consumer.poll(wait) {
-                None => break,
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    // Broker transport errors are transient: librdkafka reconnects.
-                    stats.note_error(e.to_string());
-                    std::thread::sleep(Duration::from_millis(200));
-                    break;
-                }
-            };
-            got += 1;
-            stats.consumed.fetch_add(1, Ordering::Relaxed);
-            if stats.has_error.load(Ordering::Relaxed) {
-                stats.clear_error();
-            }
-            let r = route(spec, transform.as_mut(), &m, &mut state);
-            let dest = if r.dlq { &spec.dlq } else { &spec.output };
-            let slot = (flight.next_seq() << SLOT_BITS) | (batch.len() + 1);
-            if let Err(e) = produce(producer, dest, m.key().unwrap_or_default(), Some(&r.bytes), Some(r.headers), slot) {
-                break 'run Err(e);
-            }
-            if batch.is_empty() {
-                opened = std::time::Instant::now();
-            }
-            batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms, consumed_ms: r.consumed_ms });
-            if batch.len() >= BATCH_RECORDS {
-                if let Err(e) = close(&mut batch, &mut flight, &mut state, transform.as_ref()) {
-                    break 'run Err(e);
+    let mut idle = idle_ticks();
+    let closes = tokio::time::sleep(BATCH_WAIT);
+    tokio::pin!(closes);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ok(()),
+            // Idle input: a fresh recv() below polls librdkafka, which is what keeps the
+            // member in its group (max.poll.interval.ms, 5 min, counts from the last poll).
+            _ = idle.tick() => {}
+            Some(acks) = in_flight.next(), if !in_flight.is_empty() => {
+                let acks: Vec<Acked> = acks;
+                in_flight_records -= acks.len();
+                if let Err(e) = acknowledge(&consumer, stats, acks, &mut blocked) {
+                    break Err(e);
                 }
             }
-        }
-        if !batch.is_empty() && opened.elapsed() >= BATCH_WAIT {
-            if let Err(e) = close(&mut batch, &mut flight, &mut state, transform.as_ref()) {
-                break Err(e);
+            _ = &mut closes, if !batch.is_empty() => {
+                in_flight_records += batch.len();
+                in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
             }
-        }
-        // Delivery reports: the callback runs inside this poll, on this thread.
-        producer.poll(Duration::ZERO);
-        flight.record(producer.context().take());
-        while let Some(acks) = flight.settled() {
-            if let Err(e) = acknowledge(consumer, stats, acks, &mut blocked) {
-                break 'run Err(e);
+            msg = consumer.recv(), if in_flight_records + batch.len() < MAX_IN_FLIGHT => {
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Broker transport errors are transient: librdkafka reconnects.
+                        stats.note_error(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                stats.consumed.fetch_add(1, Ordering::Relaxed);
+                if stats.has_error.load(Ordering::Relaxed) {
+                    stats.clear_error();
+                }
+                let r = route(spec, transform.as_mut(), &m, &mut state);
+                let delivery = send(&producer, spec, &m, r.dlq, &r.bytes, r.headers).await?;
+                if batch.is_empty() {
+                    closes.as_mut().reset(tokio::time::Instant::now() + BATCH_WAIT);
+                }
+                batch.push(Source { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), dlq: r.dlq, event_ms: r.event_ms, consumed_ms: r.consumed_ms }, delivery);
+                if batch.len() >= BATCH_RECORDS {
+                    in_flight_records += batch.len();
+                    in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
+                }
             }
         }
     };
     // Drain: what was consumed is written out with its state and acknowledged (bounded),
     // then offsets are committed. A failure here blocks its partition too; the others keep
     // storing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut drained = Ok(());
-    if !batch.is_empty() {
-        drained = close(&mut batch, &mut flight, &mut state, transform.as_ref());
-    }
-    while !flight.is_empty() && std::time::Instant::now() < deadline {
-        producer.poll(Duration::from_millis(10));
-        flight.record(producer.context().take());
-        while let Some(acks) = flight.settled() {
-            if let Err(e) = acknowledge(consumer, stats, acks, &mut blocked) {
-                drained = drained.and(Err(e));
+    let drain = async {
+        let mut first_error = Ok(());
+        if !batch.is_empty() {
+            in_flight.push_back(batch.close(&producer, spec, &mut state, transform.as_ref()).await?);
+        }
+        while let Some(acks) = in_flight.next().await {
+            if let Err(e) = acknowledge(&consumer, stats, acks, &mut blocked) {
+                first_error = first_error.and(Err(e));
             }
         }
-    }
-    if !flight.is_empty() {
-        drained = drained.and(Err("drain timed out".into()));
-    }
+        first_error
+    };
+    let drained = tokio::time::timeout(Duration::from_secs(15), drain).await.unwrap_or_else(|_| Err("drain timed out".into()));
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last auto-commit is a normal case.
         if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
@@ -396,145 +344,37 @@ fn at_least_once(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     result.and(drained)
 }
 
-/// How long the loop waits on an idle input with nothing in flight (it polls the consumer
-/// again after it, which also keeps the member in its group).
-const IDLE_WAIT: Duration = Duration::from_millis(100);
-
-/// A delivery's opaque: its batch's sequence number above these bits, below them 0 for a
-/// state change and 1 + the record's index in its batch for a record.
-const SLOT_BITS: u32 = 20;
-
-/// Delivery reports of the at-least-once producer, collected by librdkafka's callback
-/// during `poll` on the loop's thread: (opaque, result, acknowledged at, unix ms).
-#[derive(Default)]
-struct Deliveries(Mutex<Vec<(usize, Result<(), String>, u64)>>);
-
-impl Deliveries {
-    fn take(&self) -> Vec<(usize, Result<(), String>, u64)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, r: &DeliveryResult<'_>, opaque: usize) {
-        let r = r.as_ref().map(|_| ()).map_err(|(e, m)| format!("delivery to {} failed: {e}", m.topic()));
-        self.0.lock().unwrap().push((opaque, r, now_ms()));
-    }
-}
-
-/// Hands one record to librdkafka, serving delivery reports while its queue is full.
-fn produce(producer: &BaseProducer<Deliveries>, topic: &str, key: &[u8], payload: Option<&[u8]>, headers: Option<OwnedHeaders>, opaque: usize) -> Result<(), String> {
-    let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, opaque).key(key);
-    record.payload = payload;
-    record.headers = headers;
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(format!("produce to {topic}: {e}")),
-        }
-    }
-}
-
-/// Closed batches not yet settled, oldest first: each record's delivery and the count of
-/// its state changes still unacknowledged.
-#[derive(Default)]
-struct InFlight {
-    batches: std::collections::VecDeque<Pending>,
-    /// Records in `batches`.
-    records: usize,
-    seq: usize,
-    /// Reports for the batch still being filled (a record can be acknowledged before its
-    /// batch closes), applied when it closes.
-    early: Vec<(usize, Result<(), String>, u64)>,
-}
-
-struct Pending {
-    seq: usize,
-    sources: Vec<Source>,
-    results: Vec<Option<(Result<(), String>, u64)>>,
-    /// Records not acknowledged yet.
-    left: usize,
-    /// State changes not acknowledged yet, and the first of them that failed.
-    changes_left: usize,
-    changes: Result<(), String>,
-}
-
-impl InFlight {
-    fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
-
-    /// The sequence number the batch being filled will have.
-    fn next_seq(&self) -> usize {
-        self.seq & ((1 << (usize::BITS - SLOT_BITS)) - 1)
-    }
-
-    fn push(&mut self, seq: usize, sources: Vec<Source>, changes: usize) {
-        self.records += sources.len();
-        let left = sources.len();
-        self.batches.push_back(Pending { seq, results: (0..left).map(|_| None).collect(), sources, left, changes_left: changes, changes: Ok(()) });
-        self.seq = self.seq.wrapping_add(1);
-        let early = std::mem::take(&mut self.early);
-        self.record(early);
-    }
-
-    /// Applies delivery reports to their batches.
-    fn record(&mut self, reports: Vec<(usize, Result<(), String>, u64)>) {
-        for (opaque, r, at) in reports {
-            let (seq, slot) = (opaque >> SLOT_BITS, opaque & ((1 << SLOT_BITS) - 1));
-            let Some(p) = self.batches.iter_mut().rev().find(|p| p.seq == seq) else {
-                if seq == self.next_seq() {
-                    self.early.push((opaque, r, at));
-                }
-                continue;
-            };
-            if slot == 0 {
-                p.changes_left = p.changes_left.saturating_sub(1);
-                if let (Err(e), Ok(())) = (r, &p.changes) {
-                    p.changes = Err(format!("{e} (state changes)"));
-                }
-            } else if let Some(cell @ None) = p.results.get_mut(slot - 1) {
-                *cell = Some((r, at));
-                p.left -= 1;
-            }
-        }
-    }
-
-    /// The oldest batch's acknowledgements once all of it is on the brokers: each record's
-    /// own delivery, failed by its state changes' failure (their state is not on the
-    /// brokers).
-    fn settled(&mut self) -> Option<Vec<Acked>> {
-        let p = self.batches.front()?;
-        if p.left > 0 || p.changes_left > 0 {
-            return None;
-        }
-        let p = self.batches.pop_front()?;
-        self.records -= p.sources.len();
-        Some(
-            p.sources
-                .into_iter()
-                .zip(p.results)
-                .map(|(src, r)| {
-                    let (r, at) = r.unwrap_or_else(|| (Err("no delivery report".into()), now_ms()));
-                    let r = r.and(p.changes.clone());
-                    (src, r, at)
-                })
-                .collect(),
-        )
-    }
-}
-
 /// A batch closes at this many records, or this long after its first record.
 const BATCH_RECORDS: usize = 500;
 const BATCH_WAIT: Duration = Duration::from_millis(5);
+
+/// Records consumed and handed to the producer, not yet closed into an acknowledgement.
+#[derive(Default)]
+struct Batch(Vec<(Source, DeliveryFuture)>);
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, src: Source, delivery: DeliveryFuture) {
+        self.0.push((src, delivery));
+    }
+
+    /// Writes the state its records changed to the changelog and gives the future of the
+    /// batch's acknowledgements: each record's own delivery, and the changelog's.
+    async fn close(&mut self, producer: &FutureProducer, spec: &ProcessorSpec, state: &mut StateChanges, transform: Option<&Transform>) -> Result<impl std::future::Future<Output = Vec<Acked>> + use<>, String> {
+        let changelog = match &spec.changelog {
+            Some(topic) => state.write(producer, topic, transform).await?,
+            None => vec![],
+        };
+        Ok(acked(std::mem::take(&mut self.0), changelog))
+    }
+}
 
 /// State not written to the changelog yet: the keys changed since the last write, each
 /// written once with its value at that time (Kafka Streams' record cache). A batch of 500
@@ -552,23 +392,16 @@ impl StateChanges {
         }
     }
 
-    /// Every changed key with its current value (`None`: a tombstone), forgetting the keys.
-    fn take(&mut self, transform: Option<&Transform>) -> Vec<(String, Option<Vec<u8>>)> {
-        let Some(t) = transform else {
-            self.0.clear();
-            return vec![];
-        };
-        self.0.drain().map(|k| {
-            let v = t.value(&k);
-            (k, v)
-        }).collect()
-    }
-
     /// Hands every changed key's current value to the producer (a tombstone for `None`)
     /// and forgets the keys.
     async fn write(&mut self, producer: &FutureProducer, topic: &str, transform: Option<&Transform>) -> Result<Vec<DeliveryFuture>, String> {
+        let Some(t) = transform else {
+            self.0.clear();
+            return Ok(vec![]);
+        };
         let mut deliveries = Vec::with_capacity(self.0.len());
-        for (k, v) in self.take(transform) {
+        for k in self.0.drain() {
+            let v = t.value(&k);
             deliveries.push(enqueue_opt(producer, topic, k.as_bytes(), v.as_deref(), None).await.map_err(|e| e.to_string())?);
         }
         Ok(deliveries)
@@ -752,6 +585,27 @@ fn transactional_producer(spec: &ProcessorSpec) -> rdkafka::error::KafkaResult<F
         .create()
 }
 
+/// Waits for a batch's deliveries: each record's own (its latency is taken when it is
+/// acknowledged), then the changelog's, whose failure fails every record of the batch
+/// (their state is not on the brokers).
+async fn acked(records: Vec<(Source, DeliveryFuture)>, changelog: Vec<DeliveryFuture>) -> Vec<Acked> {
+    let mut acks = Vec::with_capacity(records.len());
+    for (src, d) in records {
+        let r = delivered(d.await);
+        acks.push((src, r, now_ms()));
+    }
+    let mut state = Ok(());
+    for d in changelog {
+        state = state.and(delivered(d.await).map_err(|e| format!("{e} (state changes)")));
+    }
+    if let Err(e) = state {
+        for a in acks.iter_mut().filter(|a| a.1.is_ok()) {
+            a.1 = Err(e.clone());
+        }
+    }
+    acks
+}
+
 fn delivered<Dropped>(d: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Dropped>) -> Result<(), String> {
     match d {
         Ok(Ok(_)) => Ok(()),
@@ -896,7 +750,7 @@ impl Blocked {
 /// before them on their partition failed (one call per batch, the next offset of each
 /// partition); a failed delivery is an `Err` (the loop stops) and blocks the partition, so
 /// the record is consumed again after the restart.
-fn acknowledge(consumer: &BaseConsumer<Revocations>, stats: &Stats, acks: Vec<Acked>, blocked: &mut Blocked) -> Result<(), String> {
+fn acknowledge(consumer: &Input, stats: &Stats, acks: Vec<Acked>, blocked: &mut Blocked) -> Result<(), String> {
     let s = settle(&acks, blocked);
     if !s.next.is_empty() {
         let mut tpl = rdkafka::TopicPartitionList::new();
@@ -1074,34 +928,6 @@ mod tests {
         assert_eq!(keys, ["cust-0", "cust-2", "~window"], "one record per key, however often it changed");
         assert_eq!(t.value("cust-0").as_deref(), Some(&b"2"[..]), "the value at the write: both events counted");
         assert_eq!(t.value("cust-9"), None, "a key the state does not hold is a tombstone");
-    }
-
-    #[test]
-    fn batches_settle_in_order_once_every_record_and_state_change_is_acknowledged() {
-        let mut f = InFlight::default();
-        let a = f.next_seq();
-        let rec = |seq: usize, slot: usize| (seq << SLOT_BITS) | slot;
-        // Record 2 of batch a is acknowledged while the batch is still being filled.
-        f.record(vec![(rec(a, 2), Ok(()), 7)]);
-        f.push(a, vec![src(0, 1), src(1, 1)], 1);
-        let b = f.next_seq();
-        f.push(b, vec![src(0, 2)], 0);
-        assert_eq!(f.records, 3);
-        // The second batch is acknowledged first: it waits behind the first.
-        f.record(vec![(rec(b, 1), Ok(()), 9)]);
-        assert!(f.settled().is_none(), "batch a still waits for record 1 and its state change");
-        f.record(vec![(rec(a, 1), Ok(()), 8)]);
-        assert!(f.settled().is_none(), "batch a's state change is not acknowledged yet");
-        f.record(vec![(rec(a, 0), Err("delivery to c failed: timed out".into()), 10)]);
-        let acks = f.settled().expect("batch a settled");
-        assert_eq!(acks.iter().map(|x| (x.0.partition, x.2)).collect::<Vec<_>>(), vec![(0, 8), (1, 7)], "consumption order, each record's own ack time");
-        assert!(acks.iter().all(|x| x.1.as_ref().is_err_and(|e| e.contains("(state changes)"))), "a failed state change fails the batch's records");
-        let acks = f.settled().expect("batch b settled");
-        assert!(acks[0].1.is_ok());
-        assert!(f.is_empty() && f.records == 0);
-        // A report for no batch in flight (late, after a restart of the loop) is ignored.
-        f.record(vec![(rec(b + 7, 1), Ok(()), 11)]);
-        assert!(f.settled().is_none());
     }
 
     #[test]
