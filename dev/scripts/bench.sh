@@ -56,7 +56,7 @@ declare -a ours theirs
 for r in $(seq 1 "$ROUNDS"); do
   "$BIN" down --volumes >/dev/null 2>&1 || true
   "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true
-  t0=$(now); "$BIN" up >/dev/null 2>&1; t1=$(now)
+  t0=$(now); stack_up; t1=$(now)
   ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')")
   "$BIN" down --volumes >/dev/null 2>&1
 
@@ -71,13 +71,15 @@ mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}"); ratio=$(awk -v a="$mo" -
 printf '\nprovision to all-healthy (median of %d): bss-control %.1f s, docker-compose v1 %.1f s, ratio %s (lower is faster)\n' "$ROUNDS" "$mo" "$mt" "$ratio"
 goal "provisioning: bss-control up / docker-compose v1 up (median)" "$ratio" "≤ 0.80" "$(awk -v r="$ratio" 'BEGIN{print (r <= 0.8) ? "met" : "not met"}')"
 }
+# The stack up for a part; its progress lines go to a file, shown only if it fails.
+stack_up() { "$BIN" up >"$STATE/up.log" 2>&1 || { cat "$STATE/up.log" >&2; return 1; }; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 goal() { printf 'GOAL\t%s\t%s\t%s\t%s\n' "$@"; }
 
 # The stack at rest: every container's CPU, summed, 10 samples of `docker stats` after a
 # 30 s settle, nothing flowing (no processors, no load). 100 % = one core.
 idle_cpu() {
-  "$BIN" up >/dev/null
+  stack_up
   sleep 30
   local samples=() s
   for _ in $(seq 1 10); do
@@ -100,17 +102,17 @@ if part 2; then
   KS_OUT=$BSS_CACHE/kstreams-bench
   mvn -q -B -f dev/bench/kstreams/pom.xml -Dbench.out="$KS_OUT" -DskipTests package
   export KSTREAMS_CP="$KS_OUT/kstreams-bench-1.jar:$KS_OUT/lib/*"
-  "$BIN" up >/dev/null
+  stack_up
   cargo bench -q -p server --features app/ssr --bench hop
   cargo bench -q -p server --features app/ssr --bench streams
 fi
 # 8. The control plane's memory while the demo runs at 10 000 ev/s (server/benches/memory.rs).
-if part 8; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench memory; fi
+if part 8; then stack_up; cargo bench -q -p server --features app/ssr --bench memory; fi
 # 3. The read/write router vs direct sqlx pools, and the seed's read claim (server/benches/router.rs).
-if part 3; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench router; fi
+if part 3; then stack_up; cargo bench -q -p server --features app/ssr --bench router; fi
 # 5. The seed's gateway claim: Envoy's bench listener, the BSS API direct and through Envoy
 #    (server/benches/gateway.rs).
-if part 5; then "$BIN" up >/dev/null; cargo bench -q -p server --features app/ssr --bench gateway; fi
+if part 5; then stack_up; cargo bench -q -p server --features app/ssr --bench gateway; fi
 "$BIN" down >/dev/null
 # 4. /healthz latency while 300 bad sign-ins run (server/benches/signin.rs).
 part 4 && cargo bench -q -p server --features app/ssr --bench signin

@@ -139,13 +139,15 @@ fresh_checkout() {
 
 # `base` is what the Rust tests need; `front` what the browser bundle needs (test.sh runs
 # it in the background while the tests build and run); `run` what `make run` needs (no
-# test tools: Playwright's runner, schemathesis).
+# test tools: Playwright's runner, schemathesis); `runbase` what run.sh needs before it
+# starts the server's build (the browser half's tools then install beside it).
 case "${1:-all}" in
   apt) apt_install ;;
   base) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout ;;
   front) shim_bin; cargo_leptos; wasm_bindgen_cli ;;
   run) apt_install; shim_bin; wasm_opt; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
+  runbase) apt_install; shim_bin; wasm_opt; fresh_checkout ;;
   leptos) shim_bin; cargo_leptos ;;
   all) apt_install; shim_bin; node_tools; schemathesis; fresh_checkout; cargo_leptos; wasm_bindgen_cli ;;
-  *) echo "usage: $0 [all|base|front|run|apt|leptos]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|base|front|run|runbase|apt|leptos]" >&2; exit 2 ;;
 esac
