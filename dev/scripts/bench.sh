@@ -16,7 +16,8 @@
 #    overview (goal ≤ 400 KB), from the release build's check (dev/scripts/check-wasm.mjs).
 # Every part prints GOAL lines (server/src/goals.rs) and FIGURE lines (a figure reported
 # without a goal of its own, e.g. the single hop); the end is one table of all of them,
-# kept in $BSS_CACHE/bench/last.tsv for the verify suite. BENCH_PARTS="1 3" runs a subset.
+# kept in $BSS_CACHE/bench/last.tsv for the verify suite. BENCH_PARTS="1 3" runs a subset
+# (its rows replace the same rows of the last table; the others are kept, with their date).
 set -euo pipefail
 . "$(dirname "$0")/prelude.sh"
 command -v docker-compose >/dev/null || {
@@ -124,7 +125,19 @@ return 0
 run_benches 2>&1 | tee "$LOG"
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "make bench failed (log: $LOG)" >&2; exit 1; }
 # One table of every goal measured in this run; the verify suite reads the last one.
-{ echo "# $(date -u +%Y-%m-%dT%H:%MZ) ($(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"; grep -a -E $'^(GOAL|FIGURE)\t' "$LOG" || true; } > "$RESULTS/last.tsv"
+# A subset run (BENCH_PARTS) replaces only the rows it measured: the other parts' rows stay,
+# with the date of the run that measured them in the header, so the verify suite never
+# loses a figure to a partial run.
+HEADER="# $(date -u +%Y-%m-%dT%H:%MZ) ($(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"
+NEW=$(grep -a -E $'^(GOAL|FIGURE)\t' "$LOG" || true)
+if [[ -n ${BENCH_PARTS:-} && -f $RESULTS/last.tsv ]]; then
+  OLD_HEADER=$(head -1 "$RESULTS/last.tsv" | sed 's/^# //; s/; parts .*//')
+  KEPT=$(awk -F'\t' 'NR == FNR { if (NF > 1) seen[$2] = 1; next } /^(GOAL|FIGURE)\t/ && !($2 in seen)' \
+    <(printf '%s\n' "$NEW") "$RESULTS/last.tsv")
+  HEADER="$HEADER; parts $BENCH_PARTS; other rows from $OLD_HEADER"
+  NEW=$(printf '%s\n%s' "$NEW" "$KEPT")
+fi
+printf '%s\n%s\n' "$HEADER" "$NEW" | grep -v '^$' > "$RESULTS/last.tsv.new" && mv "$RESULTS/last.tsv.new" "$RESULTS/last.tsv"
 echo
 echo "make bench — every goal of this run (log: $LOG)"
 { printf 'goal\tmeasured\ttarget\tresult\n'; grep -a $'^GOAL\t' "$LOG" | cut -f2-; } | column -t -s $'\t'
