@@ -25,7 +25,8 @@ command -v docker-compose >/dev/null || {
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q docker-compose
 }
 dev/images/build.sh >/dev/null
-cargo build -q -p server --features app/ssr
+# The package selection make test and make run use, so their debug build is reused.
+cargo build -q --workspace --features app/ssr
 BIN=$CARGO_TARGET_DIR/debug/bss-control
 STATE=$(mktemp -d); trap 'rm -rf "$STATE"' EXIT
 export BSS_STORE_PATH=$STATE/bench.db BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml
