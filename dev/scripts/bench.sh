@@ -30,7 +30,8 @@ cargo build -q --workspace --features app/ssr
 BIN=$CARGO_TARGET_DIR/debug/bss-control
 STATE=$(mktemp -d); trap 'rm -rf "$STATE"' EXIT
 export BSS_STORE_PATH=$STATE/bench.db BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml
-COMPOSE=(docker-compose -p bssbench -f dev/compose.yml -f dev/compose.offline.yml)
+COMPOSE_PROJECT=bssbench
+COMPOSE=(docker-compose -p "$COMPOSE_PROJECT" -f dev/compose.yml -f dev/compose.offline.yml)
 ROUNDS=${BENCH_ROUNDS:-3}
 # BENCH_PARTS picks parts (e.g. "1 3 5"); all by default.
 PARTS=" ${BENCH_PARTS:-1 2 3 4 5 6 7 8} "
@@ -44,7 +45,7 @@ compose_healthy() {
   # The engine's own list by compose's project label, not `docker-compose ps`: that starts
   # a Python process per poll (0.4 CPU-s each, ~70 % of a core at 2 polls a second), which
   # slowed the very stack it was timing.
-  local ids; ids=$(docker ps -aq --filter label=com.docker.compose.project=bssbench)
+  local ids; ids=$(docker ps -aq --filter label=com.docker.compose.project=$COMPOSE_PROJECT)
   [[ -n $ids ]] || return 1
   local bad=0
   while read -r name status health code; do
