@@ -53,20 +53,10 @@ async fn create_topics(names: &[&str]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create().unwrap();
     let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(3))).collect();
     for r in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
-        created(r);
+        common::topic_created(&r).unwrap();
     }
 }
 
-/// A create-topics result, where "already exists" counts as created: the names carry the
-/// run's millisecond stamp, so no one else made them, but librdkafka resends the request
-/// when the cluster's controller moves under load and the first attempt may have landed
-/// (CI saw `TopicAlreadyExists` for a topic this run named a moment before).
-fn created(r: Result<String, (String, rdkafka::types::RDKafkaErrorCode)>) {
-    match r {
-        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-        Err((name, e)) => panic!("topic {name} not created: {e}"),
-    }
-}
 
 /// The tests' own input producer: the product's settings, but a delivery may take up to
 /// 120 s. On a loaded 2-core CI machine (the release build running beside the tests) the
@@ -281,7 +271,7 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
         NewTopic::new(n, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2")
     }
     for r in admin.create_topics(&[one(&input), one(&out)], &AdminOptions::new()).await.unwrap() {
-        created(r);
+        common::topic_created(&r).unwrap();
     }
     let p = input_producer();
     let mut valid = HashSet::new();
@@ -334,7 +324,7 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
     );
 
     for r in admin.create_topics(&[one(&dlq)], &AdminOptions::new()).await.unwrap() {
-        created(r);
+        common::topic_created(&r).unwrap();
     }
     let dead = read_all_as(&dlq, 1, "read_committed").await;
     assert!(!dead.is_empty(), "the malformed record never reached the DLQ after it appeared");

@@ -105,3 +105,14 @@ pub async fn await_predicted_delivery(labels: &str, since_ms: u64, secs: u64) ->
     });
     expected
 }
+
+/// A create-topics result, where "already exists" counts as created: test topics carry the
+/// run's millisecond stamp, so no one else made them, but librdkafka resends the request
+/// when the cluster's controller moves under load and the first attempt may have landed
+/// (CI saw `TopicAlreadyExists` for a topic a run named a moment before).
+pub fn topic_created(r: &Result<String, (String, rdkafka::types::RDKafkaErrorCode)>) -> Result<(), String> {
+    match r {
+        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+        Err((name, e)) => Err(format!("topic {name} not created: {e}")),
+    }
+}
