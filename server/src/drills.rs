@@ -205,7 +205,7 @@ pub const DRILLS: &[Drill] = &[
         title: "Kafka broker cut off from the network under load",
         service: "kafka-3",
         fault: Fault::Isolate { hold: sec(15) },
-        fault_text: "disconnect kafka-3 from the stack network for 15 s (its peers and the clients lose it; the process keeps running), then reconnect it",
+        fault_text: "disconnect kafka-3 from the stack network for 15 s, longer until the cluster has fenced it (its peers and the clients lose it; the process keeps running), then reconnect it",
         expectation: "0 events lost; the cluster fences kafka-3 and its partitions' leaders move; after the link is back kafka-3 rejoins every ISR within 120 s",
         recover_within: sec(120),
         probes: &[Probe::Cluster],
@@ -363,8 +363,11 @@ const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE_BEFORE: Duration = Duration::from_secs(90);
 /// Each read or write of the load gives up after this long (and counts as failed).
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
-/// How much longer than its hold the alert drill waits for Prometheus to fire the alert.
-const FIRE_WAIT: Duration = Duration::from_secs(60);
+/// How much longer than its hold a fault stays in while what it is there to show has not
+/// happened yet: the alert drill's alert firing, or an outage being detected at all. A fault
+/// removed before anything noticed it proves nothing: a broker cut off while it led the KRaft
+/// quorum was fenced only once its peers had elected a new controller, after the 15 s hold.
+const HOLD_WAIT: Duration = Duration::from_secs(60);
 /// Samples kept for the charts (500 ms apart: 5 minutes).
 const MAX_SAMPLES: usize = 600;
 
@@ -973,6 +976,7 @@ impl Services {
         let mut removed_at = None;
         let mut firing = !matches!(d.fault, Fault::StopWhileFiring { .. });
         let mut recovered = false;
+        let mut extended = false;
         let deadline = Instant::now() + d.recover_within;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         let detect = |what: String, since: Instant| {
@@ -1004,9 +1008,16 @@ impl Services {
                         note(format!("Prometheus has BssDrillAlert {run} firing, {:.1} s after the fault; its notifications fail while {} is down", since.elapsed().as_secs_f64(), d.service));
                     }
                     if let Some(hold) = d.fault.hold() {
-                        // The alert drill keeps its target down until the alert fires (at
-                        // most FIRE_WAIT more), or there is nothing for it to deliver late.
-                        if !removed && since.elapsed() >= hold && (firing || since.elapsed() >= hold + FIRE_WAIT) {
+                        // The alert drill keeps its target down until the alert fires, or
+                        // there is nothing for it to deliver late; an outage stays in until
+                        // something has seen it. Each at most HOLD_WAIT past the hold.
+                        let shown = firing && (seen_down || !d.fault.outage());
+                        if !removed && !shown && !extended && since.elapsed() >= hold {
+                            extended = true;
+                            let what = if firing { format!("{} not yet seen down", d.service) } else { "the alert not yet firing".to_string() };
+                            note(format!("{what} after the {} s hold: the fault stays in until it is, at most {} s more", hold.as_secs(), HOLD_WAIT.as_secs()));
+                        }
+                        if !removed && since.elapsed() >= hold && (shown || since.elapsed() >= hold + HOLD_WAIT) {
                             removed = true;
                             removed_at = Some(Instant::now());
                             back_unix = Some(crate::clock::now_ms());
@@ -1196,7 +1207,10 @@ pub fn phases(latencies: &[(u64, u64)], fault: u64, back: u64) -> Vec<LatencyPha
 /// The verdict against the drill's expectation: (status, why).
 pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
     let mut failed = vec![];
-    if r.recovered_ms.is_none() {
+    if d.fault.outage() && r.detected_ms.is_none() {
+        // Nothing to recover from, as far as anyone could tell: the drill showed nothing.
+        failed.push(format!("the {} of {} was never detected (by the engine's events or any probe)", d.fault.name(), d.service));
+    } else if r.recovered_ms.is_none() {
         failed.push(format!("{} not recovered within {} s", d.service, d.recover_within.as_secs()));
     }
     if r.events.status != "passed" || r.events.lost > 0 {
@@ -1353,6 +1367,7 @@ mod tests {
 
     fn run(recovered: Option<u64>, lost: u64, reads_failed: u64) -> DrillRun {
         DrillRun {
+            detected_ms: Some(500),
             recovered_ms: recovered,
             reads_ok: 100,
             reads_failed,
@@ -1373,6 +1388,16 @@ mod tests {
         assert_eq!(s, "failed");
         assert!(why.contains("not recovered") && why.contains("2 of 6000 events lost"), "{why}");
         assert!(find("nope").is_err());
+
+        // An outage nobody saw is a drill that showed nothing, whatever else went well; a
+        // slow link need not be seen.
+        let isolate = find("broker-isolate").unwrap();
+        let mut r = run(Some(9000), 0, 0);
+        r.detected_ms = None;
+        let (s, why) = verdict(isolate, &r);
+        assert_eq!(s, "failed");
+        assert!(why.contains("isolate of kafka-3 was never detected") && !why.contains("not recovered"), "{why}");
+        assert_eq!(verdict(find("broker-slow-link").unwrap(), &r).0, "passed");
 
         // Nothing acknowledged may go missing, and it must have been checked.
         let mut r = run(Some(9000), 0, 0);

@@ -83,6 +83,11 @@ pub struct ServiceSpec {
     /// Extra kernel capabilities; only those in [`ALLOWED_CAPS`].
     #[serde(default)]
     pub cap_add: Vec<String>,
+    /// Resolver options in the container's `resolv.conf` (`timeout:1`, `attempts:2`, …).
+    /// Left out of the serialized spec when empty, so the config hash of a service without
+    /// them is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
 }
 
 /// Capabilities a service may add: NET_ADMIN lets a container shape its own network
@@ -296,6 +301,12 @@ impl ComposeFile {
                     return Err(err(name, format!("cap_add {c:?} is not allowed (allowed: {})", ALLOWED_CAPS.join(", "))));
                 }
             }
+            for o in &svc.dns_opt {
+                let ok = !o.is_empty() && o.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.'));
+                if !ok {
+                    return Err(err(name, format!("dns_opt {o:?} is not a resolver option (like \"timeout:1\")")));
+                }
+            }
             for (k, u) in &svc.ulimits {
                 if k == "nofile" {
                     let hard = match u { Ulimit::Single(n) => *n, Ulimit::Range { hard, .. } => *hard };
@@ -435,6 +446,18 @@ networks: { bss: }
             let y = format!("services:\n  a: {{ image: x, cap_add: [{bad}] }}\n");
             let e = ComposeFile::from_str(&y, "c").unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("not allowed"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn resolver_options_are_words_not_lines() {
+        let f = ComposeFile::from_str("services:\n  a: { image: x, dns_opt: [\"timeout:1\", \"attempts:2\"] }\n", "c").unwrap();
+        assert_eq!(f.services["a"].dns_opt, vec!["timeout:1", "attempts:2"]);
+        // A newline would write a line of its own into resolv.conf.
+        for bad in ["\"timeout:1\\nnameserver 1.2.3.4\"", "\"\"", "\"a b\""] {
+            let y = format!("services:\n  a: {{ image: x, dns_opt: [{bad}] }}\n");
+            let e = ComposeFile::from_str(&y, "c").unwrap_err().to_string();
+            assert!(e.contains("dns_opt"), "{bad}: {e}");
         }
     }
 

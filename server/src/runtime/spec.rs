@@ -197,6 +197,7 @@ pub fn create_body(
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             network_mode: Some(first),
             cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            dns_options: (!spec.dns_opt.is_empty()).then(|| spec.dns_opt.clone()),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
