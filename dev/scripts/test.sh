@@ -124,6 +124,9 @@ cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
+step "Swarm test bed: 3 engines in network namespaces form a 3-manager swarm, a global service spans them over an overlay (dnsrr), a host's engine killed is seen down and rejoins"
+dev/swarm/test.sh
+
 step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
 wait_bg front
 
