@@ -345,6 +345,7 @@ fn start(contender: &str, kind: &str, input: &str, output: &str, dlq: &str, run:
         changelog: (k != Kind::Passthrough).then(|| format!("{output}-{contender}-changelog")),
         exactly_once: contender == "rust-eos",
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let s = Streams::with_specs(BROKERS, vec![spec]);
     s.start(contender).unwrap();

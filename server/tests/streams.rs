@@ -139,6 +139,7 @@ async fn processors_on_real_brokers() {
         changelog: Some(format!("{run}.{name}-changelog")),
         exactly_once: false,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let streams = Streams::with_specs(
         BROKERS,
@@ -302,6 +303,7 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
         changelog: None,
         exactly_once,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("customer").unwrap();
@@ -363,6 +365,113 @@ async fn produce_orders(topic: &str, run: &str, from: u64, n: u64) {
     }
 }
 
+/// A processor started while the stack is still being provisioned subscribes before its
+/// input topic exists (the stack's `kafka-init` creates the topics last, 40 s after the
+/// brokers on a loaded machine): once the topic is created it must be assigned its
+/// partitions and process what arrives, as when it started on a provisioned stack.
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn a_processor_started_before_its_input_topic_exists_processes_it_once_created() {
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("n{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&out, &dlq]).await;
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: Some(format!("{run}.order-changelog")),
+        exactly_once: false,
+        instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
+    };
+    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    streams.start("order").unwrap();
+    wait_until!("subscribed", 60, streams.unready().is_empty());
+    // Past the consumer's metadata refresh (5 s) twice: it has seen the topic missing.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    create_topics(&[&ord]).await;
+    produce_orders(&ord, &run, 0, 100).await;
+    wait_until!("100 outputs from the topic created after the start", 90, streams.view().processors[0].produced >= 100);
+    let p = &streams.view().processors[0];
+    assert_eq!((p.consumed, p.produced, p.dlq), (100, 100, 0), "{p:?}");
+    streams.stop_all().await;
+}
+
+/// A processor whose consumer never gets a partition restarts with the reason instead of
+/// reporting "running" while records wait: here a foreign member holds the group with an
+/// assignment strategy the processor's consumer does not speak (the broker refuses its
+/// JoinGroup as an inconsistent protocol, forever). Once that member leaves, the next
+/// restart is assigned and processes what waited.
+#[tokio::test]
+#[ignore = "needs the stack's Kafka brokers; run by `make test`"]
+async fn a_processor_never_assigned_a_partition_restarts_with_the_reason() {
+    use rdkafka::consumer::BaseConsumer;
+    let sup = common::stack_supervisor();
+    sup.up().await.expect("stack up");
+    let run = format!("u{}", server::streams::events::now_ms());
+    let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
+    create_topics(&[&ord, &out, &dlq]).await;
+    let group = format!("{run}-order");
+    // The foreign member: joins first, polls on its own thread until told to leave.
+    let leave = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (g, t, l) = (group.clone(), ord.clone(), leave.clone());
+    let (joined_tx, joined_rx) = std::sync::mpsc::channel();
+    let foreign = std::thread::spawn(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", BROKERS)
+            .set("group.id", &g)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[&t]).unwrap();
+        let mut told = false;
+        while !l.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = c.poll(Duration::from_millis(200));
+            if !told && c.assignment().is_ok_and(|a| a.count() == 3) {
+                joined_tx.send(()).unwrap();
+                told = true;
+            }
+        }
+        c.unsubscribe();
+    });
+    tokio::task::spawn_blocking(move || joined_rx.recv_timeout(Duration::from_secs(60))).await.unwrap().expect("the foreign member holds all 3 partitions");
+    let spec = ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: group.clone(),
+        input: ord.clone(),
+        output: out.clone(),
+        dlq: dlq.clone(),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: None,
+        exactly_once: false,
+        instance: "test".into(),
+        assign_within: Duration::from_secs(15),
+    };
+    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    streams.start("order").unwrap();
+    produce_orders(&ord, &run, 0, 50).await;
+    wait_until!("a restart for want of a partition", 60, streams.view().processors[0].restarts >= 1);
+    let p = &streams.view().processors[0];
+    let why = p.last_failure.clone().unwrap_or_default();
+    assert!(why.contains(&format!("no partition of {ord} assigned within 15 s of joining group {group}")), "{why}");
+    assert_eq!(p.consumed, 0, "the foreign member held every partition");
+
+    leave.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || foreign.join().unwrap()).await.unwrap();
+    wait_until!("the waiting records processed after the foreign member left", 120, streams.view().processors[0].produced >= 50);
+    streams.stop_all().await;
+}
+
 /// The Streams page's switch on a running processor: at-least-once writes plain records;
 /// switched to exactly-once, the processor restarts into Kafka transactions — each commit
 /// puts a marker on the output partitions, so their high watermarks grow by more than the
@@ -389,6 +498,7 @@ async fn switching_a_running_processor_to_exactly_once() {
         changelog: Some(format!("{run}.order-changelog")),
         exactly_once: false,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("order").unwrap();
@@ -450,6 +560,7 @@ async fn exactly_once_holds_while_the_group_rebalances() {
         changelog: None,
         exactly_once: true,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("order").unwrap();
@@ -545,6 +656,7 @@ async fn counters_after_a_crash_equal_an_uninterrupted_run() {
         changelog: Some(format!("{run}.{id}-changelog")),
         exactly_once: true,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let (a, b) = (Streams::with_specs(BROKERS, vec![spec("a", &out_a)]), Streams::with_specs(BROKERS, vec![spec("b", &out_b)]));
     a.start("customer").unwrap();
@@ -598,6 +710,7 @@ async fn a_processor_stops_at_once_while_its_brokers_are_unreachable() {
         changelog: Some("unreachable.state".into()),
         exactly_once: false,
         instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
     };
     let streams = Streams::with_specs("127.0.0.1:1", vec![spec]);
     streams.start("customer").unwrap();

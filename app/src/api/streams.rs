@@ -59,6 +59,8 @@ pub struct ProcessorView {
     pub reason: Option<String>,
     pub since_ms: u64,
     pub restarts: u32,
+    /// Why it last failed and was restarted by its supervisor (kept while it runs again).
+    pub last_failure: Option<String>,
     pub consumed: u64,
     pub produced: u64,
     pub dlq: u64,

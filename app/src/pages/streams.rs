@@ -146,7 +146,8 @@ pub fn Streams() -> impl IntoView {
                                             <td data-testid="produced">{p.produced}</td>
                                             <td data-testid="dlq">{p.dlq}</td>
                                             <td>{p.lag.map(|l| l.to_string()).unwrap_or_else(|| "–".into())}</td>
-                                            <td>{p.restarts}</td>
+                                            <td data-testid="restarts">{p.restarts}
+                                                {p.last_failure.clone().map(|r| view! { <br/><span class="muted" data-testid="last-failure">{format!("last: {r}")}</span> })}</td>
                                             <td class="actions">
                                                 {button("start", "Start", !running, p.name.clone())}
                                                 {button("stop", "Stop", running, p.name.clone())}

@@ -62,6 +62,8 @@ struct Ctl {
     reason: Option<String>,
     since_ms: u64,
     restarts: u32,
+    /// The reason of the last restart by the supervisor.
+    last_failure: Option<String>,
     cancel: Option<CancellationToken>,
     task: Option<JoinHandle<()>>,
 }
@@ -128,6 +130,7 @@ impl Streams {
             changelog: Some(format!("{name}-state-changelog")),
             exactly_once: guarantee_of(name) == Guarantee::ExactlyOnce,
             instance: instance.into(),
+            assign_within: processor::ASSIGN_WITHIN,
         };
         Self::with_specs(
             brokers,
@@ -147,7 +150,7 @@ impl Streams {
                     exactly_once: spec.exactly_once.into(),
                     spec,
                     stats: Stats::default(),
-                    ctl: Mutex::new(Ctl { state: "stopped", reason: None, since_ms: now_ms(), restarts: 0, cancel: None, task: None }),
+                    ctl: Mutex::new(Ctl { state: "stopped", reason: None, since_ms: now_ms(), restarts: 0, last_failure: None, cancel: None, task: None }),
                 })
             })
             .collect();
@@ -322,6 +325,7 @@ impl Streams {
                     reason: c.reason.clone().or(transient),
                     since_ms: c.since_ms,
                     restarts: c.restarts,
+                    last_failure: c.last_failure.clone(),
                     consumed: h.stats.consumed.load(Ordering::Relaxed),
                     produced: h.stats.produced.load(Ordering::Relaxed),
                     dlq: h.stats.dlq.load(Ordering::Relaxed),
@@ -570,8 +574,12 @@ async fn supervise(h: Arc<Handle>, cancel: CancellationToken) {
         }
         let reason = r.err().map_or_else(|| "exited".into(), |e| e.to_string());
         tracing::warn!(processor = %h.spec.name, %reason, ?backoff, "processor failed; restarting");
-        h.set("failed", Some(reason));
-        h.ctl.lock().unwrap().restarts += 1;
+        h.set("failed", Some(reason.clone()));
+        {
+            let mut c = h.ctl.lock().unwrap();
+            c.restarts += 1;
+            c.last_failure = Some(reason);
+        }
         tokio::select! {
             _ = cancel.cancelled() => { h.set("stopped", None); return }
             _ = tokio::time::sleep(backoff) => {}

@@ -57,6 +57,8 @@ pub struct ProcessorSpec {
     /// so a restart of this control plane fences its own unfinished transaction while
     /// another control plane in the same group has transactions of its own.
     pub instance: String,
+    /// How long its consumer may hold no partition before it restarts ([`ASSIGN_WITHIN`]).
+    pub assign_within: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,18 +206,50 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 
 /// Counts the consumer's partition revocations. librdkafka serves rebalances inside
 /// `recv()`, on the loop's own task, so the count read between two `recv()`s tells whether
-/// the records in hand were all consumed under one assignment.
-#[derive(Default)]
-pub struct Revocations(AtomicU64);
+/// the records in hand were all consumed under one assignment. Every assignment and
+/// revocation is logged with its partitions, and whether the consumer holds any is kept
+/// for the start's assignment bound ([`ASSIGN_WITHIN`]).
+pub struct Revocations(AtomicU64, String, Arc<std::sync::atomic::AtomicBool>);
+
+impl Revocations {
+    fn new(processor: &str) -> Self {
+        Revocations(AtomicU64::new(0), processor.to_string(), Arc::default())
+    }
+}
 
 impl ClientContext for Revocations {}
 
 impl ConsumerContext for Revocations {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if matches!(rebalance, Rebalance::Revoke(_)) {
+        if let Rebalance::Revoke(tpl) = rebalance {
             self.0.fetch_add(1, Ordering::SeqCst);
+            self.2.store(false, Ordering::SeqCst);
+            tracing::info!(processor = %self.1, partitions = %partitions_of(tpl), "partitions revoked");
         }
     }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.2.store(tpl.count() > 0, Ordering::SeqCst);
+                tracing::info!(processor = %self.1, partitions = %partitions_of(tpl), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(processor = %self.1, error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// "topic[0,2]" for a partition list.
+fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for e in tpl.elements() {
+        by_topic.entry(e.topic().to_string()).or_default().push(e.partition());
+    }
+    if by_topic.is_empty() {
+        return "none".into();
+    }
+    by_topic.iter().map(|(t, ps)| format!("{t}{ps:?}")).collect::<Vec<_>>().join(" ")
 }
 
 type Input = StreamConsumer<Revocations>;
@@ -242,7 +276,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         .set("session.timeout.ms", "10000")
         // A subscribed topic created after start (the stack provisioned later) is found soon.
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .create_with_context(Revocations::default())
+        .create_with_context(Revocations::new(&spec.name))
         .map_err(|e| format!("consumer config: {e}"))?;
     let mut transform = match spec.kind {
         Kind::CustomerAnalytics => Some(Transform::Customer(CustomerAnalytics::new(spec.window_ms))),
@@ -259,8 +293,10 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
     }
     consumer.subscribe(&[&spec.input]).map_err(|e| format!("subscribe to {}: {e}", spec.input))?;
     stats.ready.store(true, Ordering::Relaxed);
+    let unassigned = watch_assignment(spec, consumer.context().2.clone(), stats);
+    tokio::pin!(unassigned);
     if spec.exactly_once {
-        return run_transactional(spec, stats, cancel, consumer, transform).await;
+        return run_transactional(spec, stats, cancel, consumer, transform, unassigned).await;
     }
     let producer = producer(&spec.brokers).map_err(|e| format!("producer config: {e}"))?;
     // Records are acknowledged in batches (one future per batch, not per record): a batch
@@ -278,6 +314,7 @@ async fn consume(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
+            why = &mut unassigned => break Err(why),
             // Idle input: a fresh recv() below polls librdkafka, which is what keeps the
             // member in its group (max.poll.interval.ms, 5 min, counts from the last poll).
             _ = idle.tick() => {}
@@ -461,6 +498,78 @@ fn idle_ticks() -> tokio::time::Interval {
     tokio::time::interval_at(tokio::time::Instant::now() + IDLE_POLL, IDLE_POLL)
 }
 
+/// How long a subscribed consumer may hold no partition of an input that exists before
+/// the processor restarts. A consumer that joined its group gets its share within a
+/// session timeout (10 s) and a rebalance; once (CI, a stack provisioned while the
+/// processors started) one sat unassigned for ten minutes, reporting "running" with
+/// thousands of records waiting and no reason anywhere.
+pub const ASSIGN_WITHIN: Duration = Duration::from_secs(60);
+
+/// Resolves, with the reason, once the consumer has held no partition of `spec.input` for
+/// [`ASSIGN_WITHIN`] although the topic exists and its group has no more members than the
+/// topic has partitions (a member beyond that is idle by design). A missing input topic
+/// (the stack still provisioning) is a transient error shown on the page, not a failure.
+async fn watch_assignment(spec: &ProcessorSpec, assigned: Arc<std::sync::atomic::AtomicBool>, stats: &Stats) -> String {
+    let mut since = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if assigned.load(Ordering::SeqCst) || since.elapsed() < spec.assign_within {
+            if assigned.load(Ordering::SeqCst) {
+                since = tokio::time::Instant::now();
+            }
+            continue;
+        }
+        let (brokers, group, input) = (spec.brokers.clone(), spec.group.clone(), spec.input.clone());
+        let seen = tokio::task::spawn_blocking(move || group_and_partitions(&brokers, &group, &input)).await;
+        match seen {
+            Ok(Ok(Unassigned::NoTopic)) => {
+                stats.note_error(format!("waiting for the input topic {} to exist", spec.input));
+                since = tokio::time::Instant::now();
+            }
+            Ok(Ok(Unassigned::MoreMembersThanPartitions)) => since = tokio::time::Instant::now(),
+            Ok(Ok(Unassigned::Stuck { members, partitions })) if !assigned.load(Ordering::SeqCst) => {
+                return format!(
+                    "no partition of {} assigned within {} s of joining group {} ({members} member(s), {partitions} partition(s)); restarting the consumer",
+                    spec.input,
+                    spec.assign_within.as_secs(),
+                    spec.group
+                )
+            }
+            Ok(Ok(Unassigned::Stuck { .. })) => since = tokio::time::Instant::now(),
+            Ok(Err(e)) => return format!("no partition of {} assigned within {} s, and its group cannot be read: {e}", spec.input, spec.assign_within.as_secs()),
+            Err(e) => return format!("assignment check: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Unassigned {
+    NoTopic,
+    MoreMembersThanPartitions,
+    Stuck { members: usize, partitions: usize },
+}
+
+/// Why a consumer of `group` may hold no partition of `topic`, read from the brokers.
+fn group_and_partitions(brokers: &str, group: &str, topic: &str) -> Result<Unassigned, String> {
+    use rdkafka::consumer::BaseConsumer;
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| e.to_string())?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata of {topic}: {e}"))?;
+    let partitions = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
+    let groups = c.fetch_group_list(Some(group), Duration::from_secs(10)).map_err(|e| format!("group {group}: {e}"))?;
+    let members = groups.groups().first().map_or(0, |g| g.members().len());
+    Ok(unassigned(partitions, members))
+}
+
+/// See [`group_and_partitions`]; `partitions` 0: the topic does not exist.
+fn unassigned(partitions: usize, members: usize) -> Unassigned {
+    match partitions {
+        0 => Unassigned::NoTopic,
+        p if members > p => Unassigned::MoreMembersThanPartitions,
+        p => Unassigned::Stuck { members, partitions: p },
+    }
+}
+
 /// Records per transaction at most, and how long a transaction waits to fill.
 const TX_BATCH: usize = 500;
 const TX_LINGER: Duration = Duration::from_millis(100);
@@ -470,7 +579,14 @@ const TX_LINGER: Duration = Duration::from_millis(100);
 /// a `read_committed` reader sees every output (and state change) once or not at all. A
 /// failure aborts the transaction and ends the loop: the supervisor's restart resumes
 /// from the last committed offsets with the state restored from the committed changelog.
-async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &CancellationToken, consumer: Input, mut transform: Option<Transform>) -> Result<(), String> {
+async fn run_transactional(
+    spec: &ProcessorSpec,
+    stats: &Stats,
+    cancel: &CancellationToken,
+    consumer: Input,
+    mut transform: Option<Transform>,
+    mut unassigned: std::pin::Pin<&mut impl std::future::Future<Output = String>>,
+) -> Result<(), String> {
     use rdkafka::{producer::Producer, TopicPartitionList};
     const T: Duration = Duration::from_secs(30);
     let producer = transactional_producer(spec).map_err(|e| format!("transactional producer config: {e}"))?;
@@ -485,6 +601,7 @@ async fn run_transactional(spec: &ProcessorSpec, stats: &Stats, cancel: &Cancell
             None => loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
+                    why = &mut unassigned => return Err(why),
                     m = consumer.recv() => break m,
                     // Idle input: poll again (see IDLE_POLL).
                     _ = idle.tick() => {}
@@ -863,6 +980,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unassigned_consumer_is_stuck_only_when_the_topic_exists_and_has_a_partition_for_it() {
+        assert_eq!(unassigned(0, 1), Unassigned::NoTopic);
+        assert_eq!(unassigned(3, 4), Unassigned::MoreMembersThanPartitions);
+        assert_eq!(unassigned(3, 3), Unassigned::Stuck { members: 3, partitions: 3 });
+        // The coordinator lists no member at all: still stuck (it should list this one).
+        assert_eq!(unassigned(3, 0), Unassigned::Stuck { members: 0, partitions: 3 });
+    }
+
+    #[test]
     fn a_leaderless_changelog_partition_is_named_with_its_in_sync_set() {
         assert!(super::leaderless_error("c", [(0, 1, vec![1, 2]), (1, 2, vec![2])].into_iter()).is_ok());
         let e = super::leaderless_error("bss-x-state-changelog", [(0, 1, vec![1]), (2, -1, vec![])].into_iter()).unwrap_err();
@@ -892,6 +1018,7 @@ mod tests {
             changelog: None,
             exactly_once: true,
             instance: "host-0a1b2c3d".into(),
+            assign_within: ASSIGN_WITHIN,
         };
         if let Err(e) = transactional_producer(&spec) {
             panic!("{e}");
