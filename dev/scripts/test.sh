@@ -124,7 +124,7 @@ cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
-step "Swarm test bed: 3 engines in network namespaces form a 3-manager swarm, a global service spans them over an overlay (dnsrr), a host's engine killed is seen down and rejoins"
+step "Swarm: the test bed (3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine killed and back), then the whole stack on it with the swarm backend: placement, KRaft across hosts, replicas streaming, idempotent up, h3 cut off and back"
 dev/swarm/test.sh
 
 step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"

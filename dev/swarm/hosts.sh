@@ -15,6 +15,9 @@
 #   dev/swarm/hosts.sh status     each host: engine answers?, node role, availability, state
 #   dev/swarm/hosts.sh kill HOST  loses a host: SIGKILL its dockerd (a drill's fault)
 #   dev/swarm/hosts.sh start HOST starts a killed host's dockerd again (it rejoins)
+#   dev/swarm/hosts.sh cut HOST   loses a host whole: its link down (engine and containers
+#                                 cut off together, as a machine that dies or a partition)
+#   dev/swarm/hosts.sh heal HOST  its link up again
 #   dev/swarm/hosts.sh sock HOST  prints the unix socket of HOST's engine
 #   dev/swarm/hosts.sh down       removes everything: engines, namespaces, bridge, state
 #
@@ -161,6 +164,13 @@ kill_host() {
   log "$h: dockerd killed (SIGKILL)"
 }
 
+link() {
+  local h=${1:?host} state=$2
+  ip link show "bssw${h#h}" >/dev/null 2>&1 || die "$h: no link bssw${h#h}"
+  ip link set "bssw${h#h}" "$state"
+  log "$h: link $state"
+}
+
 down() {
   for h in $(hosts); do
     if answers "$h"; then on "$h" swarm leave --force >/dev/null 2>&1 || true; fi
@@ -186,7 +196,9 @@ case "${1:-}" in
   status) status ;;
   kill) kill_host "${2:-}" ;;
   start) engine_up "${2:?host}" ;;
+  cut) link "${2:-}" down ;;
+  heal) link "${2:-}" up ;;
   sock) sock "${2:?host}" ;;
   down) down ;;
-  *) echo "usage: $0 up [N] | status | kill HOST | start HOST | sock HOST | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up [N] | status | kill HOST | start HOST | cut HOST | heal HOST | sock HOST | down" >&2; exit 2 ;;
 esac

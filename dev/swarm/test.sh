@@ -2,8 +2,13 @@
 # The swarm test bed itself, on real engines: 3 hosts form a swarm of 3 managers, a global
 # service on an attachable overlay runs one task per host, the hosts' tasks reach each other
 # across hosts by the service's dnsrr name, a host's engine killed is seen Down by the
-# others and its node comes back Ready when its engine starts again. Everything is removed
-# at the end, whatever happened. Bounded: each wait has its own limit.
+# others and its node comes back Ready when its engine starts again.
+# Then the product's swarm backend on it: `bss-control up` with runtime.backend = "swarm"
+# provisions the whole Phase 3 stack as Swarm services on the 3 hosts, placed as
+# dev/compose.swarm.yml asks (read back from the tasks), the brokers form one KRaft
+# cluster across the hosts with every topic fully replicated, both replicas stream from the
+# primary across hosts, a second `up` changes nothing, `down` removes it.
+# Everything is removed at the end, whatever happened. Bounded: each wait has its own limit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 H=dev/swarm/hosts.sh
@@ -20,9 +25,13 @@ wait_for() {
 }
 on() { local h=$1; shift; DOCKER_HOST=unix://$("$H" sock "$h") docker "$@"; }
 
+. dev/scripts/env.sh
+BSSC=${BSS_CONTROL_BIN:-$CARGO_TARGET_DIR/debug/bss-control}
+[[ -x $BSSC ]] || fail "no $BSSC: build the server first (cargo build)"
 "$H" down >/dev/null 2>&1 || true
 IMG=bss-local/sink:latest
-BSS_SWARM_IMAGES=$IMG "$H" up 3 >/dev/null
+"$H" up 3 >/dev/null
+say "3 hosts up, the stack's images loaded on each"
 managers=$(on h1 node ls --filter role=manager --format '{{.Hostname}} {{.Status}}' | sort)
 say "managers: $(echo "$managers" | tr '\n' ' ')"
 [[ $(echo "$managers" | grep -c ' Ready$') == 3 ]] || fail "3 Ready managers expected"
@@ -55,4 +64,92 @@ say "  $(( $(date +%s) - t )) s after its engine was killed"
 "$H" start h3
 h3_ready() { [[ $(on h1 node inspect -f '{{.Status.State}}' h3) == ready ]]; }
 wait_for 90 "h3 ready again after its engine started" h3_ready
+on h1 service rm probe >/dev/null
+net_gone() { on h1 network rm bss-swarm-test || ! on h1 network inspect bss-swarm-test; }
+wait_for 60 "the probe service and its network removed" net_gone
+
+# ---- the product's swarm backend: the whole stack on the 3 hosts ----
+STATE=$(mktemp -d)
+export DOCKER_HOST=unix://$("$H" sock h1) BSS_RUNTIME_BACKEND=swarm BSS_SWARM_HOST_GATEWAY=198.18.0.254 \
+  BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml,dev/compose.swarm.yml BSS_PROJECT=bss BSS_STORE_PATH=$STATE/cli.db
+t=$(date +%s)
+timeout 900 "$BSSC" up 2>"$STATE/up.log" || { tail -40 "$STATE/up.log"; fail "bss-control up on the swarm"; }
+say "bss-control up on 3 hosts: $(( $(date +%s) - t )) s"
+"$BSSC" status --json >"$STATE/status.json"
+python3 - "$STATE/status.json" <<'PY' || fail "placement or task state"
+import json, sys
+st = json.load(open(sys.argv[1]))
+where = {s["service"]: s["tasks"][0] if s["tasks"] else None for s in st["services"]}
+want = {"kafka-1": "h1", "kafka-2": "h2", "kafka-3": "h3", "postgres-primary": "h1", "postgres-replica-1": "h2", "postgres-replica-2": "h3"}
+bad = [f"{s} on {where.get(s) and where[s]['node']}, not {h}" for s, h in want.items() if not where.get(s) or where[s]["node"] != h]
+for s in st["services"]:
+    t = s["tasks"][0] if s["tasks"] else None
+    ok = "complete" if s["oneshot"] else "running"
+    if not t or t["state"] != ok:
+        bad.append(f"{s['service']}: {t and t['state']} (want {ok})")
+if len(st["services"]) != 16:
+    bad.append(f"{len(st['services'])} services, 16 expected")
+hosts = {s["tasks"][0]["node"] for s in st["services"] if s["tasks"]}
+print("services per host:", {h: sorted(s["service"] for s in st["services"] if s["tasks"] and s["tasks"][0]["node"] == h) for h in sorted(hosts)})
+if bad:
+    print("\n".join(bad)); sys.exit(1)
+PY
+say "16 services, placed as asked: brokers on h1/h2/h3, primary on h1, replicas on h2 and h3; every task running (kafka-init complete)"
+cid() { on "$1" ps -q --filter "label=com.docker.swarm.service.name=bss_$2" | head -1; }
+k1=$(cid h1 kafka-1)
+voters=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller kafka-1:9093 describe --status 2>/dev/null | grep '^CurrentVoters' | grep -o '"id": *[0-9]*' | wc -l)
+[[ $voters == 3 ]] || fail "KRaft quorum across hosts: $voters of 3 controllers listed"
+under=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --describe --under-replicated-partitions 2>/dev/null | grep -c Topic || true)
+topics=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --list 2>/dev/null | grep -c '^bss\.')
+[[ $under == 0 && $topics -ge 4 ]] || fail "topics across hosts: $topics bss.* topics, $under under-replicated partitions"
+say "KRaft quorum of 3 across the hosts; $topics bss.* topics, no partition under-replicated"
+timeout 3 bash -c '</dev/tcp/198.18.0.2/9094' || fail "kafka-2's published port (host mode) on h2 does not answer"
+pg=$(cid h1 postgres-primary)
+streaming() { [[ $(on h1 exec "$pg" psql -U postgres -d bss -tAc "select count(*) from pg_stat_replication where state = 'streaming'") == 2 ]]; }
+wait_for 60 "both replicas (h2, h3) stream from the primary (h1)" streaming
+t=$(date +%s)
+"$BSSC" up 2>"$STATE/up2.log" || { tail -20 "$STATE/up2.log"; fail "second up"; }
+changed=$(grep -c -E 'creating|updating' "$STATE/up2.log" || true)
+[[ $changed == 0 ]] || { cat "$STATE/up2.log"; fail "a second up changed $changed services"; }
+say "a second up: nothing created or updated ($(( $(date +%s) - t )) s)"
+# ---- host loss: h3 cut off whole (engine and containers: its link down) ----
+PINNED="kafka-3 postgres-replica-2 postgres-exporter-replica-2"
+st() { "$BSSC" status 2>/dev/null; }
+"$H" cut h3
+t=$(date +%s)
+h3_lost() { st | grep -qE '^node h3 .* down'; }
+wait_for 60 "h3 seen down after its link was cut" h3_lost
+# Every service not pinned to h3 runs on h1 or h2 (those that were on h3 rescheduled).
+moved() {
+  st | awk '$1 != "node" && $2 != "complete"' | grep -vE "^($(echo $PINNED | tr ' ' '|')) " | awk '$2 != "running" || $4 == "h3" {bad=1} END {exit bad}'
+}
+wait_for 120 "every service not pinned to h3 running on h1 or h2" moved
+say "  $(( $(date +%s) - t )) s after the cut"
+for p in $PINNED; do st | grep -E "^$p " | grep -q 'pending.*no suitable node' || fail "$p should wait for h3 (pinned with its volume): $(st | grep -E "^$p ")"; done
+say "kafka-3, postgres-replica-2 and its exporter wait for h3 (pinned with their volumes): pending, no suitable node"
+sent=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-producer-perf-test.sh --topic bss.customer.events --num-records 500 \
+  --throughput -1 --record-size 100 --producer-props bootstrap.servers=kafka-1:19092 acks=all delivery.timeout.ms=60000 2>&1 | tail -1)
+[[ $sent == "500 records sent"* ]] || fail "writes with h3 lost: $sent"
+say "500 records written with acks=all on 2 of 3 brokers: ${sent%%,*}"
+# (h3's replica stays listed until the primary's wal_sender_timeout, 60 s, ends its walsender.)
+one_streams() { [[ $(on h1 exec "$pg" psql -U postgres -d bss -tAc "select count(*) from pg_stat_replication where state = 'streaming' and application_name = 'postgres-replica-1'") == 1 ]]; }
+wait_for 30 "the primary streams to the replica left (h2)" one_streams
+reads=$(on h1 exec "$pg" bash -c 'export PGPASSWORD=$POSTGRES_PASSWORD; for i in $(seq 1 20); do psql -h haproxy -p 5435 -U postgres -d bss -tAc "select pg_is_in_recovery()" 2>&1; done' | sort | uniq -c | tr -s ' ')
+[[ $reads == " 20 t" ]] || fail "reads through HAProxy's pool with h3 lost: $reads"
+say "20 of 20 reads through HAProxy's pool served by a standby"
+"$H" heal h3
+t=$(date +%s)
+back() { [[ $(st | grep -E "^($(echo $PINNED | tr ' ' '|')) " | grep -c 'running .*on h3') == 3 ]]; }
+wait_for 180 "kafka-3, postgres-replica-2 and its exporter running on h3 again" back
+say "  $(( $(date +%s) - t )) s after its link came back"
+wait_for 60 "both replicas stream again" streaming
+isr_full() {
+  local out
+  out=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --describe --under-replicated-partitions 2>/dev/null) && [[ -z $out ]]
+}
+wait_for 120 "no partition under-replicated" isr_full
+"$BSSC" down 2>"$STATE/down.log" || { tail -20 "$STATE/down.log"; fail "down"; }
+[[ -z $(on h1 service ls -q --filter label=io.bss-control.project=bss) ]] || fail "services left after down"
+say "down: every service and the overlay network removed"
+rm -rf "$STATE"
 say "passed"

@@ -31,6 +31,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub docker: DockerConfig,
     pub stack: StackConfig,
+    pub runtime: RuntimeConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub streams: StreamsConfig,
@@ -206,6 +207,25 @@ impl Config {
     }
 }
 
+/// Where the stack runs: containers on one engine, or services on a Docker Swarm whose
+/// manager `docker.host` names.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Engine,
+    Swarm,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub backend: Backend,
+    /// Swarm only: the address tasks reach the control plane at, used for the compose
+    /// files' `host-gateway` (a swarm task has none of its own).
+    pub swarm_host_gateway: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StackConfig {
@@ -348,6 +368,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             docker: DockerConfig::default(),
             stack: StackConfig::default(),
+            runtime: RuntimeConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             streams: StreamsConfig::default(),
@@ -365,6 +386,8 @@ const ENV_KEYS: &[&str] = &[
     "BSS_STORE_PATH",
     "BSS_COMPOSE",
     "BSS_PROJECT",
+    "BSS_RUNTIME_BACKEND",
+    "BSS_SWARM_HOST_GATEWAY",
     "BSS_AUTH",
     "BSS_LOG_FORMAT",
     "BSS_LOG",
@@ -437,6 +460,17 @@ impl Config {
                 // Comma-separated, e.g. dev/compose.yml,dev/compose.offline.yml
                 "BSS_COMPOSE" => self.stack.compose = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
                 "BSS_PROJECT" => self.stack.project = value,
+                "BSS_RUNTIME_BACKEND" => {
+                    self.runtime.backend = match value.as_str() {
+                        "engine" => Backend::Engine,
+                        "swarm" => Backend::Swarm,
+                        _ => return Err(bad(&key, &value, "expected engine or swarm".into())),
+                    }
+                }
+                "BSS_SWARM_HOST_GATEWAY" => {
+                    value.parse::<std::net::IpAddr>().map_err(|_| bad(&key, &value, "expected an IP address".into()))?;
+                    self.runtime.swarm_host_gateway = Some(value)
+                }
                 "BSS_KAFKA_BROKERS" => self.streams.brokers = value,
                 "BSS_PG_PRIMARY" => self.postgres.primary = value,
                 "BSS_PG_READ_POOL" => self.postgres.read_pool = value,

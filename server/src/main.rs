@@ -123,7 +123,20 @@ async fn run() -> anyhow::Result<()> {
     }
     init_tracing(&config);
 
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if config.runtime.backend == server::config::Backend::Swarm {
+        return match command {
+            cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => swarm_cli(config, cmd).await,
+            Command::Config => {
+                println!("{}", config.redacted());
+                Ok(())
+            }
+            _ => anyhow::bail!(
+                "runtime.backend = \"swarm\" drives `up`, `down`, `status` and `config` so far; serve, verify, demo and drills run with the engine backend (README: Several hosts)"
+            ),
+        };
+    }
+    match command {
         Command::Serve => serve(config).await,
         Command::Engine => {
             let status = Runtime::new(config.docker.host.as_deref()).engine_status().await;
@@ -363,6 +376,49 @@ async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     printer.abort();
     result
+}
+
+/// `up` / `down` / `status` on a swarm (`runtime.backend = "swarm"`), through the manager
+/// `docker.host` names; progress on stderr, audited like the engine's.
+async fn swarm_cli(config: Config, command: Command) -> anyhow::Result<()> {
+    use server::runtime::swarm::SwarmStack;
+    let docker = Runtime::new(config.docker.host.as_deref()).docker_handle()?;
+    let stack = SwarmStack::new(docker, &config.stack.project, config.stack.compose.clone(), config.runtime.swarm_host_gateway.clone());
+    let progress = |service: &str, message: &str| eprintln!("{service:>28}  {message}");
+    let (action, result) = match command {
+        Command::Up => {
+            // The stack's certificates are bind-mounted: made first, as the engine's `up` does.
+            server::pki::Pki::for_config(&config).ensure()?;
+            ("stack.up", stack.up(&progress).await)
+        }
+        Command::Down { .. } => ("stack.down", stack.down(&progress).await),
+        Command::Status { json } => {
+            let st = stack.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                for n in &st.nodes {
+                    println!("node {:<12} {:<16} {:<8} {:<7} {}{}", n.hostname, n.addr, n.role, n.availability, n.state, if n.leader { " leader" } else { "" });
+                }
+                for s in &st.services {
+                    let t = s.tasks.first();
+                    println!(
+                        "{:<28} {:<10} on {:<10} {}",
+                        s.service,
+                        t.map_or("no task", |t| t.state.as_str()),
+                        t.map_or("-", |t| t.node.as_str()),
+                        t.and_then(|t| t.error.clone()).unwrap_or_default()
+                    );
+                }
+            }
+            return Ok(());
+        }
+        _ => unreachable!(),
+    };
+    let store = Store::open(&config.store.path).await?;
+    let outcome = match &result { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") };
+    store.audit("cli", action, "stack", &outcome, serde_json::json!({ "backend": "swarm" })).await?;
+    result.map_err(anyhow::Error::from)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

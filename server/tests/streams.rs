@@ -365,6 +365,24 @@ async fn produce_orders(topic: &str, run: &str, from: u64, n: u64) {
     }
 }
 
+/// An order processor of the run's own topics and group (`<run>-order`).
+fn order_spec(run: &str, changelog: bool) -> ProcessorSpec {
+    ProcessorSpec {
+        name: "order".into(),
+        brokers: BROKERS.into(),
+        group: format!("{run}-order"),
+        input: format!("{run}.order"),
+        output: format!("{run}.analytics"),
+        dlq: format!("{run}.dlq"),
+        kind: Kind::OrderProcessor,
+        window_ms: 10_000,
+        changelog: changelog.then(|| format!("{run}.order-changelog")),
+        exactly_once: false,
+        instance: "test".into(),
+        assign_within: processor::ASSIGN_WITHIN,
+    }
+}
+
 /// A processor started while the stack is still being provisioned subscribes before its
 /// input topic exists (the stack's `kafka-init` creates the topics last, 40 s after the
 /// brokers on a loaded machine): once the topic is created it must be assigned its
@@ -377,21 +395,7 @@ async fn a_processor_started_before_its_input_topic_exists_processes_it_once_cre
     let run = format!("n{}", server::streams::events::now_ms());
     let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
     create_topics(&[&out, &dlq]).await;
-    let spec = ProcessorSpec {
-        name: "order".into(),
-        brokers: BROKERS.into(),
-        group: format!("{run}-order"),
-        input: ord.clone(),
-        output: out.clone(),
-        dlq: dlq.clone(),
-        kind: Kind::OrderProcessor,
-        window_ms: 10_000,
-        changelog: Some(format!("{run}.order-changelog")),
-        exactly_once: false,
-        instance: "test".into(),
-        assign_within: processor::ASSIGN_WITHIN,
-    };
-    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    let streams = Streams::with_specs(BROKERS, vec![order_spec(&run, true)]);
     streams.start("order").unwrap();
     wait_until!("subscribed", 60, streams.unready().is_empty());
     // Past the consumer's metadata refresh (5 s) twice: it has seen the topic missing.
@@ -443,20 +447,7 @@ async fn a_processor_never_assigned_a_partition_restarts_with_the_reason() {
         c.unsubscribe();
     });
     tokio::task::spawn_blocking(move || joined_rx.recv_timeout(Duration::from_secs(60))).await.unwrap().expect("the foreign member holds all 3 partitions");
-    let spec = ProcessorSpec {
-        name: "order".into(),
-        brokers: BROKERS.into(),
-        group: group.clone(),
-        input: ord.clone(),
-        output: out.clone(),
-        dlq: dlq.clone(),
-        kind: Kind::OrderProcessor,
-        window_ms: 10_000,
-        changelog: None,
-        exactly_once: false,
-        instance: "test".into(),
-        assign_within: Duration::from_secs(15),
-    };
+    let spec = ProcessorSpec { assign_within: Duration::from_secs(15), ..order_spec(&run, false) };
     let streams = Streams::with_specs(BROKERS, vec![spec]);
     streams.start("order").unwrap();
     produce_orders(&ord, &run, 0, 50).await;
@@ -486,21 +477,7 @@ async fn switching_a_running_processor_to_exactly_once() {
     let run = format!("g{}", server::streams::events::now_ms());
     let (ord, out, dlq) = (format!("{run}.order"), format!("{run}.analytics"), format!("{run}.dlq"));
     create_topics(&[&ord, &out, &dlq]).await;
-    let spec = ProcessorSpec {
-        name: "order".into(),
-        brokers: BROKERS.into(),
-        group: format!("{run}-order"),
-        input: ord.clone(),
-        output: out.clone(),
-        dlq: dlq.clone(),
-        kind: Kind::OrderProcessor,
-        window_ms: 10_000,
-        changelog: Some(format!("{run}.order-changelog")),
-        exactly_once: false,
-        instance: "test".into(),
-        assign_within: processor::ASSIGN_WITHIN,
-    };
-    let streams = Streams::with_specs(BROKERS, vec![spec]);
+    let streams = Streams::with_specs(BROKERS, vec![order_spec(&run, true)]);
     streams.start("order").unwrap();
     let produced = |s: &Streams| s.view().processors[0].produced;
 

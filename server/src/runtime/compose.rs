@@ -88,6 +88,105 @@ pub struct ServiceSpec {
     /// them is what it was before the key existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_opt: Vec<String>,
+    /// Swarm settings (placement, endpoint mode, resource limits), used by the swarm
+    /// backend only; the engine backend ignores them, as `docker compose` does. Left out
+    /// of the serialized spec when absent (config hashes unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Deploy>,
+}
+
+/// The part of Compose's `deploy` the swarm backend honours.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// `dnsrr` (the default of the swarm backend: no IPVS needed) or `vip`.
+    #[serde(default)]
+    pub endpoint_mode: Option<String>,
+    #[serde(default)]
+    pub placement: Option<Placement>,
+    #[serde(default)]
+    pub resources: Option<Resources>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// Swarm constraints, e.g. `node.labels.bss.host == h1`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// CPUs, e.g. "0.5" or 2.
+    #[serde(default)]
+    pub cpus: Option<EnvValue>,
+    /// Bytes with an optional unit: "512M", "1g", "1048576".
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+impl Limits {
+    /// (nano CPUs, memory bytes).
+    pub fn parsed(&self) -> Result<(Option<i64>, Option<i64>), String> {
+        let cpus = match &self.cpus {
+            None => None,
+            Some(v) => {
+                let c: f64 = v.to_string().trim().parse().map_err(|_| format!("deploy.resources.limits.cpus {v} is not a number"))?;
+                if !(c > 0.0 && c <= 1024.0) {
+                    return Err(format!("deploy.resources.limits.cpus {c} must be above 0"));
+                }
+                Some((c * 1e9) as i64)
+            }
+        };
+        let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
+        Ok((cpus, memory))
+    }
+}
+
+/// "512M", "1g", "64k", "1048576" (Compose's byte values) into bytes.
+pub fn parse_bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').filter(|r| r.ends_with(['k', 'm', 'g'])).unwrap_or(&t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like 512M"))?;
+    if n <= 0.0 {
+        return Err(format!("{s:?} must be above 0"));
+    }
+    Ok((n * mul as f64) as i64)
+}
+
+impl Deploy {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(m) = &self.endpoint_mode {
+            if m != "vip" && m != "dnsrr" {
+                return Err(format!("deploy.endpoint_mode {m:?} must be vip or dnsrr"));
+            }
+        }
+        for c in self.placement.iter().flat_map(|p| &p.constraints) {
+            let ok = ["==", "!="].iter().any(|op| c.split_once(op).is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty()));
+            if !ok || c.contains('\n') {
+                return Err(format!("deploy.placement constraint {c:?} must be `<attribute> == <value>` or `!=`"));
+            }
+        }
+        if let Some(l) = self.resources.as_ref().and_then(|r| r.limits.as_ref()) {
+            l.parsed()?;
+        }
+        Ok(())
+    }
 }
 
 /// Capabilities a service may add: NET_ADMIN lets a container shape its own network
@@ -161,6 +260,8 @@ impl DependsOn {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Healthcheck {
+    /// May be left out with `disable: true`.
+    #[serde(default)]
     pub test: Vec<String>,
     #[serde(default)]
     pub interval: Option<String>,
@@ -292,6 +393,7 @@ impl ComposeFile {
                     parse_duration_ns(d).map_err(|m| err(name, format!("healthcheck: {m}")))?;
                 }
                 match h.test.first().map(String::as_str) {
+                    _ if h.disable == Some(true) => {}
                     Some("CMD" | "CMD-SHELL" | "NONE") => {}
                     _ => return Err(err(name, "healthcheck.test must start with CMD, CMD-SHELL or NONE".into())),
                 }
@@ -306,6 +408,9 @@ impl ComposeFile {
                 if !ok {
                     return Err(err(name, format!("dns_opt {o:?} is not a resolver option (like \"timeout:1\")")));
                 }
+            }
+            if let Some(d) = &svc.deploy {
+                d.validate().map_err(|m| err(name, m))?;
             }
             for (k, u) in &svc.ulimits {
                 if k == "nofile" {

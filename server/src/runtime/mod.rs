@@ -5,6 +5,7 @@ pub mod api;
 pub mod compose;
 pub mod spec;
 pub mod supervisor;
+pub mod swarm;
 
 use std::time::{Duration, SystemTime};
 

@@ -86,6 +86,61 @@ pub fn is_oneshot(spec: &ServiceSpec) -> bool {
     }
 }
 
+/// One entry of a service's `volumes`: a bind mount (a path, made absolute from the
+/// compose file's directory; it must exist) or a named volume of the project.
+pub struct VolumeMount {
+    pub source: String,
+    pub target: String,
+    pub mode: Option<String>,
+    pub bind: bool,
+}
+
+pub fn volume_mount(project: &str, base_dir: &Path, v: &str) -> Result<VolumeMount, ComposeError> {
+    let mut parts = v.splitn(3, ':');
+    let source = parts.next().unwrap_or_default();
+    let target = parts.next().ok_or_else(|| ComposeError::Value(format!("volume {v:?}: expected SOURCE:TARGET[:ro]")))?;
+    let mode = parts.next().map(String::from);
+    let bind = source.starts_with('.') || source.starts_with('/');
+    let source = if bind {
+        let p = base_dir.join(source);
+        let p = p.canonicalize().map_err(|e| ComposeError::Value(format!("volume {v:?}: {} does not exist: {e}", p.display())))?;
+        p.display().to_string()
+    } else {
+        volume_name(project, source)
+    };
+    Ok(VolumeMount { source, target: target.to_string(), mode, bind })
+}
+
+/// A service's `ulimits` as the engine takes them (containers and swarm tasks alike).
+pub fn ulimits(spec: &ServiceSpec) -> Vec<ResourcesUlimits> {
+    spec.ulimits
+        .iter()
+        .map(|(name, u)| {
+            let (soft, hard) = match u {
+                Ulimit::Single(n) => (*n, *n),
+                Ulimit::Range { soft, hard } => (*soft, *hard),
+            };
+            ResourcesUlimits { name: Some(name.clone()), soft: Some(soft), hard: Some(hard) }
+        })
+        .collect()
+}
+
+/// The engine's health check for a service's `healthcheck` (`None`: the image's own).
+pub fn health_config(spec: &ServiceSpec) -> Result<Option<HealthConfig>, ComposeError> {
+    Ok(match &spec.healthcheck {
+        None => None,
+        Some(h) if h.disable == Some(true) => Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }),
+        Some(h) => Some(HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval.as_deref().map(parse_duration_ns).transpose()?,
+            timeout: h.timeout.as_deref().map(parse_duration_ns).transpose()?,
+            retries: h.retries.map(i64::from),
+            start_period: h.start_period.as_deref().map(parse_duration_ns).transpose()?,
+            start_interval: None,
+        }),
+    })
+}
+
 pub fn create_body(
     project: &str,
     service: &str,
@@ -112,20 +167,10 @@ pub fn create_body(
 
     let mut binds = Vec::new();
     for v in &spec.volumes {
-        let mut parts = v.splitn(3, ':');
-        let source = parts.next().unwrap_or_default();
-        let target = parts.next().ok_or_else(|| ComposeError::Value(format!("volume {v:?}: expected SOURCE:TARGET[:ro]")))?;
-        let mode = parts.next();
-        let source = if source.starts_with('.') || source.starts_with('/') {
-            let p = base_dir.join(source);
-            let p = p.canonicalize().map_err(|e| ComposeError::Value(format!("volume {v:?}: {} does not exist: {e}", p.display())))?;
-            p.display().to_string()
-        } else {
-            volume_name(project, source)
-        };
-        binds.push(match mode {
-            Some(m) => format!("{source}:{target}:{m}"),
-            None => format!("{source}:{target}"),
+        let m = volume_mount(project, base_dir, v)?;
+        binds.push(match m.mode {
+            Some(mode) => format!("{}:{}:{mode}", m.source, m.target),
+            None => format!("{}:{}", m.source, m.target),
         });
     }
 
@@ -139,30 +184,9 @@ pub fn create_body(
         RestartPolicy { name: Some(name), maximum_retry_count: max }
     });
 
-    let ulimits = spec
-        .ulimits
-        .iter()
-        .map(|(name, u)| {
-            let (soft, hard) = match u {
-                Ulimit::Single(n) => (*n, *n),
-                Ulimit::Range { soft, hard } => (*soft, *hard),
-            };
-            ResourcesUlimits { name: Some(name.clone()), soft: Some(soft), hard: Some(hard) }
-        })
-        .collect::<Vec<_>>();
+    let ulimits = ulimits(spec);
 
-    let healthcheck = match &spec.healthcheck {
-        None => None,
-        Some(h) if h.disable == Some(true) => Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }),
-        Some(h) => Some(HealthConfig {
-            test: Some(h.test.clone()),
-            interval: h.interval.as_deref().map(parse_duration_ns).transpose()?,
-            timeout: h.timeout.as_deref().map(parse_duration_ns).transpose()?,
-            retries: h.retries.map(i64::from),
-            start_period: h.start_period.as_deref().map(parse_duration_ns).transpose()?,
-            start_interval: None,
-        }),
-    };
+    let healthcheck = health_config(spec)?;
 
     let networks = service_networks(spec);
     // API 1.41 accepts one network at create; the rest are connected before start.

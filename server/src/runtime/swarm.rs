@@ -1,0 +1,540 @@
+//! The swarm backend (`runtime.backend = "swarm"`): the same compose files become Docker
+//! Swarm services on an attachable overlay network, through the engine API of a swarm
+//! manager (bollard's service, task and node calls).
+//!
+//! Healing is Swarm's: each service's restart policy and the orchestrator reschedule tasks
+//! (no second healer here). `up` is idempotent: a service whose config hash (label, as for
+//! containers) is unchanged is left alone, a changed one is updated in place.
+//!
+//! Translation ([`service_spec`], pure, unit-tested):
+//! - one replicated service per compose service (a one-shot service, e.g. `kafka-init`,
+//!   becomes a replicated job), named `<project>_<service>` like `docker stack deploy`,
+//!   reachable by its compose name on the overlay (alias);
+//! - `deploy.placement.constraints`, `deploy.resources.limits` and `deploy.endpoint_mode`
+//!   (default `dnsrr`: this kernel has no IPVS, so VIPs do not work here);
+//! - published ports in host mode on the node the task runs on (Swarm cannot bind a
+//!   published port to one address: the node's firewall or a private network must keep
+//!   them in). Envoy's admin and HAProxy's stats are never published ([`NEVER_PUBLISHED`]);
+//! - `extra_hosts: host-gateway` becomes the address given as `runtime.swarm_host_gateway`
+//!   (where the tasks reach the control plane), an error when unset.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bollard::{
+    models::{
+        EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, Limit, Mount,
+        MountType, NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpec as SwarmService, ServiceSpecMode,
+        ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecPlacement,
+        TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    },
+    Docker,
+};
+use serde::Serialize;
+
+use super::{
+    compose::{parse_duration_ns, parse_port, ComposeError, ComposeFile, ServiceSpec},
+    spec::{config_hash, health_config, is_oneshot, network_name, service_networks, ulimits, volume_mount, LABEL_HASH, LABEL_ONESHOT, LABEL_PROJECT, LABEL_SERVICE},
+};
+
+/// Container ports that stay inside the overlay in swarm mode, whatever the file says:
+/// a host-mode published port listens on every address of its node, and Envoy's admin
+/// and HAProxy's stats must never be reachable beyond loopback.
+pub const NEVER_PUBLISHED: &[(&str, u16)] = &[("envoy", 15000), ("haproxy", 8084)];
+
+/// How long one wave of services may take to have every task running (healthy: a task
+/// with a health check is `starting` until it passes) or, for a job, complete.
+const WAVE_WITHIN: Duration = Duration::from_secs(420);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("{0}")]
+    NotManager(String),
+    #[error("swarm API: {0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("{service}: {message}")]
+    Service { service: String, message: String },
+}
+
+pub fn service_name(project: &str, service: &str) -> String {
+    format!("{project}_{service}")
+}
+
+/// The swarm service for one compose service. Pure (reads the bind-mounted files only to
+/// hash them and to check they exist).
+pub fn service_spec(project: &str, service: &str, spec: &ServiceSpec, base_dir: &Path, host_gateway: Option<&str>) -> Result<SwarmService, SwarmError> {
+    let err = |m: String| SwarmError::Service { service: service.to_string(), message: m };
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_PROJECT.to_string(), project.to_string());
+    labels.insert(LABEL_SERVICE.to_string(), service.to_string());
+    labels.insert(LABEL_HASH.to_string(), config_hash(project, service, spec, base_dir));
+    labels.insert(LABEL_ONESHOT.to_string(), is_oneshot(spec).to_string());
+
+    let mut mounts = vec![];
+    for v in &spec.volumes {
+        let m = volume_mount(project, base_dir, v)?;
+        mounts.push(Mount {
+            target: Some(m.target),
+            source: Some(m.source),
+            typ: Some(if m.bind { MountType::BIND } else { MountType::VOLUME }),
+            read_only: Some(m.mode.as_deref() == Some("ro")),
+            ..Default::default()
+        });
+    }
+
+    let mut hosts = vec![];
+    for e in &spec.extra_hosts {
+        let (name, ip) = e.split_once(':').ok_or_else(|| err(format!("extra_hosts {e:?}: expected NAME:IP")))?;
+        let ip = match ip {
+            "host-gateway" => host_gateway.ok_or_else(|| {
+                err(format!(
+                    "extra_hosts {e:?}: a swarm task has no host gateway; set runtime.swarm_host_gateway (BSS_SWARM_HOST_GATEWAY) to the address where tasks reach the control plane"
+                ))
+            })?,
+            ip => ip,
+        };
+        // Swarm's order: "IP NAME".
+        hosts.push(format!("{ip} {name}"));
+    }
+
+    let mut ports = vec![];
+    for p in &spec.ports {
+        let b = parse_port(p)?;
+        if NEVER_PUBLISHED.contains(&(service, b.container_port)) {
+            continue;
+        }
+        ports.push(EndpointPortConfig {
+            protocol: Some(if b.protocol == "udp" { EndpointPortConfigProtocolEnum::UDP } else { EndpointPortConfigProtocolEnum::TCP }),
+            target_port: Some(i64::from(b.container_port)),
+            published_port: Some(i64::from(b.host_port)),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        });
+    }
+
+    let deploy = spec.deploy.clone().unwrap_or_default();
+    let endpoint_mode = match deploy.endpoint_mode.as_deref() {
+        Some("vip") => EndpointSpecModeEnum::VIP,
+        _ => EndpointSpecModeEnum::DNSRR,
+    };
+    let limits = match deploy.resources.as_ref().and_then(|r| r.limits.as_ref()) {
+        Some(l) => {
+            let (nano_cpus, memory_bytes) = l.parsed().map_err(err)?;
+            Some(Limit { nano_cpus, memory_bytes, pids: None })
+        }
+        None => None,
+    };
+
+    let oneshot = is_oneshot(spec);
+    let restart_policy = match spec.restart.as_deref() {
+        Some("always" | "unless-stopped") => TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::ANY), delay: Some(2_000_000_000), ..Default::default() },
+        Some(r) if r.starts_with("on-failure") => TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+            delay: Some(2_000_000_000),
+            max_attempts: r.strip_prefix("on-failure:").and_then(|n| n.parse().ok()),
+            ..Default::default()
+        },
+        _ => TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::NONE), ..Default::default() },
+    };
+
+    let ulimits = ulimits(spec);
+
+    let networks = service_networks(spec)
+        .iter()
+        .map(|n| NetworkAttachmentConfig { target: Some(network_name(project, n)), aliases: Some(vec![service.to_string()]), ..Default::default() })
+        .collect();
+
+    let container = TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: Some(labels.clone()),
+        command: spec.entrypoint.clone(),
+        args: spec.command.clone(),
+        hostname: Some(spec.hostname.clone().unwrap_or_else(|| service.to_string())),
+        env: Some(spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        stop_grace_period: spec.stop_grace_period.as_deref().map(parse_duration_ns).transpose()?,
+        health_check: health_config(spec)?,
+        hosts: (!hosts.is_empty()).then_some(hosts),
+        dns_config: (!spec.dns_opt.is_empty()).then(|| TaskSpecContainerSpecDnsConfig { options: Some(spec.dns_opt.clone()), ..Default::default() }),
+        init: spec.init,
+        capability_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        ..Default::default()
+    };
+
+    Ok(SwarmService {
+        name: Some(service_name(project, service)),
+        labels: Some(labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: limits.map(|l| TaskSpecResources { limits: Some(l), ..Default::default() }),
+            restart_policy: Some(restart_policy),
+            placement: deploy.placement.as_ref().map(|p| TaskSpecPlacement { constraints: Some(p.constraints.clone()), ..Default::default() }),
+            networks: Some(networks),
+            ..Default::default()
+        }),
+        mode: Some(if oneshot {
+            ServiceSpecMode { replicated_job: Some(ServiceSpecModeReplicatedJob { max_concurrent: Some(1), total_completions: Some(1) }), ..Default::default() }
+        } else {
+            ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }), ..Default::default() }
+        }),
+        endpoint_spec: Some(EndpointSpec { mode: Some(endpoint_mode), ports: (!ports.is_empty()).then_some(ports) }),
+        ..Default::default()
+    })
+}
+
+/// One task of a service, where it runs and how it is.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskView {
+    pub node: String,
+    pub state: String,
+    pub desired: String,
+    pub message: String,
+    pub error: Option<String>,
+}
+
+/// A service of the stack in swarm terms.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServiceView {
+    pub service: String,
+    pub oneshot: bool,
+    /// The tasks Swarm wants running (or, for a job, completed), newest first.
+    pub tasks: Vec<TaskView>,
+}
+
+/// A node of the swarm.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeView {
+    pub hostname: String,
+    pub addr: String,
+    pub role: String,
+    pub availability: String,
+    pub state: String,
+    pub leader: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SwarmStatus {
+    pub nodes: Vec<NodeView>,
+    pub services: Vec<ServiceView>,
+}
+
+/// The stack on a swarm, driven through one manager's engine.
+pub struct SwarmStack {
+    docker: Docker,
+    project: String,
+    compose: Vec<PathBuf>,
+    host_gateway: Option<String>,
+}
+
+fn lower<T: std::fmt::Debug>(v: &Option<T>) -> String {
+    v.as_ref().map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
+}
+
+impl SwarmStack {
+    pub fn new(docker: Docker, project: &str, compose: Vec<PathBuf>, host_gateway: Option<String>) -> Self {
+        SwarmStack { docker, project: project.to_string(), compose, host_gateway }
+    }
+
+    async fn require_manager(&self) -> Result<(), SwarmError> {
+        let info = self.docker.info().await?;
+        let swarm = info.swarm.unwrap_or_default();
+        let state = lower(&swarm.local_node_state);
+        if state != "active" || swarm.control_available != Some(true) {
+            return Err(SwarmError::NotManager(format!(
+                "the engine at DOCKER_HOST is not a swarm manager (swarm state: {}); point it at a manager of the swarm, or use runtime.backend = \"engine\"",
+                if state.is_empty() { "inactive".to_string() } else { state }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates or updates every service, wave by wave in dependency order, each wave
+    /// waited for (tasks running and healthy, jobs complete). `progress` gets a line per step.
+    pub async fn up(&self, progress: &(dyn Fn(&str, &str) + Sync)) -> Result<(), SwarmError> {
+        let (file, base_dir) = ComposeFile::load(&self.compose)?;
+        self.require_manager().await?;
+        // Every spec first: a bad file changes nothing.
+        let mut specs = BTreeMap::new();
+        for (name, spec) in &file.services {
+            specs.insert(name.clone(), service_spec(&self.project, name, spec, &base_dir, self.host_gateway.as_deref())?);
+        }
+        for net in file.services.values().flat_map(service_networks).collect::<std::collections::BTreeSet<_>>() {
+            let full = network_name(&self.project, &net);
+            if self.docker.inspect_network(&full, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
+                progress("*", &format!("creating overlay network {full}"));
+                self.docker
+                    .create_network(NetworkCreateRequest {
+                        name: full.clone(),
+                        driver: Some("overlay".into()),
+                        attachable: Some(true),
+                        labels: Some(HashMap::from([(LABEL_PROJECT.to_string(), self.project.clone())])),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+        }
+        for wave in file.start_order()? {
+            for name in &wave {
+                let want = specs.remove(name).expect("a spec per service");
+                let full = service_name(&self.project, name);
+                match self.docker.inspect_service(&full, None::<bollard::query_parameters::InspectServiceOptions>).await {
+                    Ok(have) => {
+                        let hash = |l: Option<&HashMap<String, String>>| l.and_then(|l| l.get(LABEL_HASH).cloned());
+                        if hash(have.spec.as_ref().and_then(|s| s.labels.as_ref())) == hash(want.labels.as_ref()) {
+                            progress(name, "unchanged");
+                            continue;
+                        }
+                        let version = have.version.and_then(|v| v.index).unwrap_or_default();
+                        progress(name, "updating (its compose entry changed)");
+                        let opts = bollard::query_parameters::UpdateServiceOptionsBuilder::default().version(version as i32).build();
+                        self.docker.update_service(&full, want, opts, None).await?;
+                    }
+                    Err(_) => {
+                        progress(name, "creating");
+                        self.docker.create_service(want, None).await?;
+                    }
+                }
+            }
+            self.wait_wave(&wave, progress).await?;
+        }
+        progress("*", &format!("stack {} is up on the swarm", self.project));
+        Ok(())
+    }
+
+    async fn wait_wave(&self, wave: &[String], progress: &(dyn Fn(&str, &str) + Sync)) -> Result<(), SwarmError> {
+        let deadline = tokio::time::Instant::now() + WAVE_WITHIN;
+        let mut pending: Vec<String> = wave.to_vec();
+        let mut last: HashMap<String, String> = HashMap::new();
+        while !pending.is_empty() {
+            let status = self.services().await?;
+            pending.retain(|name| {
+                let Some(s) = status.iter().find(|s| &s.service == name) else { return true };
+                let Some(t) = s.tasks.first() else { return true };
+                let line = format!("{} on {}{}", t.state, t.node, t.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+                if last.get(name) != Some(&line) {
+                    progress(name, &line);
+                    last.insert(name.clone(), line);
+                }
+                let done = if s.oneshot { t.state == "complete" } else { t.state == "running" };
+                !done
+            });
+            if pending.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let why: Vec<String> = pending.iter().map(|p| format!("{p} ({})", last.get(p).map(String::as_str).unwrap_or("no task yet"))).collect();
+                return Err(SwarmError::Service {
+                    service: pending.join(", "),
+                    message: format!("not running within {} s: {}", WAVE_WITHIN.as_secs(), why.join("; ")),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(())
+    }
+
+    /// The stack's services with their current tasks (desired running or complete), newest
+    /// first, and the node each runs on.
+    pub async fn services(&self) -> Result<Vec<ServiceView>, SwarmError> {
+        let nodes = self.nodes().await?;
+        let node_names: HashMap<String, String> = nodes.iter().map(|(id, n)| (id.clone(), n.hostname.clone())).collect();
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)])]);
+        let services = self.docker.list_services(Some(bollard::query_parameters::ListServicesOptions { filters: Some(filters), ..Default::default() })).await?;
+        let mut out = vec![];
+        for s in services {
+            let labels = s.spec.as_ref().and_then(|sp| sp.labels.clone()).unwrap_or_default();
+            let Some(name) = labels.get(LABEL_SERVICE).cloned() else { continue };
+            let oneshot = labels.get(LABEL_ONESHOT).is_some_and(|v| v == "true");
+            let tf = HashMap::from([("service".to_string(), vec![s.id.clone().unwrap_or_default()])]);
+            let mut tasks = self.docker.list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(tf) })).await?;
+            tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            let tasks = tasks
+                .into_iter()
+                .filter(|t| matches!(t.desired_state, Some(TaskState::RUNNING | TaskState::COMPLETE)))
+                .map(|t| {
+                    let st = t.status.unwrap_or_default();
+                    TaskView {
+                        node: t.node_id.as_ref().and_then(|id| node_names.get(id).cloned()).unwrap_or_else(|| "unassigned".into()),
+                        state: lower(&st.state),
+                        desired: lower(&t.desired_state),
+                        message: st.message.unwrap_or_default(),
+                        error: st.err,
+                    }
+                })
+                .collect();
+            out.push(ServiceView { service: name, oneshot, tasks });
+        }
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        Ok(out)
+    }
+
+    async fn nodes(&self) -> Result<Vec<(String, NodeView)>, SwarmError> {
+        let nodes = self.docker.list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await?;
+        let mut out: Vec<(String, NodeView)> = nodes
+            .into_iter()
+            .map(|n| {
+                let spec = n.spec.unwrap_or_default();
+                let status = n.status.unwrap_or_default();
+                (
+                    n.id.unwrap_or_default(),
+                    NodeView {
+                        hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
+                        addr: status.addr.unwrap_or_default(),
+                        role: lower(&spec.role),
+                        availability: lower(&spec.availability),
+                        state: lower(&status.state),
+                        leader: n.manager_status.as_ref().and_then(|m| m.leader).unwrap_or(false),
+                        labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                    },
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.hostname.cmp(&b.1.hostname));
+        Ok(out)
+    }
+
+    pub async fn status(&self) -> Result<SwarmStatus, SwarmError> {
+        self.require_manager().await?;
+        Ok(SwarmStatus { nodes: self.nodes().await?.into_iter().map(|(_, n)| n).collect(), services: self.services().await? })
+    }
+
+    /// Removes the stack's services and then its networks. Named volumes stay on the nodes
+    /// their tasks ran on (a manager cannot remove another node's volumes); `docker volume
+    /// rm` on each node removes them.
+    pub async fn down(&self, progress: &(dyn Fn(&str, &str) + Sync)) -> Result<(), SwarmError> {
+        self.require_manager().await?;
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)])]);
+        let services = self.docker.list_services(Some(bollard::query_parameters::ListServicesOptions { filters: Some(filters.clone()), ..Default::default() })).await?;
+        for s in &services {
+            let name = s.spec.as_ref().and_then(|sp| sp.name.clone()).unwrap_or_default();
+            progress(&name, "removing");
+            self.docker.delete_service(&name).await?;
+        }
+        // A network is removable once the tasks attached to it are gone on every node.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let nets = self.docker.list_networks(Some(bollard::query_parameters::ListNetworksOptions { filters: Some(filters.clone()) })).await?;
+            if nets.is_empty() {
+                break;
+            }
+            for n in nets {
+                let name = n.name.unwrap_or_default();
+                if self.docker.remove_network(&name).await.is_ok() {
+                    progress("*", &format!("network {name} removed"));
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(SwarmError::Service { service: "*".into(), message: "the stack's networks were still in use 90 s after its services were removed".into() });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        progress("*", &format!("stack {} removed from the swarm (named volumes stay on their nodes)", self.project));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+services:
+  kafka-1:
+    image: bss-local/kafka:latest
+    command: ["run"]
+    restart: unless-stopped
+    ports: ["127.0.0.1:9092:9092"]
+    volumes: ["kafka-1-data:/var/lib/kafka/data"]
+    dns_opt: ["timeout:1"]
+    healthcheck: { test: ["CMD-SHELL", "true"], interval: 5s, retries: 3 }
+    networks: [bss]
+    deploy:
+      placement: { constraints: ["node.labels.bss.host == h1"] }
+      resources: { limits: { cpus: "0.5", memory: 768M } }
+  kafka-init:
+    image: bss-local/kafka:latest
+    restart: "on-failure:5"
+    depends_on: [kafka-1]
+    networks: [bss]
+  envoy:
+    image: bss-local/envoy:latest
+    restart: unless-stopped
+    ports: ["127.0.0.1:15000:15000", "127.0.0.1:15006:15006"]
+    extra_hosts: ["host.docker.internal:host-gateway"]
+    networks: [bss]
+volumes:
+  kafka-1-data:
+networks:
+  bss:
+"#;
+
+    fn spec(name: &str, gw: Option<&str>) -> Result<SwarmService, SwarmError> {
+        let f = ComposeFile::from_str(FILE, "test").unwrap();
+        service_spec("bss", name, &f.services[name], Path::new("/"), gw)
+    }
+
+    #[test]
+    fn a_broker_is_a_pinned_replicated_service_with_host_mode_ports_and_dnsrr() {
+        let s = spec("kafka-1", None).unwrap();
+        assert_eq!(s.name.as_deref(), Some("bss_kafka-1"));
+        let t = s.task_template.unwrap();
+        assert_eq!(t.placement.unwrap().constraints.unwrap(), ["node.labels.bss.host == h1"]);
+        let l = t.resources.unwrap().limits.unwrap();
+        assert_eq!((l.nano_cpus, l.memory_bytes), (Some(500_000_000), Some(768 << 20)));
+        assert_eq!(t.restart_policy.unwrap().condition, Some(TaskSpecRestartPolicyConditionEnum::ANY));
+        let c = t.container_spec.unwrap();
+        assert_eq!(c.args.unwrap(), ["run"], "compose command = swarm args");
+        assert_eq!(c.dns_config.unwrap().options.unwrap(), ["timeout:1"]);
+        assert!(c.health_check.is_some());
+        let m = &c.mounts.unwrap()[0];
+        assert_eq!((m.source.as_deref(), m.typ), (Some("bss_kafka-1-data"), Some(MountType::VOLUME)));
+        let n = &t.networks.unwrap()[0];
+        assert_eq!((n.target.as_deref(), n.aliases.clone().unwrap()), (Some("bss_bss"), vec!["kafka-1".to_string()]));
+        let e = s.endpoint_spec.unwrap();
+        assert_eq!(e.mode, Some(EndpointSpecModeEnum::DNSRR));
+        let p = &e.ports.unwrap()[0];
+        assert_eq!((p.published_port, p.target_port, p.publish_mode), (Some(9092), Some(9092), Some(EndpointPortConfigPublishModeEnum::HOST)));
+        assert!(s.mode.unwrap().replicated.is_some());
+    }
+
+    #[test]
+    fn a_oneshot_service_is_a_job_retried_on_failure() {
+        let s = spec("kafka-init", None).unwrap();
+        assert!(s.mode.unwrap().replicated_job.is_some());
+        let r = s.task_template.unwrap().restart_policy.unwrap();
+        assert_eq!((r.condition, r.max_attempts), (Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE), Some(5)));
+    }
+
+    #[test]
+    fn envoy_admin_is_never_published_and_host_gateway_needs_an_address() {
+        let e = spec("envoy", None).unwrap_err().to_string();
+        assert!(e.contains("set runtime.swarm_host_gateway"), "{e}");
+        let s = spec("envoy", Some("198.18.0.254")).unwrap();
+        let ports: Vec<i64> = s.endpoint_spec.unwrap().ports.unwrap().iter().filter_map(|p| p.published_port).collect();
+        assert_eq!(ports, [15006], "admin 15000 stays inside the overlay");
+        let hosts = s.task_template.unwrap().container_spec.unwrap().hosts.unwrap();
+        assert_eq!(hosts, ["198.18.0.254 host.docker.internal"]);
+    }
+
+    #[test]
+    fn bad_deploy_settings_are_refused_with_the_service_named() {
+        for (bad, says) in [
+            ("endpoint_mode: ipvs", "must be vip or dnsrr"),
+            ("placement: { constraints: [\"node.labels.bss.host\"] }", "must be `<attribute> == <value>`"),
+            ("resources: { limits: { memory: lots } }", "is not a size"),
+            ("resources: { limits: { cpus: \"-1\" } }", "must be above 0"),
+        ] {
+            let text = format!("services:\n  a:\n    image: x\n    deploy:\n      {bad}\n");
+            let e = ComposeFile::from_str(&text, "t").unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains('a'), "{bad}: {e}");
+        }
+    }
+}
