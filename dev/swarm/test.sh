@@ -97,10 +97,10 @@ PY
 say "16 services, placed as asked: brokers on h1/h2/h3, primary on h1, replicas on h2 and h3; every task running (kafka-init complete)"
 cid() { on "$1" ps -q --filter "label=com.docker.swarm.service.name=bss_$2" | head -1; }
 k1=$(cid h1 kafka-1)
-voters=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller kafka-1:9093 describe --status 2>/dev/null | grep '^CurrentVoters' | grep -o '"id": *[0-9]*' | wc -l)
+voters=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-metadata-quorum.sh --bootstrap-controller kafka-1:9093 describe --status 2>/dev/null | grep '^CurrentVoters' | grep -o '"id": *[0-9]*' | wc -l || true)
 [[ $voters == 3 ]] || fail "KRaft quorum across hosts: $voters of 3 controllers listed"
 under=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --describe --under-replicated-partitions 2>/dev/null | grep -c Topic || true)
-topics=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --list 2>/dev/null | grep -c '^bss\.')
+topics=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --list 2>/dev/null | grep -c '^bss\.' || true)
 [[ $under == 0 && $topics -ge 4 ]] || fail "topics across hosts: $topics bss.* topics, $under under-replicated partitions"
 say "KRaft quorum of 3 across the hosts; $topics bss.* topics, no partition under-replicated"
 timeout 3 bash -c '</dev/tcp/198.18.0.2/9094' || fail "kafka-2's published port (host mode) on h2 does not answer"
@@ -125,7 +125,11 @@ moved() {
 }
 wait_for 120 "every service not pinned to h3 running on h1 or h2" moved
 say "  $(( $(date +%s) - t )) s after the cut"
-for p in $PINNED; do st | grep -E "^$p " | grep -q 'pending.*no suitable node' || fail "$p should wait for h3 (pinned with its volume): $(st | grep -E "^$p ")"; done
+now=$(st)
+for p in $PINNED; do
+  line=$(grep -E "^$p " <<<"$now" || true)
+  [[ $line == *pending*"no suitable node"* ]] || fail "$p should wait for h3 (pinned with its volume): $line"
+done
 say "kafka-3, postgres-replica-2 and its exporter wait for h3 (pinned with their volumes): pending, no suitable node"
 sent=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-producer-perf-test.sh --topic bss.customer.events --num-records 500 \
   --throughput -1 --record-size 100 --producer-props bootstrap.servers=kafka-1:19092 acks=all delivery.timeout.ms=60000 2>&1 | tail -1)

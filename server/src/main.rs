@@ -391,7 +391,11 @@ async fn swarm_cli(config: Config, command: Command) -> anyhow::Result<()> {
             server::pki::Pki::for_config(&config).ensure()?;
             ("stack.up", stack.up(&progress).await)
         }
-        Command::Down { .. } => ("stack.down", stack.down(&progress).await),
+        Command::Down { volumes: true } => anyhow::bail!(
+            "down --volumes: with the swarm backend a named volume lives on the node its task ran on, out of a manager's reach; \
+             run `bss-control down`, then `docker volume rm` on each node"
+        ),
+        Command::Down { volumes: false } => ("stack.down", stack.down(&progress).await),
         Command::Status { json } => {
             let st = stack.status().await?;
             if json {
@@ -415,10 +419,15 @@ async fn swarm_cli(config: Config, command: Command) -> anyhow::Result<()> {
         }
         _ => unreachable!(),
     };
-    let store = Store::open(&config.store.path).await?;
     let outcome = match &result { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") };
-    store.audit("cli", action, "stack", &outcome, serde_json::json!({ "backend": "swarm" })).await?;
-    result.map_err(anyhow::Error::from)
+    let audited = async {
+        let store = Store::open(&config.store.path).await?;
+        store.audit("cli", action, "stack", &outcome, serde_json::json!({ "backend": "swarm" })).await
+    };
+    // The action's own outcome first: a failed audit write must not hide it.
+    let audited: anyhow::Result<()> = audited.await.map(|_| ()).map_err(anyhow::Error::from);
+    result.map_err(anyhow::Error::from)?;
+    audited
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -40,9 +40,10 @@ use super::{
 };
 
 /// Container ports that stay inside the overlay in swarm mode, whatever the file says:
-/// a host-mode published port listens on every address of its node, and Envoy's admin
-/// and HAProxy's stats must never be reachable beyond loopback.
-pub const NEVER_PUBLISHED: &[(&str, u16)] = &[("envoy", 15000), ("haproxy", 8084)];
+/// a host-mode published port listens on every address of its node, and Envoy's admin,
+/// its unlimited bench listener and HAProxy's stats must never be reachable beyond
+/// loopback.
+pub const NEVER_PUBLISHED: &[(&str, u16)] = &[("envoy", 15000), ("envoy", 15007), ("haproxy", 8084)];
 
 /// How long one wave of services may take to have every task running (healthy: a task
 /// with a health check is `starting` until it passes) or, for a job, complete.
@@ -71,7 +72,12 @@ pub fn service_spec(project: &str, service: &str, spec: &ServiceSpec, base_dir: 
     let mut labels = HashMap::new();
     labels.insert(LABEL_PROJECT.to_string(), project.to_string());
     labels.insert(LABEL_SERVICE.to_string(), service.to_string());
-    labels.insert(LABEL_HASH.to_string(), config_hash(project, service, spec, base_dir));
+    // The gateway is not in the compose entry but shapes the task: part of the hash.
+    let hash = config_hash(project, service, spec, base_dir);
+    labels.insert(LABEL_HASH.to_string(), match host_gateway {
+        Some(gw) if spec.extra_hosts.iter().any(|e| e.ends_with(":host-gateway")) => format!("{hash}-{gw}"),
+        _ => hash,
+    });
     labels.insert(LABEL_ONESHOT.to_string(), is_oneshot(spec).to_string());
 
     let mut mounts = vec![];
@@ -81,7 +87,7 @@ pub fn service_spec(project: &str, service: &str, spec: &ServiceSpec, base_dir: 
             target: Some(m.target),
             source: Some(m.source),
             typ: Some(if m.bind { MountType::BIND } else { MountType::VOLUME }),
-            read_only: Some(m.mode.as_deref() == Some("ro")),
+            read_only: Some(m.mode.as_deref().is_some_and(|mode| mode.split(',').any(|o| o == "ro"))),
             ..Default::default()
         });
     }
@@ -192,6 +198,8 @@ pub fn service_spec(project: &str, service: &str, spec: &ServiceSpec, base_dir: 
 /// One task of a service, where it runs and how it is.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TaskView {
+    /// Whether it runs the service's current spec (not one an update is replacing).
+    pub current: bool,
     pub node: String,
     pub state: String,
     pub desired: String,
@@ -268,7 +276,21 @@ impl SwarmStack {
         }
         for net in file.services.values().flat_map(service_networks).collect::<std::collections::BTreeSet<_>>() {
             let full = network_name(&self.project, &net);
-            if self.docker.inspect_network(&full, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_err() {
+            match self.docker.inspect_network(&full, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+                Ok(n) if n.driver.as_deref() == Some("overlay") => continue,
+                Ok(n) => {
+                    return Err(SwarmError::Service {
+                        service: "*".into(),
+                        message: format!(
+                            "network {full} exists with driver {} (the engine backend's stack on this engine?): bring that stack down first",
+                            n.driver.unwrap_or_default()
+                        ),
+                    })
+                }
+                Err(e) if !not_found(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+            {
                 progress("*", &format!("creating overlay network {full}"));
                 self.docker
                     .create_network(NetworkCreateRequest {
@@ -292,11 +314,20 @@ impl SwarmStack {
                             progress(name, "unchanged");
                             continue;
                         }
+                        let is_job = |m: Option<&ServiceSpecMode>| m.is_some_and(|m| m.replicated_job.is_some());
+                        if is_job(have.spec.as_ref().and_then(|s| s.mode.as_ref())) != is_job(want.mode.as_ref()) {
+                            // Swarm refuses to change a service's mode in place.
+                            progress(name, "recreating (it changed between a job and a long-running service)");
+                            self.docker.delete_service(&full).await?;
+                            self.docker.create_service(want, None).await?;
+                            continue;
+                        }
                         let version = have.version.and_then(|v| v.index).unwrap_or_default();
                         progress(name, "updating (its compose entry changed)");
                         let opts = bollard::query_parameters::UpdateServiceOptionsBuilder::default().version(version as i32).build();
                         self.docker.update_service(&full, want, opts, None).await?;
                     }
+                    Err(e) if !not_found(&e) => return Err(e.into()),
                     Err(_) => {
                         progress(name, "creating");
                         self.docker.create_service(want, None).await?;
@@ -323,7 +354,7 @@ impl SwarmStack {
                     progress(name, &line);
                     last.insert(name.clone(), line);
                 }
-                let done = if s.oneshot { t.state == "complete" } else { t.state == "running" };
+                let done = t.current && if s.oneshot { t.state == "complete" } else { t.state == "running" };
                 !done
             });
             if pending.is_empty() {
@@ -353,6 +384,7 @@ impl SwarmStack {
             let labels = s.spec.as_ref().and_then(|sp| sp.labels.clone()).unwrap_or_default();
             let Some(name) = labels.get(LABEL_SERVICE).cloned() else { continue };
             let oneshot = labels.get(LABEL_ONESHOT).is_some_and(|v| v == "true");
+            let want_hash = labels.get(LABEL_HASH).cloned();
             let tf = HashMap::from([("service".to_string(), vec![s.id.clone().unwrap_or_default()])]);
             let mut tasks = self.docker.list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(tf) })).await?;
             tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
@@ -361,7 +393,9 @@ impl SwarmStack {
                 .filter(|t| matches!(t.desired_state, Some(TaskState::RUNNING | TaskState::COMPLETE)))
                 .map(|t| {
                     let st = t.status.unwrap_or_default();
+                    let hash = t.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_HASH).cloned());
                     TaskView {
+                        current: hash.is_some() && hash == want_hash,
                         node: t.node_id.as_ref().and_then(|id| node_names.get(id).cloned()).unwrap_or_else(|| "unassigned".into()),
                         state: lower(&st.state),
                         desired: lower(&t.desired_state),
@@ -418,27 +452,41 @@ impl SwarmStack {
             progress(&name, "removing");
             self.docker.delete_service(&name).await?;
         }
-        // A network is removable once the tasks attached to it are gone on every node.
+        // A network is removable once the tasks attached to it are gone on every node. Only
+        // the project's overlays: an engine-backend stack on the same engine keeps its
+        // bridge networks.
+        let mut nets_filter = filters.clone();
+        nets_filter.insert("driver".into(), vec!["overlay".into()]);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut last_error = String::new();
         loop {
-            let nets = self.docker.list_networks(Some(bollard::query_parameters::ListNetworksOptions { filters: Some(filters.clone()) })).await?;
+            let nets = self.docker.list_networks(Some(bollard::query_parameters::ListNetworksOptions { filters: Some(nets_filter.clone()) })).await?;
             if nets.is_empty() {
                 break;
             }
             for n in nets {
                 let name = n.name.unwrap_or_default();
-                if self.docker.remove_network(&name).await.is_ok() {
-                    progress("*", &format!("network {name} removed"));
+                match self.docker.remove_network(&name).await {
+                    Ok(()) => progress("*", &format!("network {name} removed")),
+                    Err(e) => last_error = format!("{name}: {e}"),
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(SwarmError::Service { service: "*".into(), message: "the stack's networks were still in use 90 s after its services were removed".into() });
+                return Err(SwarmError::Service {
+                    service: "*".into(),
+                    message: format!("the stack's networks were still there 90 s after its services were removed ({last_error})"),
+                });
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         progress("*", &format!("stack {} removed from the swarm (named volumes stay on their nodes)", self.project));
         Ok(())
     }
+}
+
+/// Whether an engine error is a 404 (no such service or network).
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
 #[cfg(test)]
@@ -467,7 +515,8 @@ services:
   envoy:
     image: bss-local/envoy:latest
     restart: unless-stopped
-    ports: ["127.0.0.1:15000:15000", "127.0.0.1:15006:15006"]
+    ports: ["127.0.0.1:15000:15000", "127.0.0.1:15006:15006", "127.0.0.1:15007:15007"]
+    volumes: ["./:/etc/envoy:ro,z"]
     extra_hosts: ["host.docker.internal:host-gateway"]
     networks: [bss]
 volumes:
@@ -519,9 +568,13 @@ networks:
         assert!(e.contains("set runtime.swarm_host_gateway"), "{e}");
         let s = spec("envoy", Some("198.18.0.254")).unwrap();
         let ports: Vec<i64> = s.endpoint_spec.unwrap().ports.unwrap().iter().filter_map(|p| p.published_port).collect();
-        assert_eq!(ports, [15006], "admin 15000 stays inside the overlay");
+        assert_eq!(ports, [15006], "admin 15000 and the unlimited bench listener 15007 stay inside the overlay");
+        let c = s.task_template.clone().unwrap().container_spec.unwrap();
+        assert_eq!(c.mounts.unwrap()[0].read_only, Some(true), "ro among other options is still read-only");
         let hosts = s.task_template.unwrap().container_spec.unwrap().hosts.unwrap();
         assert_eq!(hosts, ["198.18.0.254 host.docker.internal"]);
+        let hash = |gw| spec("envoy", Some(gw)).unwrap().labels.unwrap()[LABEL_HASH].clone();
+        assert_ne!(hash("198.18.0.254"), hash("10.0.0.1"), "a new gateway is a change `up` applies");
     }
 
     #[test]

@@ -223,17 +223,16 @@ impl ConsumerContext for Revocations {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.0.fetch_add(1, Ordering::SeqCst);
-            self.2.store(false, Ordering::SeqCst);
             tracing::info!(processor = %self.1, partitions = %partitions_of(tpl), "partitions revoked");
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // What the consumer holds now, whatever the rebalance was (a failed one drops
+        // everything; a cooperative one carries only the change).
+        self.2.store(consumer.assignment().is_ok_and(|a| a.count() > 0), Ordering::SeqCst);
         match rebalance {
-            Rebalance::Assign(tpl) => {
-                self.2.store(tpl.count() > 0, Ordering::SeqCst);
-                tracing::info!(processor = %self.1, partitions = %partitions_of(tpl), "partitions assigned");
-            }
+            Rebalance::Assign(tpl) => tracing::info!(processor = %self.1, partitions = %partitions_of(tpl), "partitions assigned"),
             Rebalance::Error(e) => tracing::warn!(processor = %self.1, error = %e, "rebalance failed"),
             Rebalance::Revoke(_) => {}
         }
@@ -527,7 +526,9 @@ async fn watch_assignment(spec: &ProcessorSpec, assigned: Arc<std::sync::atomic:
                 stats.note_error(format!("waiting for the input topic {} to exist", spec.input));
                 since = tokio::time::Instant::now();
             }
-            Ok(Ok(Unassigned::MoreMembersThanPartitions)) => since = tokio::time::Instant::now(),
+            // A rebalance in progress may wait for a slow member (up to its poll interval):
+            // not stuck yet.
+            Ok(Ok(Unassigned::MoreMembersThanPartitions | Unassigned::Rebalancing)) => since = tokio::time::Instant::now(),
             Ok(Ok(Unassigned::Stuck { members, partitions })) if !assigned.load(Ordering::SeqCst) => {
                 return format!(
                     "no partition of {} assigned within {} s of joining group {} ({members} member(s), {partitions} partition(s)); restarting the consumer",
@@ -537,7 +538,9 @@ async fn watch_assignment(spec: &ProcessorSpec, assigned: Arc<std::sync::atomic:
                 )
             }
             Ok(Ok(Unassigned::Stuck { .. })) => since = tokio::time::Instant::now(),
-            Ok(Err(e)) => return format!("no partition of {} assigned within {} s, and its group cannot be read: {e}", spec.input, spec.assign_within.as_secs()),
+            // Brokers or coordinator unreachable: a transient error (shown on the page), checked
+            // again at the next tick rather than a restart (which would redo the restore).
+            Ok(Err(e)) => stats.note_error(format!("no partition of {} assigned yet, and its group cannot be read: {e}", spec.input)),
             Err(e) => return format!("assignment check: {e}"),
         }
     }
@@ -547,6 +550,7 @@ async fn watch_assignment(spec: &ProcessorSpec, assigned: Arc<std::sync::atomic:
 enum Unassigned {
     NoTopic,
     MoreMembersThanPartitions,
+    Rebalancing,
     Stuck { members: usize, partitions: usize },
 }
 
@@ -557,14 +561,16 @@ fn group_and_partitions(brokers: &str, group: &str, topic: &str) -> Result<Unass
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata of {topic}: {e}"))?;
     let partitions = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
     let groups = c.fetch_group_list(Some(group), Duration::from_secs(10)).map_err(|e| format!("group {group}: {e}"))?;
-    let members = groups.groups().first().map_or(0, |g| g.members().len());
-    Ok(unassigned(partitions, members))
+    let (members, state) = groups.groups().first().map_or((0, String::new()), |g| (g.members().len(), g.state().to_string()));
+    Ok(unassigned(partitions, members, &state))
 }
 
-/// See [`group_and_partitions`]; `partitions` 0: the topic does not exist.
-fn unassigned(partitions: usize, members: usize) -> Unassigned {
+/// See [`group_and_partitions`]; `partitions` 0: the topic does not exist; `state` the
+/// group's (Stable, Empty, PreparingRebalance, CompletingRebalance, Dead).
+fn unassigned(partitions: usize, members: usize, state: &str) -> Unassigned {
     match partitions {
         0 => Unassigned::NoTopic,
+        _ if state.ends_with("Rebalance") => Unassigned::Rebalancing,
         p if members > p => Unassigned::MoreMembersThanPartitions,
         p => Unassigned::Stuck { members, partitions: p },
     }
@@ -981,11 +987,14 @@ mod tests {
 
     #[test]
     fn an_unassigned_consumer_is_stuck_only_when_the_topic_exists_and_has_a_partition_for_it() {
-        assert_eq!(unassigned(0, 1), Unassigned::NoTopic);
-        assert_eq!(unassigned(3, 4), Unassigned::MoreMembersThanPartitions);
-        assert_eq!(unassigned(3, 3), Unassigned::Stuck { members: 3, partitions: 3 });
+        assert_eq!(unassigned(0, 1, "Stable"), Unassigned::NoTopic);
+        assert_eq!(unassigned(3, 4, "Stable"), Unassigned::MoreMembersThanPartitions);
+        assert_eq!(unassigned(3, 3, "Stable"), Unassigned::Stuck { members: 3, partitions: 3 });
+        // A rebalance waits for its slowest member: not stuck while it lasts.
+        assert_eq!(unassigned(3, 2, "PreparingRebalance"), Unassigned::Rebalancing);
+        assert_eq!(unassigned(3, 2, "CompletingRebalance"), Unassigned::Rebalancing);
         // The coordinator lists no member at all: still stuck (it should list this one).
-        assert_eq!(unassigned(3, 0), Unassigned::Stuck { members: 0, partitions: 3 });
+        assert_eq!(unassigned(3, 0, "Empty"), Unassigned::Stuck { members: 0, partitions: 3 });
     }
 
     #[test]
