@@ -72,6 +72,7 @@ wait_for 60 "the probe service and its network removed" net_gone
 STATE=$(mktemp -d)
 export DOCKER_HOST=unix://$("$H" sock h1) BSS_RUNTIME_BACKEND=swarm BSS_SWARM_HOST_GATEWAY=198.18.0.254 \
   BSS_COMPOSE=dev/compose.yml,dev/compose.offline.yml,dev/compose.swarm.yml BSS_PROJECT=bss BSS_STORE_PATH=$STATE/cli.db
+st() { "$BSSC" status 2>/dev/null; }
 t=$(date +%s)
 timeout 900 "$BSSC" up 2>"$STATE/up.log" || { tail -40 "$STATE/up.log"; fail "bss-control up on the swarm"; }
 say "bss-control up on 3 hosts: $(( $(date +%s) - t )) s"
@@ -112,9 +113,18 @@ t=$(date +%s)
 changed=$(grep -c -E 'creating|updating' "$STATE/up2.log" || true)
 [[ $changed == 0 ]] || { cat "$STATE/up2.log"; fail "a second up changed $changed services"; }
 say "a second up: nothing created or updated ($(( $(date +%s) - t )) s)"
+# A changed compose entry is updated in place, and `up` returns only once the task of the
+# new spec runs (the old one reports running until it is replaced).
+printf 'services:\n  bss-sink:\n    environment:\n      BSS_SWARM_TEST_CHANGE: "1"\n' >"$STATE/change.yml"
+BSS_COMPOSE=$BSS_COMPOSE,$STATE/change.yml "$BSSC" up 2>"$STATE/up3.log" || { tail -20 "$STATE/up3.log"; fail "up after a change"; }
+updated=$(grep -E 'creating|updating|recreating' "$STATE/up3.log" || true)
+[[ $(wc -l <<<"$updated") == 1 && $updated == *bss-sink*updating* ]] || { cat "$STATE/up3.log"; fail "a changed bss-sink: expected only it updated, got: $updated"; }
+sink_env=$(on "$(st | awk '$1 == "bss-sink" {print $4}')" ps --filter label=com.docker.swarm.service.name=bss_bss-sink --format '{{.ID}}' | head -1)
+[[ -n $sink_env ]] && on "$(st | awk '$1 == "bss-sink" {print $4}')" exec "$sink_env" env | grep -qx 'BSS_SWARM_TEST_CHANGE=1' \
+  || fail "bss-sink's running task is not of the updated spec"
+say "a changed entry (bss-sink's environment): only it updated in place, up returned with the new task running"
 # ---- host loss: h3 cut off whole (engine and containers: its link down) ----
 PINNED="kafka-3 postgres-replica-2 postgres-exporter-replica-2"
-st() { "$BSSC" status 2>/dev/null; }
 "$H" cut h3
 t=$(date +%s)
 h3_lost() { st | grep -qE '^node h3 .* down'; }
