@@ -11,6 +11,8 @@ const root = path.resolve(__dirname, '..');
 const port = Number(process.env.E2E_PORT ?? 3100);
 const server = process.env.E2E_SERVER ?? '';
 const sharedServer = process.env.E2E_SHARED_SERVER ?? '';
+// A server with the swarm backend on dev/swarm's 3-host test bed, started by dev/swarm/test.sh.
+const swarmUrl = process.env.E2E_SWARM_URL ?? '';
 
 const chromium = {
   executablePath: '/usr/bin/chromium',
@@ -38,6 +40,7 @@ export default defineConfig({
     { name: 'local', testMatch: /(shell|services|streams|stack-pages|verify-demo|walk-a11y)\.spec\.ts/, use: { baseURL: `http://127.0.0.1:${port}` } },
     // Runs after the stack tests: its lock test tears the stack down.
     { name: 'shared', testMatch: /shared\.spec\.ts/, dependencies: ['local'], use: { baseURL: `http://127.0.0.1:${port + 1}` } },
+    ...(swarmUrl ? [{ name: 'swarm', testMatch: /swarm\.spec\.ts/, use: { baseURL: swarmUrl } }] : []),
   ],
   webServer: [
     ...(server

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use crate::api::Principal;
 use crate::error::AppError;
 pub use crate::pages::{
-    alerts::AlertsApi, auth::AuditApi, database::DbApi, demo::DemoApi, drills::DrillsApi, gateway::GatewayApi, history::HistoryApi, overview::EngineApi, services::StackApi,
+    alerts::AlertsApi, auth::AuditApi, cluster::ClusterApi, database::DbApi, demo::DemoApi, drills::DrillsApi, gateway::GatewayApi, history::HistoryApi, overview::EngineApi, services::StackApi,
     streams::StreamsApi, users::UsersApi, verify::VerifyApi,
 };
 
 /// Everything the pages ask of the server: one trait per page, each declared beside the
 /// page's server functions and implemented beside the server module that owns the service.
-pub trait Backend: EngineApi + StackApi + DbApi + StreamsApi + AlertsApi + GatewayApi + VerifyApi + DemoApi + DrillsApi + AuditApi + UsersApi + HistoryApi + Send + Sync + 'static {}
+pub trait Backend: EngineApi + StackApi + DbApi + StreamsApi + AlertsApi + GatewayApi + VerifyApi + DemoApi + DrillsApi + AuditApi + UsersApi + HistoryApi + ClusterApi + Send + Sync + 'static {}
 
-impl<T> Backend for T where T: EngineApi + StackApi + DbApi + StreamsApi + AlertsApi + GatewayApi + VerifyApi + DemoApi + DrillsApi + AuditApi + UsersApi + HistoryApi + Send + Sync + 'static {}
+impl<T> Backend for T where T: EngineApi + StackApi + DbApi + StreamsApi + AlertsApi + GatewayApi + VerifyApi + DemoApi + DrillsApi + AuditApi + UsersApi + HistoryApi + ClusterApi + Send + Sync + 'static {}
 
 pub type SharedBackend = Arc<dyn Backend>;
 

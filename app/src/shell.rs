@@ -37,6 +37,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/topology", "Topology"),
     ("/services", "Services"),
+    ("/cluster", "Cluster"),
     ("/logs", "Logs"),
     ("/streams", "Streams"),
     ("/database", "Database"),
@@ -73,6 +74,7 @@ macro_rules! page {
     page!(OverviewPage, pages::overview::Overview);
     page!(TopologyPage, pages::topology::Topology);
     page!(ServicesPage, pages::services::Services);
+    page!(ClusterPage, pages::cluster::Cluster);
     page!(LoginPage, pages::auth::Login);
     page!(LogsPage, pages::logs::Logs);
     page!(AuditPage, pages::auth::Audit);
@@ -133,6 +135,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("") view={Lazy::<OverviewPage>::new()} ssr=SsrMode::Async/>
                         <Route path=StaticSegment("topology") view={Lazy::<TopologyPage>::new()} ssr=SsrMode::Async/>
                         <Route path=StaticSegment("services") view={Lazy::<ServicesPage>::new()} ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("cluster") view={Lazy::<ClusterPage>::new()} ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view={Lazy::<LoginPage>::new()}/>
                         <Route path=StaticSegment("logs") view={Lazy::<LogsPage>::new()} ssr=SsrMode::Async/>
                         <Route path=StaticSegment("audit") view={Lazy::<AuditPage>::new()} ssr=SsrMode::Async/>

@@ -7,7 +7,9 @@
 # provisions the whole Phase 3 stack as Swarm services on the 3 hosts, placed as
 # dev/compose.swarm.yml asks (read back from the tasks), the brokers form one KRaft
 # cluster across the hosts with every topic fully replicated, both replicas stream from the
-# primary across hosts, a second `up` changes nothing, `down` removes it.
+# primary across hosts, a second `up` changes nothing, a changed entry is updated alone;
+# the Cluster page (Playwright, the server with the swarm backend) shows the nodes and the
+# placement and drains h3 and activates it again; h3 cut off and back; `down` removes it.
 # Everything is removed at the end, whatever happened. Bounded: each wait has its own limit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -123,8 +125,58 @@ sink_env=$(on "$(st | awk '$1 == "bss-sink" {print $4}')" ps --filter label=com.
 [[ -n $sink_env ]] && on "$(st | awk '$1 == "bss-sink" {print $4}')" exec "$sink_env" env | grep -qx 'BSS_SWARM_TEST_CHANGE=1' \
   || fail "bss-sink's running task is not of the updated spec"
 say "a changed entry (bss-sink's environment): only it updated in place, up returned with the new task running"
-# ---- host loss: h3 cut off whole (engine and containers: its link down) ----
 PINNED="kafka-3 postgres-replica-2 postgres-exporter-replica-2"
+back() { [[ $(st | grep -E "^($(echo $PINNED | tr ' ' '|')) " | grep -c 'running .*on h3') == 3 ]]; }
+# ---- the control plane served with the swarm backend ----
+# Its clients reach the stack through the hosts' published ports (host mode): the brokers'
+# EXTERNAL listeners advertised at their hosts' addresses, the primary on h1, the replicas
+# on h2 and h3 (pinned, so their addresses are known).
+PG=postgres://postgres:bss-dev-postgres
+export BSS_KAFKA_BROKERS=198.18.0.1:9092,198.18.0.2:9094,198.18.0.3:9095 BSS_PG_PRIMARY=$PG@198.18.0.1:5432/bss \
+  BSS_PG_REPLICAS=postgres-replica-1=$PG@198.18.0.2:5433/bss,postgres-replica-2=$PG@198.18.0.3:5434/bss
+PORT=${SWARM_E2E_PORT:-3102}
+API=http://127.0.0.1:$PORT
+BSS_LISTEN=127.0.0.1:$PORT BSS_STORE_PATH=$STATE/serve.db BSS_SITE_ROOT=$PWD/target/site BSS_STREAMS_AUTOSTART=off BSS_STACK_LISTEN=off \
+  setsid "$BSSC" serve >"$STATE/serve.log" 2>&1 &
+SERVE_PID=$!
+trap 'kill -- -$SERVE_PID 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; "$H" down >/dev/null 2>&1 || true' EXIT
+wait_for 60 "the control plane serves with the swarm backend on 127.0.0.1:$PORT" curl -fsS "$API/healthz"
+# ---- the Cluster and Services pages in Chromium ----
+# SWARM_E2E=1 (make test) requires them; otherwise they run when the browser bundle is built.
+if [[ ${SWARM_E2E:-} == 1 || ( -z ${SWARM_E2E:-} && -f target/site/pkg/bss-control.wasm ) ]]; then
+  [[ -f target/site/pkg/bss-control.wasm ]] || fail "SWARM_E2E=1 but no browser bundle in target/site (dev/scripts/build.sh front)"
+  (cd end2end && E2E_SWARM_URL=$API timeout 600 npx playwright test --project swarm) \
+    || { tail -30 "$STATE/serve.log"; fail "Playwright on the Cluster and Services pages"; }
+  wait_for 180 "after the page's drain and activate: kafka-3, postgres-replica-2 and its exporter running on h3" back
+  wait_for 60 "both replicas stream from the primary again" streaming
+else
+  say "the pages' browser tests skipped: no browser bundle (dev/scripts/build.sh front), SWARM_E2E unset"
+fi
+# ---- host loss under the product's load: h3 cut off whole (engine and containers: its link down) ----
+# Events: the product's demo (both processors, in the CLI's process) on the three brokers;
+# reads: one customer read back through the control plane's router every 200 ms; writes:
+# customers created through it. Counted by the product and by this script, across the cut.
+customer='{"name":"Swarm Drill","email":"drill@example.com","plan":"mobile-m"}'
+write() { curl -fsS -m 10 -X POST -H 'content-type: application/json' -H "origin: $API" -d "$customer" "$API/api/customers"; }
+id=$(write | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])') || fail "a write through the router to the primary (h1)"
+by_replica() { curl -fsS -m 5 -D - -o /dev/null "$API/api/customers/$id" | tr -d '\r' | grep -qiE '^x-bss-backend: postgres-replica'; }
+wait_for 60 "reads through the router served by a replica" by_replica
+DRILL_S=150
+(
+  end=$(( $(date +%s) + DRILL_S ))
+  while (( $(date +%s) < end )); do
+    out=$(curl -s -m 5 -D - -o /dev/null -w 'code=%{http_code}\n' "$API/api/customers/$id" | tr -d '\r')
+    printf '%s %s %s\n' "$(date +%s)" "$(grep -o 'code=[0-9]*' <<<"$out")" "$(awk -F': ' 'tolower($1) == "x-bss-backend" {print $2}' <<<"$out")"
+    sleep 0.2
+  done
+) >"$STATE/reads.log" &
+READS=$!
+"$BSSC" demo --events 4000 --rate 40 --malformed-every 50 >"$STATE/demo.out" 2>&1 &
+DEMO=$!
+# Events flowing first (the processors assigned and the producer paced): then the cut.
+flowing() { grep -qE 'processed +[1-9]' "$STATE/demo.out"; }
+wait_for 120 "the demo's events flowing through both processors" flowing
+sleep 5
 "$H" cut h3
 t=$(date +%s)
 h3_lost() { st | grep -qE '^node h3 .* down'; }
@@ -141,6 +193,10 @@ for p in $PINNED; do
   [[ $line == *pending*"no suitable node"* ]] || fail "$p should wait for h3 (pinned with its volume): $line"
 done
 say "kafka-3, postgres-replica-2 and its exporter wait for h3 (pinned with their volumes): pending, no suitable node"
+writes=0
+for _ in $(seq 20); do write >/dev/null && writes=$((writes + 1)); done
+[[ $writes == 20 ]] || fail "writes through the router with h3 lost: $writes of 20"
+say "20 of 20 customers written through the router (primary on h1) with h3 lost"
 sent=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-producer-perf-test.sh --topic bss.customer.events --num-records 500 \
   --throughput -1 --record-size 100 --producer-props bootstrap.servers=kafka-1:19092 acks=all delivery.timeout.ms=60000 2>&1 | tail -1)
 [[ $sent == "500 records sent"* ]] || fail "writes with h3 lost: $sent"
@@ -151,9 +207,32 @@ wait_for 30 "the primary streams to the replica left (h2)" one_streams
 reads=$(on h1 exec "$pg" bash -c 'export PGPASSWORD=$POSTGRES_PASSWORD; for i in $(seq 1 20); do psql -h haproxy -p 5435 -U postgres -d bss -tAc "select pg_is_in_recovery()" 2>&1; done' | sort | uniq -c | tr -s ' ')
 [[ $reads == " 20 t" ]] || fail "reads through HAProxy's pool with h3 lost: $reads"
 say "20 of 20 reads through HAProxy's pool served by a standby"
+wait "$DEMO" || { tail -25 "$STATE/demo.out"; fail "the demo across the cut of h3 (events lost, or not all processed)"; }
+say "the demo across the cut: $(tail -1 "$STATE/demo.out")"
+wait "$READS"
+python3 - "$STATE/reads.log" "$t" <<'PY2' || fail "reads through the router across the cut"
+import sys
+cut = int(sys.argv[2])
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+ok = [r for r in rows if len(r) > 1 and r[1] == "code=200"]
+bad = [r for r in rows if not (len(r) > 1 and r[1] == "code=200")]
+late = [r for r in rows if int(r[0]) >= cut + 30]
+late_bad = [r for r in late if not (len(r) > 2 and r[1] == "code=200" and r[2] != "postgres-replica-2")]
+by = {}
+for r in ok:
+    b = r[2] if len(r) > 2 else "?"
+    by[b] = by.get(b, 0) + 1
+first_bad = min((int(r[0]) for r in bad), default=None)
+last_bad = max((int(r[0]) for r in bad), default=None)
+print(f"reads through the router: {len(rows)}, {len(ok)} served ({by}), {len(bad)} failed"
+      + (f" (from {first_bad - cut:+d} s to {last_bad - cut:+d} s after the cut)" if bad else ""))
+if not late or late_bad:
+    print(f"from 30 s after the cut on, every read must be served by the primary or replica-1: {len(late_bad)} of {len(late)} not"); sys.exit(1)
+if len(bad) > len(rows) // 10:
+    print("more than a tenth of the reads failed"); sys.exit(1)
+PY2
 "$H" heal h3
 t=$(date +%s)
-back() { [[ $(st | grep -E "^($(echo $PINNED | tr ' ' '|')) " | grep -c 'running .*on h3') == 3 ]]; }
 wait_for 180 "kafka-3, postgres-replica-2 and its exporter running on h3 again" back
 say "  $(( $(date +%s) - t )) s after its link came back"
 wait_for 60 "both replicas stream again" streaming
@@ -162,6 +241,7 @@ isr_full() {
   out=$(on h1 exec -e KAFKA_OPTS= "$k1" /opt/kafka/bin/kafka-topics.sh --bootstrap-server kafka-1:19092 --describe --under-replicated-partitions 2>/dev/null) && [[ -z $out ]]
 }
 wait_for 120 "no partition under-replicated" isr_full
+kill -- -$SERVE_PID 2>/dev/null || true
 "$BSSC" down 2>"$STATE/down.log" || { tail -20 "$STATE/down.log"; fail "down"; }
 [[ -z $(on h1 service ls -q --filter label=io.bss-control.project=bss) ]] || fail "services left after down"
 say "down: every service and the overlay network removed"

@@ -15,6 +15,7 @@ function engineFacts(): { version: string; api: string } {
 const PAGES: Array<[string, string]> = [
   ['Topology', 'Topology'],
   ['Services', 'Services'],
+  ['Cluster', 'Cluster'],
   ['Logs', 'Logs'],
   ['Streams', 'Streams'],
   ['Database', 'Database'],
@@ -68,6 +69,14 @@ test('navigation reaches every page', async ({ page }) => {
     await nav.getByRole('link', { name: link, exact: true }).click();
     await expect(page.getByRole('heading', { level: 1, name: heading })).toBeVisible();
   }
+});
+
+test('the Cluster page with the engine backend says there is no swarm and how to run on one', async ({ page }) => {
+  await page.goto('/cluster');
+  await hydrated(page);
+  await expect(page.getByTestId('backend')).toHaveText('engine');
+  await expect(page.getByRole('alert')).toContainText('runtime.backend = "swarm"');
+  await expect(page.getByRole('table', { name: 'Nodes' })).toHaveCount(0);
 });
 
 test('screenshot of the overview', async ({ page }, testInfo) => {

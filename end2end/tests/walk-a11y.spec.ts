@@ -7,7 +7,7 @@ import { hydrated } from './helpers';
 // schemes, every page's read-only content with JavaScript off, and the three long actions
 // (provision, verification, demo) done with the keyboard alone.
 
-const PAGES = ['/', '/topology', '/services', '/logs', '/audit', '/streams', '/database', '/alerts',
+const PAGES = ['/', '/topology', '/services', '/cluster', '/logs', '/audit', '/streams', '/database', '/alerts',
   '/gateway', '/verify', '/demo', '/drills', '/users'];
 
 async function seriousViolations(page: Page) {

@@ -125,16 +125,13 @@ async fn run() -> anyhow::Result<()> {
 
     let command = cli.command.unwrap_or(Command::Serve);
     if config.runtime.backend == server::config::Backend::Swarm {
-        return match command {
-            cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => swarm_cli(config, cmd).await,
-            Command::Config => {
-                println!("{}", config.redacted());
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "runtime.backend = \"swarm\" drives `up`, `down`, `status` and `config` so far; serve, verify, demo and drills run with the engine backend (README: Several hosts)"
+        match command {
+            cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => return swarm_cli(config, cmd).await,
+            Command::Verify { .. } | Command::Drill { .. } => anyhow::bail!(
+                "runtime.backend = \"swarm\" drives `serve`, `up`, `down`, `status`, `demo` and `config` so far; verify and the drills run with the engine backend (README: Several hosts)"
             ),
-        };
+            _ => {}
+        }
     }
     match command {
         Command::Serve => serve(config).await,
@@ -382,8 +379,7 @@ async fn stack_cli(config: Config, command: Command) -> anyhow::Result<()> {
 /// `docker.host` names; progress on stderr, audited like the engine's.
 async fn swarm_cli(config: Config, command: Command) -> anyhow::Result<()> {
     use server::runtime::swarm::SwarmStack;
-    let docker = Runtime::new(config.docker.host.as_deref()).docker_handle()?;
-    let stack = SwarmStack::new(docker, &config.stack.project, config.stack.compose.clone(), config.runtime.swarm_host_gateway.clone());
+    let stack = SwarmStack::for_config(&config, &Runtime::new(config.docker.host.as_deref()))?;
     let progress = |service: &str, message: &str| eprintln!("{service:>28}  {message}");
     let (action, result) = match command {
         Command::Up => {

@@ -15,7 +15,7 @@ use crate::{
     auth::Auth,
     config::Config,
     metrics::Metrics,
-    runtime::{compose::ComposeFile, supervisor::Supervisor, Runtime},
+    runtime::{compose::ComposeFile, supervisor::Supervisor, swarm::SwarmStack, Runtime},
     store::Store,
 };
 
@@ -34,8 +34,11 @@ pub struct Services {
     pub runtime: Runtime,
     pub store: Store,
     pub metrics: Metrics,
-    /// The supervisor, or why there is none (bad compose file, no engine).
+    /// The supervisor, or why there is none (bad compose file, no engine, the swarm
+    /// backend).
     pub stack: Result<Arc<Supervisor>, String>,
+    /// The stack as Swarm services (`runtime.backend = "swarm"`), or why there is none.
+    pub swarm: Result<Arc<SwarmStack>, String>,
     pub locks: Arc<ActionLocks>,
     /// Live SSE streams: at most 16 per user and 128 in all.
     pub streams_open: Arc<crate::actions::StreamSlots>,
@@ -94,12 +97,25 @@ pub struct Act<'a> {
 
 const RECENT_EVENTS: usize = 200;
 
+/// Why the Cluster page has nothing to show with the engine backend.
+const ENGINE_ONLY: &str = "this control plane drives one Docker engine (runtime.backend = \"engine\"), not a swarm: set runtime.backend = \"swarm\" and point docker.host at a swarm manager to run the stack across hosts (README: Several hosts)";
+/// Why the engine's pages (Services, Topology, Logs) have no supervisor with the swarm backend.
+const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): the Cluster page shows its nodes and tasks; this page drives the containers of one engine";
+
 /// The compose service the router's primary URL points at.
 pub const PRIMARY_SERVICE: &str = "postgres-primary";
 
 impl Services {
     pub fn new(config: Config, runtime: Runtime, store: Store) -> Arc<Self> {
-        let stack = load_stack(&config, &runtime);
+        let (stack, swarm) = match config.runtime.backend {
+            crate::config::Backend::Engine => (load_stack(&config, &runtime), Err(ENGINE_ONLY.to_string())),
+            // Swarm heals its own services: no engine supervisor (it would start the stack's
+            // containers on the manager's engine beside them).
+            crate::config::Backend::Swarm => (
+                Err(SWARM_NOT_ENGINE.to_string()),
+                SwarmStack::for_config(&config, &runtime).map(Arc::new).map_err(|e| e.to_string()),
+            ),
+        };
         let auth_on = config.auth_required().unwrap_or(true);
         let ttl = humantime::parse_duration(&config.auth.session_ttl).unwrap_or(Duration::from_secs(12 * 3600));
         let auth = Auth::new(store.clone(), auth_on, ttl);
@@ -124,6 +140,7 @@ impl Services {
             store,
             metrics: Metrics::default(),
             stack,
+            swarm,
             locks: Arc::new(ActionLocks::default()),
             streams_open: crate::actions::StreamSlots::new(16, 128),
             auth,

@@ -97,6 +97,7 @@ fn body_for(name: &str) -> &'static str {
     match name {
         "get_service_logs" => "service=haproxy",
         "run_stack_action" => "verb=Restart&service=no-such-service",
+        "run_node_action" => "node=no-such-service&verb=Drain",
         "set_replay_paused" => "replica=no-such-service&paused=true",
         "processor_action" => "processor=no-such-service&verb=start",
         "set_guarantee" => "processor=no-such-service&guarantee=exactly_once",
@@ -180,6 +181,8 @@ async fn mutating_functions_are_refused_for_a_viewer_accepted_for_an_operator_an
             // The error says what kind it is: a held lock is "busy", the rest bad input.
             let kind = match name {
                 "start_verify" => "busy",
+                // The test's server drives one engine: no swarm to act on.
+                "run_node_action" => "unavailable",
                 "run_stack_action" | "set_replay_paused" | "processor_action" | "set_guarantee" | "start_drill" => "not_found",
                 _ => "invalid",
             };

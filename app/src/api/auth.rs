@@ -48,8 +48,8 @@ impl Principal {
 /// Every server function, classified. A test enumerates the registered server functions
 /// and fails on any that is missing here, so a new endpoint cannot skip the role check.
 pub const SERVER_FNS_READ: &[&str] =
-    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view", "get_streams_view", "get_alerts_view", "test_route", "get_gateway_view", "get_verify_view", "get_demo_view", "get_drills_view", "get_history"];
-pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused", "processor_action", "set_guarantee", "send_sample_events", "fire_test_alert", "create_silence", "expire_silence", "burst_test", "start_verify", "start_demo", "cancel_demo", "start_drill", "cancel_drill"];
+    &["fetch_engine_status", "get_stack_overview", "get_service_logs", "get_merged_logs", "whoami", "get_audit", "get_db_view", "get_streams_view", "get_alerts_view", "test_route", "get_gateway_view", "get_verify_view", "get_demo_view", "get_drills_view", "get_history", "get_cluster_view"];
+pub const SERVER_FNS_MUTATING: &[&str] = &["run_stack_action", "set_replay_paused", "processor_action", "set_guarantee", "send_sample_events", "fire_test_alert", "create_silence", "expire_silence", "burst_test", "start_verify", "start_demo", "cancel_demo", "start_drill", "cancel_drill", "run_node_action"];
 /// Admin only (user administration), reads and changes alike.
 pub const SERVER_FNS_ADMIN: &[&str] = &["get_users", "add_user", "update_user", "revoke_session"];
 

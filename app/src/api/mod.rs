@@ -2,6 +2,7 @@
 //! module of the server (re-exported here, so `crate::api::X` names every one).
 mod alerts;
 mod auth;
+mod cluster;
 mod db;
 mod drills;
 mod gateway;
@@ -12,6 +13,7 @@ mod streams;
 
 pub use alerts::*;
 pub use auth::*;
+pub use cluster::*;
 pub use db::*;
 pub use drills::*;
 pub use gateway::*;

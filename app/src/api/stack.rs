@@ -45,6 +45,9 @@ pub struct ServiceStatus {
     pub depends_on: Vec<String>,
     /// A job that runs once (e.g. topic creation), not a long-running service.
     pub oneshot: bool,
+    /// The swarm node its task runs on (swarm backend only).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 impl ServiceStatus {

@@ -1,6 +1,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod chart;
+pub mod cluster;
 pub mod database;
 pub mod demo;
 pub mod drills;

@@ -44,8 +44,11 @@ pub async fn get_service_logs(service: String) -> Result<Vec<String>, AppError> 
 pub fn Services() -> impl IntoView {
     let feed = use_stack_feed();
     let tick = feed.tick;
-    let overview = crate::live::resource(move || tick.get(), |_| get_stack_overview());
     let action = ServerAction::<RunStackAction>::new();
+    // Refetched on every event of the feed, after every action, and every 10 s (the swarm
+    // backend has no event feed: Swarm's tasks are polled).
+    let poll = crate::live::poll_every(10);
+    let overview = crate::live::resource(move || (tick.get(), action.version().get(), poll.get()), |_| get_stack_overview());
     let can = crate::live::use_is_operator();
     let logs_for = RwSignal::new(None::<String>);
     let logs = crate::live::resource(

@@ -132,7 +132,12 @@ pub fn Topology() -> impl IntoView {
                         ("bss-control".into(), "this control plane".into(), "ok"),
                     ];
                     for s in &o.services {
-                        let state = if s.state == "missing" { "not created".to_string() } else { format!("{} · {}", s.state, s.health) };
+                        let state = match (&s.node, s.state.as_str()) {
+                            (_, "missing") => "not created".to_string(),
+                            // The swarm backend: where it runs (Cluster groups by host).
+                            (Some(host), _) => format!("{} · on {host}", if s.health == "none" { &s.state } else { &s.health }),
+                            (None, _) => format!("{} · {}", s.state, s.health),
+                        };
                         nodes.push((s.service.clone(), state, s.level()));
                     }
                     let (cells, cols, rows) = place(nodes.iter().map(|n| n.0.as_str()));

@@ -7,7 +7,7 @@ use app::{
     error::AppError,
 };
 
-use super::supervisor::SupervisorError;
+use super::{compose::ComposeFile, supervisor::SupervisorError};
 use crate::{
     actions::STACK,
     state::{require, Act, Services},
@@ -46,6 +46,18 @@ impl StackApi for Services {
             running: self.locks.running(),
             recent_events: self.recent_events(50),
         };
+        if let Ok(swarm) = &self.swarm {
+            // The swarm backend: the same page from the services' tasks.
+            match ComposeFile::load(&self.config.stack.compose) {
+                Err(e) => o.error = Some(e.to_string()),
+                Ok((file, _)) => o.waves = file.start_order().unwrap_or_default(),
+            }
+            match swarm.service_statuses().await {
+                Ok(s) => o.services = s,
+                Err(e) => o.error = Some(e.to_string()),
+            }
+            return Ok(o);
+        }
         match &self.stack {
             Err(e) => o.error = Some(e.clone()),
             Ok(sup) => {
@@ -72,6 +84,9 @@ impl StackApi for Services {
         let service_name = target.clone();
         self.guarded(who, act, |guard| async move {
             let target = service_name;
+            if let Ok(swarm) = self.swarm.clone() {
+                return self.swarm_action(swarm, guard, who, verb, service).await;
+            }
             let sup = self.supervisor()?;
             let actor = who.user.clone();
             if whole {
@@ -110,16 +125,62 @@ impl StackApi for Services {
 
     async fn service_logs(&self, who: &Principal, service: &str, tail: usize) -> Result<Vec<String>, AppError> {
         require(who, Role::Viewer, "reading logs")?;
+        if let Ok(swarm) = &self.swarm {
+            return Ok(swarm.logs(service, tail.clamp(1, 2000)).await?);
+        }
         Ok(self.supervisor()?.logs(service, tail.clamp(1, 2000)).await?)
     }
 
     async fn merged_logs(&self, who: &Principal, tail: usize) -> Result<Vec<LogLine>, AppError> {
         require(who, Role::Viewer, "reading logs")?;
+        if let Ok(swarm) = &self.swarm {
+            return Ok(swarm.merged_logs(tail.clamp(1, 500)).await?);
+        }
         Ok(self.supervisor()?.merged_logs(tail.clamp(1, 500)).await)
     }
 }
 
 impl Services {
+    /// A Services-page action with the swarm backend: `up` and `down` in the background
+    /// (progress in the server's log, the outcome audited), start and stop as a scale to 1
+    /// or 0 replicas, restart as a forced update.
+    async fn swarm_action(
+        &self,
+        swarm: std::sync::Arc<super::swarm::SwarmStack>,
+        guard: crate::actions::ActionGuard,
+        who: &Principal,
+        verb: StackVerb,
+        service: Option<String>,
+    ) -> Result<String, AppError> {
+        let action = verb.as_str();
+        if matches!(verb, StackVerb::Up | StackVerb::Down) {
+            let (store, actor) = (self.store.clone(), who.user.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                let progress = |service: &str, message: &str| tracing::info!(service, message, "swarm {action}");
+                let r = if verb == StackVerb::Up { swarm.up(&progress).await } else { swarm.down(&progress).await };
+                let outcome = match &r {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                if let Err(e) = store.audit(&actor, &format!("stack.{action}.finished"), STACK, &outcome, serde_json::json!({ "backend": "swarm" })).await {
+                    tracing::error!(error = %e, "audit write failed");
+                }
+            });
+            return Ok(format!("{action} started on the swarm"));
+        }
+        let Some(service) = service else { return Err(AppError::Invalid(format!("{action} needs a service"))) };
+        let (file, _) = ComposeFile::load(&self.config.stack.compose).map_err(|e| AppError::Invalid(e.to_string()))?;
+        if !file.services.contains_key(&service) {
+            return Err(AppError::NotFound(format!("unknown service {service:?}")));
+        }
+        Ok(match verb {
+            StackVerb::Start => swarm.set_replicas(&service, 1).await?,
+            StackVerb::Stop => swarm.set_replicas(&service, 0).await?,
+            _ => swarm.force_update(&service).await?,
+        })
+    }
+
     /// Follows every service's logs into one channel, re-attaching after restarts; the
     /// followers stop as soon as the receiver is dropped (the browser went away), even on a
     /// quiet container, and at shutdown.

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod spec;
 pub mod supervisor;
 pub mod swarm;
+pub mod swarm_api;
 
 use std::time::{Duration, SystemTime};
 
@@ -132,6 +133,33 @@ impl Runtime {
             .find_map(|g| g.parse().ok())
             .or_else(|| configs.iter().filter_map(|c| c.subnet.as_deref()).find_map(first_host))
     }
+}
+
+/// Log options for the last `tail` lines, stdout and stderr, with the engine's timestamps.
+pub(crate) fn tail_options(tail: usize) -> bollard::query_parameters::LogsOptions {
+    bollard::query_parameters::LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail.to_string()).timestamps(true).build()
+}
+
+/// A container's or a swarm service's log stream, read to its end, as lines.
+pub(crate) async fn read_lines(
+    s: impl futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>,
+) -> Result<Vec<String>, bollard::errors::Error> {
+    use futures_util::StreamExt;
+    let mut s = std::pin::pin!(s);
+    let mut lines = Vec::new();
+    while let Some(chunk) = s.next().await {
+        lines.extend(String::from_utf8_lossy(&chunk?.into_bytes()).lines().map(str::to_string));
+    }
+    Ok(lines)
+}
+
+/// Every service's lines in one list, in time order.
+pub(crate) fn merge_logs(per_service: Vec<(String, Vec<String>)>) -> Vec<app::api::LogLine> {
+    let mut all: Vec<app::api::LogLine> =
+        per_service.iter().flat_map(|(service, lines)| lines.iter().map(|l| app::api::LogLine::parse(service, l))).collect();
+    // RFC 3339 timestamps with the same precision sort as text.
+    all.sort_by(|a, b| a.ts.cmp(&b.ts));
+    all
 }
 
 /// The first address of an IPv4 subnet ("172.17.0.0/16" → 172.17.0.1): where dockerd puts

@@ -651,6 +651,7 @@ impl Supervisor {
             ports: svc.ports.clone(),
             depends_on: svc.depends_on.entries().into_iter().map(|(d, _)| d).collect(),
             oneshot: spec::is_oneshot(svc),
+            node: None,
         };
         let healed = self.heals.lock().unwrap().get(service).map(|h| i64::from(h.total)).unwrap_or(0);
         st.restart_count = healed;
@@ -661,12 +662,7 @@ impl Supervisor {
                 st.state = s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
                 st.exit_code = s.exit_code;
                 if st.state == "running" {
-                    st.uptime_secs = s
-                        .started_at
-                        .as_deref()
-                        .and_then(|t| humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok())
-                        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-                        .map(|d| d.as_secs());
+                    st.uptime_secs = s.started_at.as_deref().and_then(crate::clock::secs_since);
                 }
                 st.started_at = s.started_at;
                 st.health = match s.health.and_then(|h| h.status) {
@@ -848,32 +844,16 @@ impl Supervisor {
         let mut all = vec![];
         for service in self.file.services.keys() {
             if let Ok(lines) = self.logs(service, tail).await {
-                all.extend(lines.iter().map(|l| LogLine::parse(service, l)));
+                all.push((service.clone(), lines));
             }
         }
-        // RFC 3339 timestamps with the same precision sort as text.
-        all.sort_by(|a, b| a.ts.cmp(&b.ts));
-        all
+        super::merge_logs(all)
     }
 
     /// The last `tail` log lines of a service (stdout and stderr interleaved).
     pub async fn logs(&self, service: &str, tail: usize) -> Result<Vec<String>, SupervisorError> {
-        use futures_util::StreamExt;
         self.check_service(service)?;
-        let name = self.name(service);
-        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail.to_string())
-            .timestamps(true)
-            .build();
-        let mut s = self.docker.logs(&name, Some(opts));
-        let mut lines = Vec::new();
-        while let Some(chunk) = s.next().await {
-            let chunk = chunk?;
-            lines.extend(String::from_utf8_lossy(&chunk.into_bytes()).lines().map(str::to_string));
-        }
-        Ok(lines)
+        Ok(super::read_lines(self.docker.logs(&self.name(service), Some(super::tail_options(tail)))).await?)
     }
 }
 

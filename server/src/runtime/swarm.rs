@@ -32,7 +32,7 @@ use bollard::{
     },
     Docker,
 };
-use serde::Serialize;
+use app::api::{NodeVerb, NodeView, ServiceView, SwarmStatus, TaskView};
 
 use super::{
     compose::{parse_duration_ns, parse_port, ComposeError, ComposeFile, ServiceSpec},
@@ -59,6 +59,12 @@ pub enum SwarmError {
     Api(#[from] bollard::errors::Error),
     #[error("{service}: {message}")]
     Service { service: String, message: String },
+    #[error("no service {0:?} in the stack on the swarm")]
+    NoSuchService(String),
+    #[error("no node named {0:?} in the swarm")]
+    NoSuchNode(String),
+    #[error("node {node}: {message}")]
+    Node { node: String, message: String },
 }
 
 pub fn service_name(project: &str, service: &str) -> String {
@@ -195,45 +201,6 @@ pub fn service_spec(project: &str, service: &str, spec: &ServiceSpec, base_dir: 
     })
 }
 
-/// One task of a service, where it runs and how it is.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TaskView {
-    /// Whether it runs the service's current spec (not one an update is replacing).
-    pub current: bool,
-    pub node: String,
-    pub state: String,
-    pub desired: String,
-    pub message: String,
-    pub error: Option<String>,
-}
-
-/// A service of the stack in swarm terms.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ServiceView {
-    pub service: String,
-    pub oneshot: bool,
-    /// The tasks Swarm wants running (or, for a job, completed), newest first.
-    pub tasks: Vec<TaskView>,
-}
-
-/// A node of the swarm.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct NodeView {
-    pub hostname: String,
-    pub addr: String,
-    pub role: String,
-    pub availability: String,
-    pub state: String,
-    pub leader: bool,
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SwarmStatus {
-    pub nodes: Vec<NodeView>,
-    pub services: Vec<ServiceView>,
-}
-
 /// The stack on a swarm, driven through one manager's engine.
 pub struct SwarmStack {
     docker: Docker,
@@ -249,6 +216,11 @@ fn lower<T: std::fmt::Debug>(v: &Option<T>) -> String {
 impl SwarmStack {
     pub fn new(docker: Docker, project: &str, compose: Vec<PathBuf>, host_gateway: Option<String>) -> Self {
         SwarmStack { docker, project: project.to_string(), compose, host_gateway }
+    }
+
+    /// The stack of `config`, through the engine `runtime` drives (a manager of the swarm).
+    pub fn for_config(config: &crate::config::Config, runtime: &super::Runtime) -> Result<Self, super::RuntimeError> {
+        Ok(Self::new(runtime.docker_handle()?, &config.stack.project, config.stack.compose.clone(), config.runtime.swarm_host_gateway.clone()))
     }
 
     async fn require_manager(&self) -> Result<(), SwarmError> {
@@ -310,8 +282,15 @@ impl SwarmStack {
                 match self.docker.inspect_service(&full, None::<bollard::query_parameters::InspectServiceOptions>).await {
                     Ok(have) => {
                         let hash = |l: Option<&HashMap<String, String>>| l.and_then(|l| l.get(LABEL_HASH).cloned());
+                        let replicas = have.spec.as_ref().and_then(|s| s.mode.as_ref()).and_then(|m| m.replicated.as_ref()).and_then(|r| r.replicas);
                         if hash(have.spec.as_ref().and_then(|s| s.labels.as_ref())) == hash(want.labels.as_ref()) {
-                            progress(name, "unchanged");
+                            if replicas == Some(0) {
+                                // Stopped from the Services page: `up` runs the whole stack.
+                                progress(name, "scaling to 1 (it was stopped)");
+                                self.set_replicas(name, 1).await?;
+                            } else {
+                                progress(name, "unchanged");
+                            }
                             continue;
                         }
                         let is_job = |m: Option<&ServiceSpecMode>| m.is_some_and(|m| m.replicated_job.is_some());
@@ -388,6 +367,8 @@ impl SwarmStack {
             let tf = HashMap::from([("service".to_string(), vec![s.id.clone().unwrap_or_default()])]);
             let mut tasks = self.docker.list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(tf) })).await?;
             tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            let failed = tasks.iter().filter(|t| matches!(t.status.as_ref().and_then(|s| s.state), Some(TaskState::FAILED | TaskState::REJECTED))).count() as i64;
+            let replicas = s.spec.as_ref().and_then(|sp| sp.mode.as_ref()).and_then(|m| m.replicated.as_ref()).and_then(|r| r.replicas);
             let tasks = tasks
                 .into_iter()
                 .filter(|t| matches!(t.desired_state, Some(TaskState::RUNNING | TaskState::COMPLETE)))
@@ -401,10 +382,12 @@ impl SwarmStack {
                         desired: lower(&t.desired_state),
                         message: st.message.unwrap_or_default(),
                         error: st.err,
+                        since: st.timestamp,
+                        exit_code: st.container_status.and_then(|c| c.exit_code),
                     }
                 })
                 .collect();
-            out.push(ServiceView { service: name, oneshot, tasks });
+            out.push(ServiceView { service: name, oneshot, tasks, replicas, failed });
         }
         out.sort_by(|a, b| a.service.cmp(&b.service));
         Ok(out)
@@ -426,6 +409,7 @@ impl SwarmStack {
                         availability: lower(&spec.availability),
                         state: lower(&status.state),
                         leader: n.manager_status.as_ref().and_then(|m| m.leader).unwrap_or(false),
+                        reachability: n.manager_status.as_ref().map(|m| lower(&m.reachability)).unwrap_or_default(),
                         labels: spec.labels.unwrap_or_default().into_iter().collect(),
                     },
                 )
@@ -433,6 +417,115 @@ impl SwarmStack {
             .collect();
         out.sort_by(|a, b| a.1.hostname.cmp(&b.1.hostname));
         Ok(out)
+    }
+
+    /// The inspected service of compose service `name`, and its version for an update.
+    async fn inspect(&self, name: &str) -> Result<(SwarmService, i32), SwarmError> {
+        let have = match self.docker.inspect_service(&service_name(&self.project, name), None::<bollard::query_parameters::InspectServiceOptions>).await {
+            Err(e) if not_found(&e) => return Err(SwarmError::NoSuchService(name.to_string())),
+            r => r?,
+        };
+        let version = have.version.and_then(|v| v.index).unwrap_or_default() as i32;
+        Ok((have.spec.unwrap_or_default(), version))
+    }
+
+    async fn update(&self, name: &str, spec: SwarmService, version: i32) -> Result<(), SwarmError> {
+        let opts = bollard::query_parameters::UpdateServiceOptionsBuilder::default().version(version).build();
+        self.docker.update_service(&service_name(&self.project, name), spec, opts, None).await?;
+        Ok(())
+    }
+
+    /// Start and stop in Swarm terms: a long-running service scaled to 1 or 0 replicas (a
+    /// job runs once and has no replicas to scale).
+    pub async fn set_replicas(&self, name: &str, replicas: i64) -> Result<String, SwarmError> {
+        let (mut spec, version) = self.inspect(name).await?;
+        let Some(r) = spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) else {
+            return Err(SwarmError::Service {
+                service: name.into(),
+                message: "a job runs once and cannot be started or stopped; restart runs it again".into(),
+            });
+        };
+        if r.replicas == Some(replicas) {
+            return Ok(format!("{name}: already at {replicas} replica(s)"));
+        }
+        r.replicas = Some(replicas);
+        self.update(name, spec, version).await?;
+        Ok(format!("{name}: scaled to {replicas}"))
+    }
+
+    /// Restart in Swarm terms: a forced update, which replaces the service's task (and runs
+    /// a job again) with the same spec.
+    pub async fn force_update(&self, name: &str) -> Result<String, SwarmError> {
+        let (mut spec, version) = self.inspect(name).await?;
+        let t = spec.task_template.get_or_insert_with(Default::default);
+        t.force_update = Some(t.force_update.unwrap_or(0) + 1);
+        self.update(name, spec, version).await?;
+        Ok(format!("{name}: force-updated (its task is replaced)"))
+    }
+
+    /// The last `tail` lines of a service's tasks, wherever they ran (Swarm gathers them
+    /// from the nodes).
+    pub async fn logs(&self, name: &str, tail: usize) -> Result<Vec<String>, SwarmError> {
+        let (file, _) = ComposeFile::load(&self.compose)?;
+        if !file.services.contains_key(name) {
+            return Err(SwarmError::NoSuchService(name.to_string()));
+        }
+        Ok(super::read_lines(self.docker.service_logs(&service_name(&self.project, name), Some(super::tail_options(tail)))).await?)
+    }
+
+    /// The last `tail` lines of every service, merged in time order.
+    pub async fn merged_logs(&self, tail: usize) -> Result<Vec<app::api::LogLine>, SwarmError> {
+        let (file, _) = ComposeFile::load(&self.compose)?;
+        let mut all = vec![];
+        for name in file.services.keys() {
+            if let Ok(lines) = self.logs(name, tail).await {
+                all.push((name.clone(), lines));
+            }
+        }
+        Ok(super::merge_logs(all))
+    }
+
+    /// The stack's services as the Services and Topology pages show them: every compose
+    /// service, with its task's state, node and exit, `missing` when it has no service.
+    pub async fn service_statuses(&self) -> Result<Vec<app::api::ServiceStatus>, SwarmError> {
+        let (file, _) = ComposeFile::load(&self.compose)?;
+        let views = self.services().await?;
+        Ok(file.services.iter().map(|(name, spec)| service_status(name, spec, views.iter().find(|v| &v.service == name))).collect())
+    }
+
+    /// Drains a node (Swarm moves its tasks to the others where placement allows; pinned
+    /// ones wait for it) or makes it active again. Refuses to drain the last active node:
+    /// nothing could run anywhere.
+    pub async fn set_availability(&self, hostname: &str, verb: NodeVerb) -> Result<String, SwarmError> {
+        use bollard::models::NodeSpecAvailabilityEnum as A;
+        self.require_manager().await?;
+        let nodes = self.nodes().await?;
+        let err = |m: String| SwarmError::Node { node: hostname.to_string(), message: m };
+        let mut named = nodes.iter().filter(|(_, n)| n.hostname == hostname);
+        let (id, node) = match (named.next(), named.next()) {
+            (None, _) => return Err(SwarmError::NoSuchNode(hostname.to_string())),
+            (Some(_), Some(_)) => return Err(err("two nodes have this hostname: act on them with `docker node update` by id".into())),
+            (Some(one), None) => one,
+        };
+        if node.availability == verb.availability() {
+            return Ok(format!("{hostname} is already {}", node.availability));
+        }
+        if verb == NodeVerb::Drain && !others_can_run(&nodes, id) {
+            return Err(err("it is the last active, ready node: draining it would leave the stack nowhere to run".into()));
+        }
+        let have = self.docker.inspect_node(id).await?;
+        let mut spec = have.spec.unwrap_or_default();
+        spec.availability = Some(match verb {
+            NodeVerb::Drain => A::DRAIN,
+            NodeVerb::Activate => A::ACTIVE,
+        });
+        let version = have.version.and_then(|v| v.index).unwrap_or_default();
+        let opts = bollard::query_parameters::UpdateNodeOptionsBuilder::default().version(version as i64).build();
+        self.docker.update_node(id, spec, opts).await?;
+        Ok(match verb {
+            NodeVerb::Drain => format!("{hostname} drained: Swarm moves its tasks to the other nodes; services pinned to it wait"),
+            NodeVerb::Activate => format!("{hostname} active: it takes tasks again"),
+        })
     }
 
     pub async fn status(&self) -> Result<SwarmStatus, SwarmError> {
@@ -482,6 +575,50 @@ impl SwarmStack {
         progress("*", &format!("stack {} removed from the swarm (named volumes stay on their nodes)", self.project));
         Ok(())
     }
+}
+
+/// A compose service as the engine's pages show it, from its swarm service's newest task:
+/// `running` (health `starting` until Swarm calls it healthy), `exited` with the exit code
+/// once done or failed, `created` while waiting for a node, `missing` without a service.
+pub fn service_status(name: &str, spec: &ServiceSpec, view: Option<&ServiceView>) -> app::api::ServiceStatus {
+    let task = view.and_then(|v| v.tasks.first());
+    let has_check = spec.healthcheck.as_ref().is_some_and(|h| h.disable != Some(true) && h.test.first().is_some_and(|t| t != "NONE"));
+    let (state, health) = match (view, task.map(|t| t.state.as_str())) {
+        (None, _) => ("missing", "none"),
+        (Some(v), None) if v.replicas == Some(0) => ("exited", "none"),
+        (Some(_), None) => ("created", "none"),
+        (_, Some("running")) => ("running", if has_check { "healthy" } else { "none" }),
+        (_, Some("starting")) => ("running", "starting"),
+        (_, Some("complete" | "failed" | "rejected" | "shutdown" | "orphaned" | "remove")) => ("exited", "none"),
+        (_, Some(_)) => ("created", "none"),
+    };
+    let exit_code = match task.map(|t| t.state.as_str()) {
+        Some("complete") => Some(task.and_then(|t| t.exit_code).unwrap_or(0)),
+        Some(_) if state == "exited" => task.and_then(|t| t.exit_code),
+        _ => None,
+    };
+    let since = task.and_then(|t| t.since.clone());
+    app::api::ServiceStatus {
+        service: name.into(),
+        container: task.map(|t| format!("task on {}", t.node)).unwrap_or_else(|| "no task".into()),
+        image: spec.image.clone(),
+        state: state.into(),
+        health: health.into(),
+        exit_code,
+        restart_count: view.map_or(0, |v| v.failed),
+        uptime_secs: since.as_deref().filter(|_| state == "running").and_then(crate::clock::secs_since),
+        started_at: since,
+        ports: spec.ports.clone(),
+        depends_on: spec.depends_on.entries().into_iter().map(|(d, _)| d).collect(),
+        oneshot: is_oneshot(spec),
+        node: task.map(|t| t.node.clone()).filter(|n| n != "unassigned"),
+    }
+}
+
+/// Whether a node other than `id` is active and ready, so draining `id` leaves the stack
+/// somewhere to run.
+fn others_can_run(nodes: &[(String, NodeView)], id: &str) -> bool {
+    nodes.iter().any(|(i, n)| i != id && n.availability == "active" && n.state == "ready")
 }
 
 /// Whether an engine error is a 404 (no such service or network).
@@ -575,6 +712,49 @@ networks:
         assert_eq!(hosts, ["198.18.0.254 host.docker.internal"]);
         let hash = |gw| spec("envoy", Some(gw)).unwrap().labels.unwrap()[LABEL_HASH].clone();
         assert_ne!(hash("198.18.0.254"), hash("10.0.0.1"), "a new gateway is a change `up` applies");
+    }
+
+    #[test]
+    fn a_services_task_reads_as_the_engine_pages_state() {
+        let f = ComposeFile::from_str(FILE, "test").unwrap();
+        let task = |state: &str, node: &str, exit_code: Option<i64>| TaskView {
+            current: true, node: node.into(), state: state.into(), desired: "running".into(), message: String::new(), error: None,
+            since: Some("2026-01-01T00:00:00.5Z".into()), exit_code,
+        };
+        let view = |tasks: Vec<TaskView>, replicas: Option<i64>| ServiceView { service: "x".into(), oneshot: false, tasks, replicas, failed: 2 };
+        let of = |name: &str, v: Option<&ServiceView>| {
+            let s = service_status(name, &f.services[name], v);
+            let level = s.level();
+            (s.state, s.health, s.exit_code, s.node, level)
+        };
+        let broker = view(vec![task("running", "h1", None)], Some(1));
+        assert_eq!(of("kafka-1", Some(&broker)), ("running".into(), "healthy".into(), None, Some("h1".into()), "ok"));
+        let s = service_status("kafka-1", &f.services["kafka-1"], Some(&broker));
+        assert_eq!((s.restart_count, s.container.as_str()), (2, "task on h1"));
+        assert!(s.uptime_secs.is_some_and(|u| u > 0), "uptime from the task's timestamp");
+        assert_eq!(of("envoy", Some(&view(vec![task("running", "h2", None)], Some(1)))).1, "none", "no health check: health none");
+        assert_eq!(of("kafka-1", Some(&view(vec![task("starting", "h1", None)], Some(1)))).4, "warn");
+        let job = ServiceView { oneshot: true, ..view(vec![task("complete", "h3", Some(0))], None) };
+        assert_eq!(of("kafka-init", Some(&job)), ("exited".into(), "none".into(), Some(0), Some("h3".into()), "ok"));
+        assert_eq!(of("kafka-1", Some(&view(vec![], Some(0)))).0, "exited", "scaled to 0: stopped");
+        let waiting = of("kafka-1", Some(&view(vec![task("pending", "unassigned", None)], Some(1))));
+        assert_eq!((waiting.0.as_str(), waiting.3), ("created", None), "waiting for a node: on none");
+        assert_eq!(of("kafka-1", Some(&view(vec![task("failed", "h1", Some(137))], Some(1)))).2, Some(137));
+        assert_eq!(of("kafka-1", None).0, "missing");
+    }
+
+    #[test]
+    fn a_node_may_be_drained_only_while_another_is_active_and_ready() {
+        let node = |id: &str, availability: &str, state: &str| {
+            (id.to_string(), NodeView {
+                hostname: id.into(), addr: String::new(), role: "manager".into(), availability: availability.into(), state: state.into(),
+                leader: false, reachability: String::new(), labels: BTreeMap::new(),
+            })
+        };
+        let nodes = [node("a", "active", "ready"), node("b", "drain", "ready"), node("c", "active", "down")];
+        assert!(!others_can_run(&nodes, "a"), "b is drained and c is down: a is the last");
+        assert!(others_can_run(&nodes, "b"));
+        assert!(others_can_run(&[node("a", "active", "ready"), node("b", "active", "ready")], "a"));
     }
 
     #[test]
