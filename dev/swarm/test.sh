@@ -29,6 +29,8 @@ on() { local h=$1; shift; DOCKER_HOST=unix://$("$H" sock "$h") docker "$@"; }
 
 . dev/scripts/env.sh
 BSSC=${BSS_CONTROL_BIN:-$CARGO_TARGET_DIR/debug/bss-control}
+# Not the product's setting: bss-control refuses BSS_ variables it does not know.
+unset BSS_CONTROL_BIN
 [[ -x $BSSC ]] || fail "no $BSSC: build the server first (cargo build)"
 "$H" down >/dev/null 2>&1 || true
 IMG=bss-local/sink:latest
@@ -150,7 +152,7 @@ if [[ ${SWARM_E2E:-} == 1 || ( -z ${SWARM_E2E:-} && -f target/site/pkg/bss-contr
   wait_for 180 "after the page's drain and activate: kafka-3, postgres-replica-2 and its exporter running on h3" back
   wait_for 60 "both replicas stream from the primary again" streaming
 else
-  say "the pages' browser tests skipped: no browser bundle (dev/scripts/build.sh front), SWARM_E2E unset"
+  say "the pages' browser tests skipped (SWARM_E2E=${SWARM_E2E:-unset} and no browser bundle from dev/scripts/build.sh front)"
 fi
 # ---- host loss under the product's load: h3 cut off whole (engine and containers: its link down) ----
 # Events: the product's demo (both processors, in the CLI's process) on the three brokers;
