@@ -48,11 +48,15 @@ impl StackApi for Services {
         };
         if let Ok(swarm) = &self.swarm {
             // The swarm backend: the same page from the services' tasks.
-            match ComposeFile::load(&self.config.stack.compose) {
-                Err(e) => o.error = Some(e.to_string()),
-                Ok((file, _)) => o.waves = file.start_order().unwrap_or_default(),
-            }
-            match swarm.service_statuses().await {
+            let file = match ComposeFile::load(&self.config.stack.compose) {
+                Err(e) => {
+                    o.error = Some(e.to_string());
+                    return Ok(o);
+                }
+                Ok((file, _)) => file,
+            };
+            o.waves = file.start_order().unwrap_or_default();
+            match swarm.service_statuses(&file).await {
                 Ok(s) => o.services = s,
                 Err(e) => o.error = Some(e.to_string()),
             }

@@ -470,6 +470,10 @@ impl SwarmStack {
         if !file.services.contains_key(name) {
             return Err(SwarmError::NoSuchService(name.to_string()));
         }
+        self.service_logs(name, tail).await
+    }
+
+    async fn service_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, SwarmError> {
         Ok(super::read_lines(self.docker.service_logs(&service_name(&self.project, name), Some(super::tail_options(tail)))).await?)
     }
 
@@ -478,17 +482,17 @@ impl SwarmStack {
         let (file, _) = ComposeFile::load(&self.compose)?;
         let mut all = vec![];
         for name in file.services.keys() {
-            if let Ok(lines) = self.logs(name, tail).await {
+            if let Ok(lines) = self.service_logs(name, tail).await {
                 all.push((name.clone(), lines));
             }
         }
         Ok(super::merge_logs(all))
     }
 
-    /// The stack's services as the Services and Topology pages show them: every compose
-    /// service, with its task's state, node and exit, `missing` when it has no service.
-    pub async fn service_statuses(&self) -> Result<Vec<app::api::ServiceStatus>, SwarmError> {
-        let (file, _) = ComposeFile::load(&self.compose)?;
+    /// The stack's services (of `file`, the loaded compose files) as the Services and
+    /// Topology pages show them: every compose service, with its task's state, node and
+    /// exit, `missing` when it has no service.
+    pub async fn service_statuses(&self, file: &ComposeFile) -> Result<Vec<app::api::ServiceStatus>, SwarmError> {
         let views = self.services().await?;
         Ok(file.services.iter().map(|(name, spec)| service_status(name, spec, views.iter().find(|v| &v.service == name))).collect())
     }
