@@ -55,7 +55,10 @@ fn ClusterBody(v: ClusterView, action: ServerAction<RunNodeAction>, can: Signal<
     let head = view! {
         <section class="card" aria-labelledby="swarm-h">
             <h2 id="swarm-h">"Swarm " <code>{v.project.clone()}</code></h2>
-            <p class="muted">"Backend " <b data-testid="backend">{v.backend.clone()}</b> " · through " <code>{v.endpoint.clone()}</code></p>
+            <dl class="facts">
+                <dt>"Backend"</dt><dd data-testid="backend">{v.backend.clone()}</dd>
+                <dt>"Through the engine at"</dt><dd><code>{v.endpoint.clone()}</code></dd>
+            </dl>
             {v.error.clone().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {(!running.is_empty()).then(|| view! { <p class="running" role="status" aria-label="In progress">"In progress: " {running}</p> })}
         </section>
