@@ -99,8 +99,9 @@ const RECENT_EVENTS: usize = 200;
 
 /// Why the Cluster page has nothing to show with the engine backend.
 const ENGINE_ONLY: &str = "this control plane drives one Docker engine (runtime.backend = \"engine\"), not a swarm: set runtime.backend = \"swarm\" and point docker.host at a swarm manager to run the stack across hosts (README: Several hosts)";
-/// Why the engine's pages (Services, Topology, Logs) have no supervisor with the swarm backend.
-const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): the Cluster page shows its nodes and tasks; this page drives the containers of one engine";
+/// Why what needs the engine's container supervisor (the live event feed, log following,
+/// verify, the drills) is unavailable with the swarm backend.
+const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): this needs the engine backend's container supervisor (live events, verify, drills); the Cluster and Services pages show the swarm";
 
 /// The compose service the router's primary URL points at.
 pub const PRIMARY_SERVICE: &str = "postgres-primary";
