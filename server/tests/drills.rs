@@ -63,7 +63,9 @@ async fn every_drill_meets_its_expectation() {
     svc.streams.stop_all().await;
 
     for r in &runs {
-        assert_eq!(r.status, "passed", "{}: {}", r.drill, r.verdict);
+        // The first failure of each path, so CI's excerpt of the output says why.
+        let why: Vec<&str> = r.timeline.iter().map(|t| t.what.as_str()).filter(|w| w.starts_with("first failed")).collect();
+        assert_eq!(r.status, "passed", "{}: {}\n{}", r.drill, r.verdict, why.join("\n"));
         assert!(r.events.produced > 0 && r.events.lost == 0, "{}: {:?}", r.drill, r.events);
         // A slow link is not an outage: nothing has to notice it, it only has to end.
         assert!(r.detected_ms.is_some() || r.drill == "broker-slow-link", "{}: never detected", r.drill);

@@ -116,12 +116,10 @@ const HISTORY: usize = 900;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
 
-fn pool(url: &str, timeout: Duration) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(timeout.max(Duration::from_secs(2)))
-        .connect_lazy(url)
-        .expect("valid postgres URL")
+/// A lazily connecting pool whose `acquire` gives up after `acquire` (sqlx retries a
+/// refused connect until then, so this is also how long a stopped server takes to fail).
+fn pool(url: &str, acquire: Duration) -> PgPool {
+    PgPoolOptions::new().max_connections(8).acquire_timeout(acquire).connect_lazy(url).expect("valid postgres URL")
 }
 
 impl DbRouter {
@@ -131,6 +129,9 @@ impl DbRouter {
             .iter()
             .map(|(name, url)| Replica {
                 name: name.clone(),
+                // A replica that cannot hand out a connection within a check's timeout is
+                // skipped for this read (another replica or the primary answers): a stopped
+                // replica costs a read one check timeout, not the primary's 2 s.
                 pool: pool(url, cfg.check_timeout),
                 // Out until the first check says otherwise.
                 state: Mutex::new((Admission::Out { reason: "not checked yet".into(), since_ms: now_ms() }, None, false)),
@@ -138,7 +139,8 @@ impl DbRouter {
             })
             .collect();
         Self {
-            primary: pool(&cfg.primary_url, cfg.check_timeout),
+            // Writes wait longer for the primary: there is nowhere else to send them.
+            primary: pool(&cfg.primary_url, cfg.check_timeout.max(Duration::from_secs(2))),
             replicas,
             cfg,
             counter: AtomicUsize::new(0),
@@ -262,13 +264,18 @@ impl DbRouter {
         let deadline = tokio::time::Instant::now() + self.cfg.ryw_timeout;
         loop {
             // Refresh replay positions directly: the monitor's last sample may be a second old.
-            for r in &self.replicas {
-                if let Ok(Some(s)) = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text").fetch_one(&r.pool).await {
+            // Only admitted replicas (a read would not go to the others anyway), all at once,
+            // each bounded by a check's timeout: a stopped or paused replica must not hold
+            // the read for its pool's acquire timeout on every turn of this loop.
+            let refreshes = self.replicas.iter().filter(|r| r.state.lock().unwrap().0 == Admission::In).map(|r| async move {
+                let q = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text").fetch_one(&r.pool);
+                if let Ok(Ok(Some(s))) = tokio::time::timeout(self.cfg.check_timeout, q).await {
                     if let Some(sample) = r.state.lock().unwrap().1.as_mut() {
                         sample.replay_lsn = Lsn::parse(&s);
                     }
                 }
-            }
+            });
+            futures_util::future::join_all(refreshes).await;
             if matches!(self.pick(Some(lsn), &[]), Target::Replica(_)) || tokio::time::Instant::now() >= deadline {
                 return self.read_inner(Some(lsn), f).await;
             }
