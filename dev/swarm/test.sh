@@ -211,6 +211,10 @@ reads=$(on h1 exec "$pg" bash -c 'export PGPASSWORD=$POSTGRES_PASSWORD; for i in
 say "20 of 20 reads through HAProxy's pool served by a standby"
 wait "$DEMO" || { tail -25 "$STATE/demo.out"; fail "the demo across the cut of h3 (events lost, or not all processed)"; }
 say "the demo across the cut: $(tail -1 "$STATE/demo.out")"
+# Every one of the 4000 sends is accounted for: acknowledged (produced) or reported failed.
+grep -qE '^demo passed: ([0-9]+) produced' "$STATE/demo.out" || fail "no demo summary line"
+sends=$(( $(grep -oE '^demo passed: [0-9]+ produced( \([0-9]+ more)?' "$STATE/demo.out" | grep -oE '[0-9]+' | paste -sd+) ))
+[[ $sends == 4000 ]] || fail "the demo's acknowledged and unacknowledged sends add up to $sends, not 4000"
 wait "$READS"
 python3 - "$STATE/reads.log" "$t" <<'PY2' || fail "reads through the router across the cut"
 import sys

@@ -118,3 +118,33 @@ test('the Services page drives the swarm: stop scales to 0, start to 1, restart 
   await serviceRow(page, 'alertmanager').getByRole('button', { name: 'Logs', exact: true }).click();
   await expect(page.getByTestId('logs')).toContainText(last.slice(0, 60));
 });
+
+test('the Alerts page reads AlertManager and Prometheus on whichever host their tasks run, before and after they move', async ({ page }) => {
+  test.setTimeout(300_000);
+  const moved = ['alertmanager', 'prometheus'];
+  // What the page shows comes from AlertManager (its routing tree) and Prometheus (its
+  // scrape targets, some up), read by the server at the node each task runs on.
+  const readsBoth = async () => {
+    await expect(async () => {
+      await page.goto('/alerts');
+      await expect(page.getByTestId('route-count')).toHaveText('4', { timeout: 5_000 });
+      await expect(page.getByTestId('targets-up')).not.toHaveText('0', { timeout: 5_000 });
+    }).toPass({ timeout: 120_000 });
+  };
+  await readsBoth();
+  const from = placement();
+  // Move both off their hosts, as a drained or lost host would make Swarm do.
+  try {
+    for (const svc of moved) {
+      docker('service', 'update', '--detach', '--constraint-add', `node.hostname!=${from[svc]}`, `bss_${svc}`);
+    }
+    for (const svc of moved) {
+      await expect.poll(() => placement()[svc] ?? 'nowhere', { timeout: 120_000 }).toMatch(new RegExp(`^(?!${from[svc]}$)h[123]$`));
+    }
+    await readsBoth();
+  } finally {
+    for (const svc of moved) {
+      docker('service', 'update', '--detach', '--constraint-rm', `node.hostname!=${from[svc]}`, `bss_${svc}`);
+    }
+  }
+});

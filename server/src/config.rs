@@ -106,6 +106,28 @@ impl Default for EndpointsConfig {
     }
 }
 
+impl EndpointsConfig {
+    /// The swarm backend's defaults: each reader left at its engine default (loopback)
+    /// names its compose service instead, which the readers' HTTP client resolves to the
+    /// node the service's task runs on (`runtime::follow`), so it follows a moved task.
+    /// Envoy's admin and HAProxy's stats stay on loopback: a swarm never publishes them.
+    pub fn on_swarm(&mut self) {
+        let d = Self::default();
+        for (field, default, service) in [
+            (&mut self.alertmanager, &d.alertmanager, "alertmanager"),
+            (&mut self.prometheus, &d.prometheus, "prometheus"),
+            (&mut self.sink, &d.sink, "bss-sink"),
+            (&mut self.envoy_proxy, &d.envoy_proxy, "envoy"),
+            (&mut self.node_exporter, &d.node_exporter, "node-exporter"),
+            (&mut self.postgres_exporter, &d.postgres_exporter, "postgres-exporter"),
+        ] {
+            if field == default {
+                *field = default.replacen("127.0.0.1", service, 1);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {
@@ -431,6 +453,9 @@ impl Config {
             None => Self::default(),
         };
         cfg.apply_env(env)?;
+        if cfg.runtime.backend == Backend::Swarm {
+            cfg.endpoints.on_swarm();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -633,6 +658,17 @@ mod tests {
         let mut c = Config::default();
         c.apply_env(env(&[("BSS_STACK_LISTEN", "0.0.0.0:1")])).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("server.stack_listen"));
+    }
+
+    #[test]
+    fn on_a_swarm_the_readers_name_the_stack_services_unless_set() {
+        let c = Config::load(None, env(&[("BSS_RUNTIME_BACKEND", "swarm"), ("BSS_SWARM_HOST_GATEWAY", "10.0.0.1"), ("BSS_PROMETHEUS_URL", "http://10.0.0.9:9090")])).unwrap();
+        assert_eq!(c.endpoints.alertmanager, "http://alertmanager:9093");
+        assert_eq!(c.endpoints.sink, "http://bss-sink:8025");
+        assert_eq!(c.endpoints.postgres_exporter, "http://postgres-exporter:9187");
+        assert_eq!(c.endpoints.prometheus, "http://10.0.0.9:9090", "a set address is kept");
+        assert_eq!(c.endpoints.envoy_admin, "http://127.0.0.1:15000", "never published on a swarm: stays on loopback");
+        assert_eq!(Config::load(None, env(&[])).unwrap().endpoints, EndpointsConfig::default(), "the engine backend keeps loopback");
     }
 
     #[test]

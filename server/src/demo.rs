@@ -81,11 +81,17 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     };
     let t0 = Instant::now();
     let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let not_acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let prod_done = CancellationToken::new();
     // Producer: paced, bounded, stops on cancel.
     let producing = {
-        let (run, produced, prod_done, cancel) = (run.clone(), produced.clone(), prod_done.clone(), cancel.clone());
+        let (run, produced, not_acked, prod_done, cancel) = (run.clone(), produced.clone(), not_acked.clone(), prod_done.clone(), cancel.clone());
         tokio::spawn(async move {
+            // Each delivery report counted once: acknowledged → produced, else not acknowledged.
+            let count = |r: &Result<_, _>| match r {
+                Ok(Ok(_)) => produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                _ => not_acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            };
             let mut pending = futures_util::stream::FuturesUnordered::new();
             let mut err = None;
             for seq in 0..n {
@@ -111,15 +117,11 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                 }
                 // Count acknowledgements as they arrive.
                 while let Some(Some(r)) = futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(&mut pending)) {
-                    if matches!(r, Ok(Ok(_))) {
-                        produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    count(&r);
                 }
             }
             while let Some(r) = futures_util::StreamExt::next(&mut pending).await {
-                if matches!(r, Ok(Ok(_))) {
-                    produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                count(&r);
             }
             prod_done.cancel();
             err
@@ -144,6 +146,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
                 {
                     let mut s = state.lock().unwrap();
                     s.produced = p;
+                    s.not_acked = not_acked.load(std::sync::atomic::Ordering::Relaxed);
                     s.processed = processed.len() as u64;
                     s.dlq = dead.len() as u64;
                     s.duplicates = duplicates;
@@ -201,6 +204,7 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     }
     let mut s = state.lock().unwrap();
     s.produced = produced.load(std::sync::atomic::Ordering::Relaxed);
+    s.not_acked = not_acked.load(std::sync::atomic::Ordering::Relaxed);
     s.processed = processed.len() as u64;
     s.dlq = dead.len() as u64;
     s.duplicates = duplicates;
@@ -215,10 +219,15 @@ pub async fn run(streams: &Streams, state: Arc<Mutex<DemoRun>>, cancel: Cancella
     r
 }
 
-/// "5000 produced → 4900 processed + 100 DLQ, 0 lost; 2400 ev/s; p99 35 ms".
+/// "5000 produced → 4900 processed + 100 DLQ, 0 lost; 2400 ev/s; p99 35 ms", and how many
+/// sends were not acknowledged when any were.
 pub fn summary(r: &DemoRun) -> String {
+    let not_acked = match r.not_acked {
+        0 => String::new(),
+        n => format!(" ({n} more sent but not acknowledged: the producer reported them failed)"),
+    };
     format!(
-        "{} produced → {} processed + {} DLQ, {} lost; {:.0} ev/s; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
+        "{} produced{not_acked} → {} processed + {} DLQ, {} lost; {:.0} ev/s; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
         r.produced, r.processed, r.dlq, r.lost, r.throughput, r.p50_ms, r.p95_ms, r.p99_ms
     )
 }
@@ -287,5 +296,18 @@ impl DemoApi for Services {
         let act = Act { role: Role::Operator, what: "cancelling the demo", lock: "demo-cancel", verb: "cancel", audit: "demo.cancel", target: "demo" };
         self.guarded(who, act, |_guard| async move { self.demo.cancel_running(|r| r.status == "running", "demo").map(|()| "demo cancelled".to_string()) })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_unacknowledged_sends_only_when_there_are_some() {
+        let r = DemoRun { produced: 3976, not_acked: 24, processed: 3896, dlq: 80, ..Default::default() };
+        let s = summary(&r);
+        assert!(s.starts_with("3976 produced (24 more sent but not acknowledged: the producer reported them failed) → 3896 processed + 80 DLQ, 0 lost"), "{s}");
+        assert!(summary(&DemoRun { not_acked: 0, ..r }).starts_with("3976 produced → "));
     }
 }

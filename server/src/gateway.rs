@@ -218,6 +218,11 @@ impl Gateway {
         Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()), upstream: UpstreamFault::default() }
     }
 
+    /// With this HTTP client instead (swarm mode: one that follows the stack's tasks).
+    pub fn with_http(self, http: reqwest::Client) -> Self {
+        Self { http, ..self }
+    }
+
     /// One GET of `path` through Envoy's proxy port, as a client of the BSS API makes it
     /// (with `cookie`, the session, in shared mode): its status and how long it took, or
     /// `None` when nothing came back within `timeout` (a hang, or no connection).

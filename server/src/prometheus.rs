@@ -37,6 +37,11 @@ impl Prometheus {
         Self { http: crate::alerts::http_client(), url: url.trim_end_matches('/').to_string() }
     }
 
+    /// With this HTTP client instead (swarm mode: one that follows the stack's tasks).
+    pub fn with_http(self, http: reqwest::Client) -> Self {
+        Self { http, ..self }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -39,6 +39,9 @@ pub struct Services {
     pub stack: Result<Arc<Supervisor>, String>,
     /// The stack as Swarm services (`runtime.backend = "swarm"`), or why there is none.
     pub swarm: Result<Arc<SwarmStack>, String>,
+    /// Swarm mode: where the stack's services' tasks run, for the readers' HTTP client
+    /// (kept current by [`crate::runtime::follow::follow`] while serving; empty otherwise).
+    pub tasks: Arc<crate::runtime::follow::TaskAddresses>,
     pub locks: Arc<ActionLocks>,
     /// Live SSE streams: at most 16 per user and 128 in all.
     pub streams_open: Arc<crate::actions::StreamSlots>,
@@ -127,9 +130,12 @@ impl Services {
         let instance = crate::streams::instance_id(&config.store.path);
         let streams = crate::streams::Streams::new(&config.streams.brokers, window_ms, &instance, |name| config.streams.guarantee_of(name));
         let db = Arc::new(crate::db::DbRouter::new(crate::db::DbConfig::new(&config.postgres)));
-        let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints));
-        let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)));
-        let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus);
+        // On a swarm the readers name the stack's services and follow their tasks.
+        let tasks = Arc::new(crate::runtime::follow::TaskAddresses::default());
+        let http = crate::runtime::follow::http_client(swarm.is_ok().then(|| tasks.clone()));
+        let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints)).with_http(http.clone());
+        let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)).with_http(http.clone()));
+        let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus).with_http(http);
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -142,6 +148,7 @@ impl Services {
             metrics: Metrics::default(),
             stack,
             swarm,
+            tasks,
             locks: Arc::new(ActionLocks::default()),
             streams_open: crate::actions::StreamSlots::new(16, 128),
             auth,
@@ -186,6 +193,9 @@ impl Services {
         tokio::spawn(self.streams.clone().run_sampler(cancel.clone()));
         tokio::spawn(self.gateway.clone().run_sampler(cancel.clone()));
         tokio::spawn(self.outbox.clone().run(self.db.clone(), self.streams.clone(), cancel.clone()));
+        if let Ok(swarm) = &self.swarm {
+            tokio::spawn(crate::runtime::follow::follow(swarm.clone(), self.tasks.clone(), cancel.clone()));
+        }
         if self.config.streams.autostart {
             for name in self.streams.names() {
                 if let Err(e) = self.streams.start(&name) {

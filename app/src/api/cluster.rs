@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::RunningAction;
 
 /// One task of a service, where it runs and how it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskView {
     /// Whether it runs the service's current spec (not one an update is replacing).
     pub current: bool,
@@ -34,7 +34,7 @@ impl TaskView {
 }
 
 /// A service of the stack in swarm terms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     pub service: String,
     pub oneshot: bool,
@@ -47,7 +47,7 @@ pub struct ServiceView {
 }
 
 /// A node of the swarm.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
     pub hostname: String,
     pub addr: String,

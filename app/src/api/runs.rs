@@ -61,6 +61,11 @@ pub struct DemoRun {
     pub rate: u64,
     pub malformed_every: u64,
     pub produced: u64,
+    /// Sends the producer reported failed (the brokers never took them, e.g. while a
+    /// partition had no leader): not produced, so not counted as lost either; shown so no
+    /// event of the requested count goes unexplained.
+    #[serde(default)]
+    pub not_acked: u64,
     pub processed: u64,
     pub dlq: u64,
     /// Produced but neither processed nor dead-lettered when the run ended.

@@ -78,6 +78,7 @@ pub fn Demo() -> impl IntoView {
                                 <p class="muted">{format!("{} events at {}/s, one malformed every {} · started {} by {} · {:.1} s", d.events, d.rate, d.malformed_every, d.started_at, d.actor, d.elapsed_ms as f64 / 1000.0)}</p>
                                 <table class="services" aria-label="Demo counts"><tbody>
                                     <tr><td>"Produced (acknowledged)"</td><td data-testid="demo-produced">{d.produced}</td></tr>
+                                    <tr><td>"Sent, not acknowledged (the producer reported them failed; not produced)"</td><td data-testid="demo-not-acked">{d.not_acked}</td></tr>
                                     <tr><td>"Processed (seen on bss.analytics.events)"</td><td data-testid="demo-processed">{d.processed}</td></tr>
                                     <tr><td>"Dead-lettered (bss.dlq.events)"</td><td data-testid="demo-dlq">{d.dlq}</td></tr>
                                     <tr><td>"Lost"</td><td data-testid="demo-lost">{d.lost}</td></tr>

@@ -48,12 +48,7 @@ pub struct Alerts {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-        .expect("reqwest client")
+    crate::runtime::follow::http_client(None)
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, AlertsError> {
@@ -77,6 +72,11 @@ fn label_pairs(v: &Value) -> Vec<(String, String)> {
 impl Alerts {
     pub fn new(ep: Endpoints) -> Self {
         Self { http: http_client(), ep, fired: Mutex::new(vec![]) }
+    }
+
+    /// With this HTTP client instead (swarm mode: one that follows the stack's tasks).
+    pub fn with_http(self, http: reqwest::Client) -> Self {
+        Self { http, ..self }
     }
 
     /// The running configuration, as AlertManager reports it.

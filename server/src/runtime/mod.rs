@@ -3,6 +3,7 @@
 //! here too.
 pub mod api;
 pub mod compose;
+pub mod follow;
 pub mod spec;
 pub mod supervisor;
 pub mod swarm;

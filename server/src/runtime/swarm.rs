@@ -393,6 +393,11 @@ impl SwarmStack {
         Ok(out)
     }
 
+    /// The stack's services with their tasks, and the nodes (for [`super::follow`]).
+    pub async fn placement(&self) -> Result<(Vec<ServiceView>, Vec<NodeView>), SwarmError> {
+        Ok((self.services().await?, self.nodes().await?.into_iter().map(|(_, n)| n).collect()))
+    }
+
     async fn nodes(&self) -> Result<Vec<(String, NodeView)>, SwarmError> {
         let nodes = self.docker.list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await?;
         let mut out: Vec<(String, NodeView)> = nodes
