@@ -189,12 +189,16 @@ moved() {
 }
 wait_for 120 "every service not pinned to h3 running on h1 or h2" moved
 say "  $(( $(date +%s) - t )) s after the cut"
-now=$(st)
-for p in $PINNED; do
-  line=$(grep -E "^$p " <<<"$now" || true)
-  [[ $line == *pending*"no suitable node"* ]] || fail "$p should wait for h3 (pinned with its volume): $line"
-done
-say "kafka-3, postgres-replica-2 and its exporter wait for h3 (pinned with their volumes): pending, no suitable node"
+# Between the lost task's shutdown and its replacement's creation a pinned service has no
+# task at all for a moment (seen once, 4 s after the cut): wait for the replacement.
+pinned_wait() {
+  local now p line; now=$(st)
+  for p in $PINNED; do
+    line=$(grep -E "^$p " <<<"$now" || true)
+    [[ $line == *pending*"no suitable node"* ]] || { echo "$line"; return 1; }
+  done
+}
+wait_for 60 "kafka-3, postgres-replica-2 and its exporter wait for h3 (pinned with their volumes): pending, no suitable node" pinned_wait
 writes=0
 for _ in $(seq 20); do write >/dev/null && writes=$((writes + 1)); done
 [[ $writes == 20 ]] || fail "writes through the router with h3 lost: $writes of 20"

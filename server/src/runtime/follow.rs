@@ -29,8 +29,10 @@ impl TaskAddresses {
         *self.table.write().unwrap() = table;
     }
 
+    /// The nodes `service`'s running tasks are on: `None` for a name that is not one of the
+    /// stack's services, empty while the service has no running task.
     pub fn lookup(&self, service: &str) -> Option<Vec<IpAddr>> {
-        self.table.read().unwrap().get(service).filter(|a| !a.is_empty()).cloned()
+        self.table.read().unwrap().get(service).cloned()
     }
 }
 
@@ -39,6 +41,7 @@ impl Resolve for TaskAddresses {
         let known = self.lookup(name.as_str());
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = match known {
+                Some(ips) if ips.is_empty() => return Err(format!("{} has no running task on the swarm", name.as_str()).into()),
                 Some(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
                 None => tokio::net::lookup_host((name.as_str(), 0)).await?.collect(),
             };
@@ -57,6 +60,7 @@ pub fn addresses(services: &[ServiceView], nodes: &[NodeView]) -> HashMap<String
         .map(|s| {
             let mut ips: Vec<IpAddr> =
                 s.tasks.iter().filter(|t| t.state == "running" && t.desired == "running").filter_map(|t| by_host.get(t.node.as_str()).copied()).collect();
+            ips.sort();
             ips.dedup();
             (s.service.clone(), ips)
         })
@@ -124,8 +128,8 @@ mod tests {
         let t = TaskAddresses::default();
         t.replace(table);
         assert_eq!(t.lookup("alertmanager").unwrap().len(), 1);
-        assert_eq!(t.lookup("kafka-3"), None);
-        assert_eq!(t.lookup("grafana"), None);
+        assert_eq!(t.lookup("kafka-3"), Some(vec![]), "a stack service with no running task");
+        assert_eq!(t.lookup("grafana"), None, "not a stack service");
     }
 
     #[tokio::test]
@@ -145,6 +149,9 @@ mod tests {
         let http = http_client(Some(tasks.clone()));
         let url = format!("http://alertmanager:{port}/-/ready");
         assert!(http.get(&url).send().await.is_err(), "unknown before the table names it");
+        tasks.replace(HashMap::from([("alertmanager".to_string(), vec![])]));
+        let e = http.get(&url).send().await.unwrap_err();
+        assert!(format!("{e:?}").contains("alertmanager has no running task on the swarm"), "{e:?}");
         tasks.replace(HashMap::from([("alertmanager".to_string(), vec!["127.0.0.1".parse().unwrap()])]));
         assert_eq!(http.get(&url).send().await.unwrap().text().await.unwrap(), "ok");
         assert_eq!(http.get(format!("http://localhost:{port}/")).send().await.unwrap().status(), 200, "other names resolve as usual");
