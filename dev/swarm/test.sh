@@ -53,8 +53,11 @@ wait_for 90 "one probe task running on each of the 3 hosts" running_on_each
 # Across hosts over the overlay: from h1's task, the dnsrr name resolves to the 3 task IPs
 # and h3's task accepts a TCP connection.
 c1=$(on h1 ps -q --filter label=com.docker.swarm.service.name=probe | head -1)
+# (The overlay's DNS learns a new task's address by gossip, a moment after it runs: seen
+# once with 2 of 3, so wait for it.)
+three_ips() { [[ $(on h1 exec "$c1" getent ahostsv4 tasks.probe | awk '{print $1}' | sort -u | wc -l) == 3 ]]; }
+wait_for 30 "tasks.probe resolves to the 3 task addresses from h1's task" three_ips
 ips=$(on h1 exec "$c1" getent ahostsv4 tasks.probe | awk '{print $1}' | sort -u)
-[[ $(echo "$ips" | wc -l) == 3 ]] || fail "tasks.probe resolves to $(echo "$ips" | wc -l) addresses, 3 expected"
 c3=$(on h3 ps -q --filter label=com.docker.swarm.service.name=probe | head -1)
 ip3=$(on h3 inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$c3" | tr ' ' '\n' | grep -Fx -f <(echo "$ips") | head -1)
 [[ -n $ip3 ]] || fail "h3's task has none of the dnsrr addresses"
