@@ -354,7 +354,11 @@ impl SwarmStack {
     /// The stack's services with their current tasks (desired running or complete), newest
     /// first, and the node each runs on.
     pub async fn services(&self) -> Result<Vec<ServiceView>, SwarmError> {
-        let nodes = self.nodes().await?;
+        self.services_on(&self.nodes().await?).await
+    }
+
+    /// [`Self::services`] with the node list already read (ids → hostnames).
+    async fn services_on(&self, nodes: &[(String, NodeView)]) -> Result<Vec<ServiceView>, SwarmError> {
         let node_names: HashMap<String, String> = nodes.iter().map(|(id, n)| (id.clone(), n.hostname.clone())).collect();
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PROJECT}={}", self.project)])]);
         let services = self.docker.list_services(Some(bollard::query_parameters::ListServicesOptions { filters: Some(filters), ..Default::default() })).await?;
@@ -393,9 +397,12 @@ impl SwarmStack {
         Ok(out)
     }
 
-    /// The stack's services with their tasks, and the nodes (for [`super::follow`]).
+    /// The stack's services with their tasks, and the nodes, from one node list (what
+    /// [`Self::status`] shows and [`super::follow`] refreshes from).
     pub async fn placement(&self) -> Result<(Vec<ServiceView>, Vec<NodeView>), SwarmError> {
-        Ok((self.services().await?, self.nodes().await?.into_iter().map(|(_, n)| n).collect()))
+        let nodes = self.nodes().await?;
+        let services = self.services_on(&nodes).await?;
+        Ok((services, nodes.into_iter().map(|(_, n)| n).collect()))
     }
 
     async fn nodes(&self) -> Result<Vec<(String, NodeView)>, SwarmError> {
@@ -539,7 +546,8 @@ impl SwarmStack {
 
     pub async fn status(&self) -> Result<SwarmStatus, SwarmError> {
         self.require_manager().await?;
-        Ok(SwarmStatus { nodes: self.nodes().await?.into_iter().map(|(_, n)| n).collect(), services: self.services().await? })
+        let (services, nodes) = self.placement().await?;
+        Ok(SwarmStatus { nodes, services })
     }
 
     /// Removes the stack's services and then its networks. Named volumes stay on the nodes
