@@ -455,6 +455,15 @@ impl Config {
         cfg.apply_env(env)?;
         if cfg.runtime.backend == Backend::Swarm {
             cfg.endpoints.on_swarm();
+            // `auto` means the engine's host-gateway address; a swarm's tasks reach the
+            // control plane at `runtime.swarm_host_gateway` instead.
+            if let (Ok(StackListen::Auto(port)), Some(gw)) = (cfg.server.stack_listen.parse::<StackListen>(), &cfg.runtime.swarm_host_gateway) {
+                cfg.server.stack_listen = format!("{gw}:{port}");
+            }
+            // HAProxy's read pool is not pinned to a host either: name the service.
+            if cfg.postgres.read_pool == PostgresConfig::default().read_pool {
+                cfg.postgres.read_pool = cfg.postgres.read_pool.replacen("@127.0.0.1:", "@haproxy:", 1);
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -668,6 +677,11 @@ mod tests {
         assert_eq!(c.endpoints.postgres_exporter, "http://postgres-exporter:9187");
         assert_eq!(c.endpoints.prometheus, "http://10.0.0.9:9090", "a set address is kept");
         assert_eq!(c.endpoints.envoy_admin, "http://127.0.0.1:15000", "never published on a swarm: stays on loopback");
+        assert_eq!(c.postgres.read_pool, "postgres://postgres:bss-dev-postgres@haproxy:5435/bss", "HAProxy moves with its task");
+        assert_eq!(c.postgres.primary, PostgresConfig::default().primary, "the primary is pinned: its address is the user's to give");
+        assert_eq!(c.server.stack_listen, "10.0.0.1:3001", "auto: where the tasks reach the control plane");
+        let kept = Config::load(None, env(&[("BSS_RUNTIME_BACKEND", "swarm"), ("BSS_STACK_LISTEN", "off")])).unwrap();
+        assert_eq!(kept.server.stack_listen, "off");
         assert_eq!(Config::load(None, env(&[])).unwrap().endpoints, EndpointsConfig::default(), "the engine backend keeps loopback");
     }
 

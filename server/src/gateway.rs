@@ -3,6 +3,12 @@
 //! overflows) sampled every second, HAProxy's read-pool backends — and a bounded burst
 //! through Envoy's proxy port to show the rate limit at work. The control plane never
 //! proxies anything to the admin endpoints.
+//!
+//! On a swarm neither admin endpoint is published (Swarm publishes a port on every address
+//! of a node, and these must stay on 127.0.0.1): the same figures come from Prometheus,
+//! which scrapes Envoy's `/stats/prometheus` and HAProxy's `/metrics` over the overlay
+//! ([`Gateway::scraped_through`]). What only the admin API has — circuit-breaker
+//! thresholds, host addresses, the running config — is then reported as unavailable.
 use std::{
     collections::VecDeque,
     sync::{
@@ -77,6 +83,72 @@ pub struct Gateway {
     /// The `envoy-upstream-fail` drill's fault, applied by this process's container-facing
     /// listener (Envoy's upstream).
     pub upstream: UpstreamFault,
+    /// Swarm mode: Envoy's and HAProxy's figures as Prometheus last scraped them.
+    scraped: Option<crate::prometheus::Prometheus>,
+}
+
+/// Why a swarm shows less of Envoy than one engine does.
+pub const ADMIN_NOT_PUBLISHED: &str = "Envoy's admin API is not published on a swarm (it must stay on 127.0.0.1, and Swarm publishes on every address of a node): circuit-breaker thresholds, host addresses and the running config are read from it alone; counters, readiness and host health come from Prometheus's scrape";
+
+/// The stats read on a swarm (through Prometheus), beside the page's counters.
+const SCRAPED_EXTRA: &[&str] = &["server.state", "cluster.control_plane.ssl.handshake", "cluster.control_plane.membership_healthy", "cluster.control_plane.membership_total"];
+
+/// Envoy's `/stats` name as Prometheus stores it after scraping `/stats/prometheus`: the
+/// metric and the labels Envoy's tag extraction takes out of the name.
+pub fn scraped_name(stat: &str) -> Option<(String, Vec<(&'static str, String)>)> {
+    if stat == RATE_LIMITED {
+        return Some(("envoy_http_local_rate_limit_rate_limited".into(), vec![("envoy_local_http_ratelimit_prefix", "http_local_rate_limiter".into())]));
+    }
+    if let Some(rest) = stat.strip_prefix("server.") {
+        return Some((format!("envoy_server_{}", rest.replace('.', "_")), vec![]));
+    }
+    let (kind, label, rest) = if let Some(r) = stat.strip_prefix("http.") {
+        ("http", "envoy_http_conn_manager_prefix", r)
+    } else if let Some(r) = stat.strip_prefix("cluster.") {
+        ("cluster", "envoy_cluster_name", r)
+    } else {
+        return None;
+    };
+    let (tag, name) = rest.split_once('.')?;
+    let mut labels = vec![(label, tag.to_string())];
+    // downstream_rq_2xx → downstream_rq_xx{envoy_response_code_class="2"}
+    let name = match name.strip_suffix("xx").and_then(|n| n.char_indices().last().filter(|(_, c)| c.is_ascii_digit()).map(|(i, c)| (&n[..i], c))) {
+        Some((prefix, class)) => {
+            labels.push(("envoy_response_code_class", class.to_string()));
+            format!("{prefix}xx")
+        }
+        None => name.to_string(),
+    };
+    Some((format!("envoy_{kind}_{}", name.replace('.', "_")), labels))
+}
+
+/// The value of `stat` among samples of one query (`__name__` kept).
+fn scraped_value(samples: &[crate::prometheus::Sample], stat: &str) -> Option<u64> {
+    let (metric, want) = scraped_name(stat)?;
+    let label = |s: &crate::prometheus::Sample, k: &str| s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone());
+    samples
+        .iter()
+        .find(|s| label(s, "__name__").as_deref() == Some(metric.as_str()) && want.iter().all(|(k, v)| label(s, k).as_deref() == Some(v.as_str())))
+        .map(|s| s.value as u64)
+}
+
+/// HAProxy's servers from its Prometheus exporter's series (`haproxy_server_status` and
+/// `haproxy_server_check_status` are state sets: the state whose value is 1).
+pub fn haproxy_rows_from_samples(samples: &[crate::prometheus::Sample]) -> Vec<HaproxyRow> {
+    let label = |s: &crate::prometheus::Sample, k: &str| s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone()).unwrap_or_default();
+    let mut rows: std::collections::BTreeMap<(String, String), HaproxyRow> = Default::default();
+    for s in samples {
+        let key = (label(s, "proxy"), label(s, "server"));
+        let row = rows.entry(key.clone()).or_insert_with(|| HaproxyRow { proxy: key.0, server: key.1, status: String::new(), sessions: 0, total: 0, check: String::new() });
+        match label(s, "__name__").as_str() {
+            "haproxy_server_status" if s.value == 1.0 => row.status = label(s, "state"),
+            "haproxy_server_check_status" if s.value == 1.0 => row.check = label(s, "state"),
+            "haproxy_server_current_sessions" => row.sessions = s.value as u64,
+            "haproxy_server_sessions_total" => row.total = s.value as u64,
+            _ => {}
+        }
+    }
+    rows.into_values().collect()
 }
 
 /// A fault in Envoy's path for the drills: while it is in, the container-facing listener
@@ -215,7 +287,31 @@ pub enum GatewayError {
 
 impl Gateway {
     pub fn new(ep: Endpoints) -> Self {
-        Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()), upstream: UpstreamFault::default() }
+        Self { http: http_client(), ep, history: Mutex::new(VecDeque::new()), upstream: UpstreamFault::default(), scraped: None }
+    }
+
+    /// Reads Envoy's and HAProxy's figures from `prometheus` instead of their admin
+    /// endpoints (swarm mode: those are never published).
+    pub fn scraped_through(self, prometheus: crate::prometheus::Prometheus) -> Self {
+        Self { scraped: Some(prometheus), ..self }
+    }
+
+    /// Whether the figures come from Prometheus's scrape (a swarm) rather than the admin API.
+    pub fn scraped(&self) -> bool {
+        self.scraped.is_some()
+    }
+
+    /// One query for every Envoy series this module reads, and Envoy's scrape health.
+    async fn scraped_envoy(&self, p: &crate::prometheus::Prometheus) -> Result<Vec<crate::prometheus::Sample>, GatewayError> {
+        let names: Vec<String> = COUNTERS.iter().chain(SCRAPED_EXTRA).filter_map(|s| scraped_name(s)).map(|(m, _)| m).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let q = format!("{{job=\"envoy\",__name__=~\"up|{}\"}}", names.join("|"));
+        let samples = p.query(&q).await.map_err(|e| GatewayError::Unavailable(format!("Prometheus: {e}")))?;
+        let up = samples.iter().find(|s| s.labels.iter().any(|l| l.0 == "__name__" && l.1 == "up")).map(|s| s.value);
+        match up {
+            Some(v) if v == 1.0 => Ok(samples),
+            Some(_) => Err(GatewayError::Unavailable("Prometheus's last scrape of Envoy's /stats/prometheus failed".into())),
+            None => Err(GatewayError::Unavailable("Prometheus has no scrape of Envoy (job envoy)".into())),
+        }
     }
 
     /// With this HTTP client instead (swarm mode: one that follows the stack's tasks).
@@ -255,6 +351,10 @@ impl Gateway {
     }
 
     pub async fn stats(&self) -> Result<Vec<(String, u64)>, GatewayError> {
+        if let Some(p) = &self.scraped {
+            let samples = self.scraped_envoy(p).await?;
+            return Ok(COUNTERS.iter().chain(SCRAPED_EXTRA).filter_map(|s| scraped_value(&samples, s).map(|v| (s.to_string(), v))).collect());
+        }
         Ok(parse_stats(&self.text(&format!("{}/stats", self.ep.envoy_admin)).await?))
     }
 
@@ -271,14 +371,28 @@ impl Gateway {
 
     /// Envoy's running configuration (read-only admin endpoint).
     pub async fn config_dump(&self) -> Result<String, GatewayError> {
+        if self.scraped.is_some() {
+            return Err(GatewayError::Unavailable(ADMIN_NOT_PUBLISHED.into()));
+        }
         self.text(&format!("{}/config_dump", self.ep.envoy_admin)).await
     }
 
     pub async fn haproxy(&self) -> Result<Vec<HaproxyRow>, GatewayError> {
+        if let Some(p) = &self.scraped {
+            let q = "{job=\"haproxy\",__name__=~\"haproxy_server_(status|check_status|current_sessions|sessions_total)\"}";
+            let rows = haproxy_rows_from_samples(&p.query(q).await.map_err(|e| GatewayError::Unavailable(format!("Prometheus: {e}")))?);
+            if rows.is_empty() {
+                return Err(GatewayError::Unavailable("Prometheus has no series of HAProxy's servers (job haproxy)".into()));
+            }
+            return Ok(rows);
+        }
         parse_haproxy_csv(&self.text(&self.ep.haproxy_stats).await?)
     }
 
     pub async fn view(&self) -> GatewayView {
+        if self.scraped.is_some() {
+            return self.scraped_view().await;
+        }
         let admin = &self.ep.envoy_admin;
         let (ready_url, clusters_url) = (format!("{admin}/ready"), format!("{admin}/clusters?format=json"));
         let (ready, stats, cl, hap) = tokio::join!(self.text(&ready_url), self.stats(), self.text(&clusters_url), self.haproxy());
@@ -301,6 +415,34 @@ impl Gateway {
         };
         GatewayView {
             envoy_ready: ready,
+            clusters,
+            counters: COUNTERS.iter().filter_map(|c| stats.iter().find(|(n, _)| n == c).cloned()).collect(),
+            history: self.history.lock().unwrap().iter().cloned().collect(),
+            haproxy,
+            errors,
+        }
+    }
+
+    /// The page's view from Prometheus's scrape: readiness from `server.state`, each
+    /// cluster's healthy and total hosts (no addresses, no thresholds: see
+    /// [`ADMIN_NOT_PUBLISHED`]).
+    async fn scraped_view(&self) -> GatewayView {
+        let mut errors = vec![ADMIN_NOT_PUBLISHED.to_string()];
+        let (stats, hap) = tokio::join!(self.stats(), self.haproxy());
+        let stats = stats.map_err(|e| errors.push(format!("Envoy: {e}"))).unwrap_or_default();
+        let haproxy = hap.map_err(|e| errors.push(format!("HAProxy: {e}"))).unwrap_or_default();
+        let get = |n: &str| stats.iter().find(|(k, _)| k == n).map(|x| x.1);
+        let envoy_ready = get("server.state").map(|v| ["LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"].get(v as usize).copied().unwrap_or("UNKNOWN").to_string());
+        let clusters = match (get("cluster.control_plane.membership_healthy"), get("cluster.control_plane.membership_total")) {
+            (Some(healthy), Some(total)) => vec![EnvoyCluster {
+                name: "control_plane".into(),
+                hosts: (0..total).map(|i| ("(address: admin API only)".to_string(), if i < healthy { "HEALTHY" } else { "UNHEALTHY" }.to_string())).collect(),
+                breakers: vec![],
+            }],
+            _ => vec![],
+        };
+        GatewayView {
+            envoy_ready,
             clusters,
             counters: COUNTERS.iter().filter_map(|c| stats.iter().find(|(n, _)| n == c).cloned()).collect(),
             history: self.history.lock().unwrap().iter().cloned().collect(),
@@ -388,6 +530,48 @@ impl GatewayApi for Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_names_as_prometheus_stores_them() {
+        // As seen on Envoy 1.x's /stats/prometheus beside /stats.
+        let n = |s: &str| scraped_name(s).map(|(m, l)| (m, l.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")));
+        assert_eq!(n(RATE_LIMITED), Some(("envoy_http_local_rate_limit_rate_limited".into(), "envoy_local_http_ratelimit_prefix=http_local_rate_limiter".into())));
+        assert_eq!(n(REQUESTS), Some(("envoy_http_downstream_rq_total".into(), "envoy_http_conn_manager_prefix=ingress_http".into())));
+        assert_eq!(
+            n("http.ingress_http.downstream_rq_5xx"),
+            Some(("envoy_http_downstream_rq_xx".into(), "envoy_http_conn_manager_prefix=ingress_http,envoy_response_code_class=5".into()))
+        );
+        assert_eq!(n("cluster.control_plane.ssl.handshake"), Some(("envoy_cluster_ssl_handshake".into(), "envoy_cluster_name=control_plane".into())));
+        assert_eq!(n("cluster.control_plane.health_check.healthy"), Some(("envoy_cluster_health_check_healthy".into(), "envoy_cluster_name=control_plane".into())));
+        assert_eq!(n("server.state"), Some(("envoy_server_state".into(), String::new())));
+        assert_eq!(n("listener.x"), None);
+        // Every counter of the page has a name there.
+        assert!(COUNTERS.iter().chain(SCRAPED_EXTRA).all(|c| scraped_name(c).is_some()));
+        let sample = |name: &str, labels: &[(&str, &str)], value: f64| crate::prometheus::Sample {
+            labels: std::iter::once(("__name__".to_string(), name.to_string())).chain(labels.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect(),
+            value,
+        };
+        let samples = vec![
+            sample("envoy_http_downstream_rq_xx", &[("envoy_response_code_class", "2"), ("envoy_http_conn_manager_prefix", "ingress_http")], 7.0),
+            sample("envoy_http_downstream_rq_xx", &[("envoy_response_code_class", "4"), ("envoy_http_conn_manager_prefix", "ingress_http")], 3.0),
+            sample("envoy_http_downstream_rq_xx", &[("envoy_response_code_class", "4"), ("envoy_http_conn_manager_prefix", "admin")], 9.0),
+        ];
+        assert_eq!(scraped_value(&samples, "http.ingress_http.downstream_rq_4xx"), Some(3));
+        assert_eq!(scraped_value(&samples, "http.ingress_http.downstream_rq_2xx"), Some(7));
+        assert_eq!(scraped_value(&samples, "http.ingress_http.downstream_rq_5xx"), None);
+        // HAProxy's state sets: the state whose value is 1.
+        let hap = vec![
+            sample("haproxy_server_status", &[("proxy", "pg_replicas"), ("server", "postgres-replica-1"), ("state", "DOWN")], 0.0),
+            sample("haproxy_server_status", &[("proxy", "pg_replicas"), ("server", "postgres-replica-1"), ("state", "UP")], 1.0),
+            sample("haproxy_server_check_status", &[("proxy", "pg_replicas"), ("server", "postgres-replica-1"), ("state", "L7OK")], 1.0),
+            sample("haproxy_server_sessions_total", &[("proxy", "pg_replicas"), ("server", "postgres-replica-1")], 12.0),
+            sample("haproxy_server_current_sessions", &[("proxy", "pg_replicas"), ("server", "postgres-replica-1")], 2.0),
+            sample("haproxy_server_status", &[("proxy", "pg_replicas"), ("server", "postgres-replica-2"), ("state", "DOWN")], 1.0),
+        ];
+        let rows = haproxy_rows_from_samples(&hap);
+        assert_eq!(rows[0], HaproxyRow { proxy: "pg_replicas".into(), server: "postgres-replica-1".into(), status: "UP".into(), sessions: 2, total: 12, check: "L7OK".into() });
+        assert_eq!((rows[1].server.as_str(), rows[1].status.as_str()), ("postgres-replica-2", "DOWN"));
+    }
 
     #[test]
     fn envoy_stats_lines() {

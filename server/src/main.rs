@@ -127,8 +127,8 @@ async fn run() -> anyhow::Result<()> {
     if config.runtime.backend == server::config::Backend::Swarm {
         match command {
             cmd @ (Command::Up | Command::Down { .. } | Command::Status { .. }) => return swarm_cli(config, cmd).await,
-            Command::Verify { .. } | Command::Drill { .. } => anyhow::bail!(
-                "runtime.backend = \"swarm\" drives `serve`, `up`, `down`, `status`, `demo` and `config` so far; verify and the drills run with the engine backend (README: Several hosts)"
+            Command::Drill { .. } => anyhow::bail!(
+                "runtime.backend = \"swarm\" drives `serve`, `up`, `down`, `status`, `verify`, `demo` and `config`; the drills run with the engine backend (README: Several hosts)"
             ),
             _ => {}
         }
@@ -205,6 +205,12 @@ async fn verify_cli(config: Config, json: bool) -> anyhow::Result<()> {
     }
     let sampler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(services.streams.clone().run_sampler(sampler.clone()));
+    // On a swarm: where the stack's tasks run, before the first check asks, then followed.
+    if let Ok(swarm) = &services.swarm {
+        let (s, n) = swarm.placement().await?;
+        services.tasks.replace(server::runtime::follow::addresses(&s, &n));
+        tokio::spawn(server::runtime::follow::follow(swarm.clone(), services.tasks.clone(), sampler.clone()));
+    }
     // Envoy's upstream and Prometheus' `bss-control` target, for the run (when no `serve`
     // holds the port already: then that process is the one they reach).
     tokio::spawn(server::web::serve_stack_listener(services.clone()));

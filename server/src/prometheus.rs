@@ -22,6 +22,7 @@ pub struct Sample {
     pub value: f64,
 }
 
+#[derive(Clone)]
 pub struct Prometheus {
     http: reqwest::Client,
     url: String,

@@ -103,8 +103,8 @@ const RECENT_EVENTS: usize = 200;
 /// Why the Cluster page has nothing to show with the engine backend.
 const ENGINE_ONLY: &str = "this control plane drives one Docker engine (runtime.backend = \"engine\"), not a swarm: set runtime.backend = \"swarm\" and point docker.host at a swarm manager to run the stack across hosts (README: Several hosts)";
 /// Why what needs the engine's container supervisor (the live event feed, log following,
-/// verify, the drills) is unavailable with the swarm backend.
-const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): this needs the engine backend's container supervisor (live events, verify, drills); the Cluster and Services pages show the swarm";
+/// the drills) is unavailable with the swarm backend.
+const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): this needs the engine backend's container supervisor (live events, drills); the Cluster and Services pages show the swarm";
 
 /// The compose service the router's primary URL points at.
 pub const PRIMARY_SERVICE: &str = "postgres-primary";
@@ -134,8 +134,12 @@ impl Services {
         let tasks = Arc::new(crate::runtime::follow::TaskAddresses::default());
         let http = crate::runtime::follow::http_client(swarm.is_ok().then(|| tasks.clone()));
         let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints)).with_http(http.clone());
-        let gateway = Arc::new(crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)).with_http(http.clone()));
-        let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus).with_http(http);
+        let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus).with_http(http.clone());
+        let mut gateway = crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)).with_http(http);
+        if swarm.is_ok() {
+            gateway = gateway.scraped_through(prometheus.clone());
+        }
+        let gateway = Arc::new(gateway);
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             shutdown: tokio_util::sync::CancellationToken::new(),

@@ -112,6 +112,26 @@ async fn alerts_and_gateway_on_the_real_services() {
         assert!(v.haproxy.iter().any(|h| h.server == r && h.status == "UP"), "{r}: {:?}", v.haproxy);
     }
     println!("burst: {b:?}");
+
+    // The same figures as a swarm reads them, where neither admin endpoint is published:
+    // through Prometheus's scrape of Envoy's /stats/prometheus and HAProxy's /metrics.
+    let scraped = Gateway::new(Default::default()).scraped_through(prom.clone());
+    assert!(scraped.scraped());
+    wait_until!("Prometheus's scrape of Envoy shows the burst's 429s", 45, {
+        let s = scraped.stats().await.unwrap_or_default();
+        s.iter().find(|x| x.0 == server::gateway::RATE_LIMITED).is_some_and(|x| x.1 >= b.limited_counter_after)
+    });
+    let sv = scraped.view().await;
+    assert_eq!(sv.errors, vec![server::gateway::ADMIN_NOT_PUBLISHED.to_string()], "only the note that the admin API is not read");
+    assert_eq!(sv.envoy_ready.as_deref(), Some("LIVE"));
+    let hosts = |v: &app::api::GatewayView| v.clusters.iter().find(|c| c.name == "control_plane").map(|c| c.hosts.len());
+    assert_eq!(hosts(&sv), hosts(&v), "control_plane's hosts, scraped and from the admin API");
+    assert_eq!(sv.counters.len(), v.counters.len(), "every counter of the page, scraped: {:?}", sv.counters);
+    for r in ["postgres-replica-1", "postgres-replica-2"] {
+        assert!(sv.haproxy.iter().any(|h| h.proxy == "pg_replicas" && h.server == r && h.status == "UP"), "{r}: {:?}", sv.haproxy);
+    }
+    assert!(scraped.config_dump().await.unwrap_err().to_string().contains("not published on a swarm"));
+    println!("scraped: Envoy {:?}, HAProxy {:?}", sv.envoy_ready, sv.haproxy);
 }
 
 /// A processor stopped while its input keeps arriving: the control plane's lag metric,
