@@ -60,6 +60,12 @@ netns_up() {
     ip -n "$h" link set lo up
     ip -n "$h" route add default via "$NET.254"
   fi
+  # What Docker's own rules do on a real host (these engines run with --iptables=false):
+  # containers' traffic leaving the host takes the host's address, so what answers outside
+  # it — the control plane at the bed's gateway ($NET.254: Envoy's upstream, Prometheus's
+  # scrape of bss-control) — can reply. Without it such connections time out.
+  local nat=(POSTROUTING -o eth0 ! -s "$(addr "$h")" -j MASQUERADE)
+  ip netns exec "$h" iptables -t nat -C "${nat[@]}" 2>/dev/null || ip netns exec "$h" iptables -t nat -A "${nat[@]}"
 }
 
 # dockerd inside the namespace. `ip netns exec` mounts a fresh /sys without the cgroup

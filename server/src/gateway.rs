@@ -88,7 +88,7 @@ pub struct Gateway {
 }
 
 /// Why a swarm shows less of Envoy than one engine does.
-pub const ADMIN_NOT_PUBLISHED: &str = "Envoy's admin API is not published on a swarm (it must stay on 127.0.0.1, and Swarm publishes on every address of a node): circuit-breaker thresholds, host addresses and the running config are read from it alone; counters, readiness and host health come from Prometheus's scrape";
+pub const ADMIN_NOT_PUBLISHED: &str = "Envoy's admin API is not published on a swarm (it must stay on 127.0.0.1, and Swarm publishes on every address of a node): counters, readiness and host health come from Prometheus's scrape; circuit-breaker thresholds, host addresses and the running config are read by `bss-control verify` from inside the overlay";
 
 /// The stats read on a swarm (through Prometheus), beside the page's counters.
 const SCRAPED_EXTRA: &[&str] = &["server.state", "cluster.control_plane.ssl.handshake", "cluster.control_plane.membership_healthy", "cluster.control_plane.membership_total"];
@@ -238,7 +238,9 @@ pub fn parse_haproxy_csv(text: &str) -> Result<Vec<HaproxyRow>, GatewayError> {
         .collect())
 }
 
-fn clusters(v: &Value, stats: &[(String, u64)]) -> Vec<EnvoyCluster> {
+/// Envoy's `/clusters?format=json` → each cluster's hosts with their health and its DEFAULT
+/// priority's circuit-breaker thresholds (with what `stats` says remains).
+pub fn clusters(v: &Value, stats: &[(String, u64)]) -> Vec<EnvoyCluster> {
     v["cluster_statuses"]
         .as_array()
         .into_iter()

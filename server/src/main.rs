@@ -486,7 +486,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs on stderr: stdout is the commands' output (`verify --json`, `status --json`),
+    // which a warning from a client library must not corrupt.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -102,9 +102,9 @@ const RECENT_EVENTS: usize = 200;
 
 /// Why the Cluster page has nothing to show with the engine backend.
 const ENGINE_ONLY: &str = "this control plane drives one Docker engine (runtime.backend = \"engine\"), not a swarm: set runtime.backend = \"swarm\" and point docker.host at a swarm manager to run the stack across hosts (README: Several hosts)";
-/// Why what needs the engine's container supervisor (the live event feed, log following,
-/// the drills) is unavailable with the swarm backend.
-const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): this needs the engine backend's container supervisor (live events, drills); the Cluster and Services pages show the swarm";
+/// Why what needs the engine's container supervisor (the drills) is unavailable with the
+/// swarm backend.
+const SWARM_NOT_ENGINE: &str = "the stack runs as Swarm services (runtime.backend = \"swarm\"): this needs the engine backend's container supervisor (the drills); the Cluster and Services pages show the swarm";
 
 /// The compose service the router's primary URL points at.
 pub const PRIMARY_SERVICE: &str = "postgres-primary";
@@ -212,11 +212,13 @@ impl Services {
         tokio::spawn(async move {
             crate::drills::undo_pending(&me).await;
         });
-        let Ok(sup) = self.stack.clone() else { return };
-        let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
-        tokio::spawn(sup.clone().run(cancel.clone(), every));
+        if let Ok(sup) = self.stack.clone() {
+            let every = humantime::parse_duration(&self.config.stack.heal_interval).unwrap_or(Duration::from_secs(10));
+            tokio::spawn(sup.run(cancel.clone(), every));
+        }
+        // The recent-events recorder: the engine's feed, or the swarm's.
+        let Some(mut rx) = self.subscribe() else { return };
         let me = self.clone();
-        let mut rx = sup.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -235,8 +237,14 @@ impl Services {
         });
     }
 
+    /// The live feed: the engine supervisor's events, or on a swarm what its task and node
+    /// lists say changed (`runtime::follow::changes`).
     pub fn subscribe(&self) -> Option<broadcast::Receiver<StackEvent>> {
-        self.stack.as_ref().ok().map(|s| s.subscribe())
+        match (&self.stack, &self.swarm) {
+            (Ok(sup), _) => Some(sup.subscribe()),
+            (_, Ok(swarm)) => Some(swarm.subscribe()),
+            _ => None,
+        }
     }
 
     /// Writes one audit row: `ok` or `error: <what the user was told>`.
@@ -302,10 +310,12 @@ impl Services {
         self.recent.lock().unwrap().iter().rev().take(n).cloned().collect()
     }
 
-    /// Emits on the live feed (browsers refetch), when there is a stack supervisor.
+    /// Emits on the live feed (browsers refetch), the engine's or the swarm's.
     pub fn emit(&self, target: &str, kind: &str, msg: String) {
-        if let Ok(sup) = &self.stack {
-            sup.emit(target, kind, msg);
+        match (&self.stack, &self.swarm) {
+            (Ok(sup), _) => sup.emit(target, kind, msg),
+            (_, Ok(swarm)) => swarm.emit(target, kind, msg),
+            _ => {}
         }
     }
 

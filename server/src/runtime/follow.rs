@@ -72,19 +72,108 @@ const REFRESH: Duration = Duration::from_secs(3);
 
 /// Keeps `tasks` current from the swarm until `cancel`; a failed refresh keeps the last
 /// table (the manager may be busy electing a leader after a host loss).
+/// The live feed's events come from the same look: what changed since the one before.
 pub async fn follow(swarm: Arc<super::swarm::SwarmStack>, tasks: Arc<TaskAddresses>, cancel: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Look> = None;
+    let mut homes = Homes::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         match swarm.placement().await {
-            Ok((services, nodes)) => tasks.replace(addresses(&services, &nodes)),
+            Ok(look) => {
+                tasks.replace(addresses(&look.0, &look.1));
+                match &last {
+                    Some(before) => {
+                        for (target, kind, message) in changes(before, &look, &mut homes) {
+                            swarm.emit(&target, kind, message);
+                        }
+                    }
+                    None => {
+                        changes(&look, &look, &mut homes);
+                    }
+                }
+                last = Some(look);
+            }
             Err(e) => tracing::warn!(error = %e, "swarm task list unavailable; the readers keep the last known hosts"),
         }
     }
+}
+
+/// One look at the swarm: the stack's services with their tasks, and the nodes.
+pub type Look = (Vec<ServiceView>, Vec<NodeView>);
+
+/// Service → the node its task last ran on: a move spans several looks (the old task gone,
+/// the new one starting, then running), and the feed names both ends once it runs.
+pub type Homes = HashMap<String, String>;
+
+/// What changed between two looks, as events of the live feed: (target, kind, message).
+/// Swarm has no event for a task, and a manager's engine reports only its own containers,
+/// so the feed compares task and node lists: a node's state or availability, a service's
+/// current task on another node or in another state (with Swarm's reason), a task running
+/// on another node than the service's last one ("moved from"), new failures.
+pub fn changes(before: &Look, after: &Look, homes: &mut Homes) -> Vec<(String, &'static str, String)> {
+    let mut out = vec![];
+    for n in &after.1 {
+        let target = format!("node {}", n.hostname);
+        match before.1.iter().find(|p| p.hostname == n.hostname) {
+            None => out.push((target, "node", format!("joined the swarm: {}, {}", n.state, n.availability))),
+            Some(p) => {
+                if p.state != n.state {
+                    out.push((target.clone(), "node", format!("{} → {}", p.state, n.state)));
+                }
+                if p.availability != n.availability {
+                    out.push((target, "node", format!("availability {} → {}", p.availability, n.availability)));
+                }
+            }
+        }
+    }
+    for p in before.1.iter().filter(|p| !after.1.iter().any(|n| n.hostname == p.hostname)) {
+        out.push((format!("node {}", p.hostname), "node", "left the swarm".into()));
+    }
+    let current = |s: &ServiceView| {
+        s.tasks.iter().find(|t| t.current).map(|t| {
+            let why = t.error.clone().filter(|e| !e.is_empty()).or_else(|| Some(t.message.clone()).filter(|m| !m.is_empty() && t.state != "running"));
+            (t.node.clone(), t.state.clone(), why)
+        })
+    };
+    for s in &after.0 {
+        let Some(prev) = before.0.iter().find(|p| p.service == s.service) else {
+            out.push((s.service.clone(), "task", "service created".into()));
+            continue;
+        };
+        if s.failed > prev.failed {
+            out.push((s.service.clone(), "failed", format!("{} more failed task(s) in Swarm's history (restarted by Swarm)", s.failed - prev.failed)));
+        }
+        let why = |w: &Option<String>| w.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+        let now = current(s);
+        if let Some((node, state, _)) = &now {
+            if state == "running" {
+                if let Some(home) = homes.insert(s.service.clone(), node.clone()).filter(|h| h != node) {
+                    out.push((s.service.clone(), "task", format!("running on {node} (moved from {home})")));
+                    continue;
+                }
+            }
+        }
+        match (current(prev), now) {
+            (a, b) if a == b => {}
+            (Some((an, ast, _)), Some((bn, bst, w))) if an != bn => out.push((s.service.clone(), "task", format!("{bst} on {bn} (was {ast} on {an}){}", why(&w)))),
+            (_, Some((bn, bst, w))) => out.push((s.service.clone(), "task", format!("{bst} on {bn}{}", why(&w)))),
+            (Some((an, _, _)), None) => out.push((
+                s.service.clone(),
+                "task",
+                if s.replicas == Some(0) { "scaled to 0".into() } else { format!("no task: the one on {an} ended, Swarm has not placed the next yet") },
+            )),
+            (None, None) => {}
+        }
+    }
+    for p in before.0.iter().filter(|p| !after.0.iter().any(|s| s.service == p.service)) {
+        out.push((p.service.clone(), "task", "service removed".into()));
+    }
+    out
 }
 
 /// The readers' HTTP client: bounded in time, no proxy, stack names through `tasks`.
@@ -102,6 +191,53 @@ pub fn http_client(tasks: Option<Arc<TaskAddresses>>) -> reqwest::Client {
 mod tests {
     use super::*;
     use app::api::TaskView;
+
+    #[test]
+    fn the_feed_says_what_moved_between_two_looks() {
+        let task = |node: &str, state: &str, message: &str| TaskView { current: true, node: node.into(), state: state.into(), desired: "running".into(), message: message.into(), ..Default::default() };
+        let svc = |name: &str, t: Option<TaskView>, failed: i64| ServiceView { service: name.into(), tasks: t.into_iter().collect(), replicas: Some(1), failed, ..Default::default() };
+        let node = |h: &str, state: &str, avail: &str| NodeView { hostname: h.into(), state: state.into(), availability: avail.into(), ..Default::default() };
+        let before: Look = (
+            vec![svc("kafka-3", Some(task("h3", "running", "started")), 0), svc("alertmanager", Some(task("h3", "running", "started")), 0), svc("bss-sink", Some(task("h1", "running", "")), 0)],
+            vec![node("h1", "ready", "active"), node("h3", "ready", "active")],
+        );
+        let mut homes = Homes::new();
+        assert!(changes(&before, &before, &mut homes).is_empty(), "nothing changed, nothing said");
+        let after: Look = (
+            vec![
+                svc("kafka-3", Some(task("unassigned", "pending", "no suitable node (scheduling constraints not satisfied on 2 nodes)")), 0),
+                svc("alertmanager", Some(task("h1", "running", "started")), 0),
+                svc("bss-sink", Some(task("h1", "running", "")), 2),
+            ],
+            vec![node("h1", "ready", "active"), node("h3", "down", "drain")],
+        );
+        let said = |b: &Look, a: &Look, homes: &mut Homes| changes(b, a, homes).into_iter().map(|(t, k, m)| format!("{t} [{k}] {m}")).collect::<Vec<_>>();
+        let said_once = said(&before, &after, &mut homes.clone());
+        assert_eq!(
+            said_once,
+            vec![
+                "node h3 [node] ready → down",
+                "node h3 [node] availability active → drain",
+                "kafka-3 [task] pending on unassigned (was running on h3): no suitable node (scheduling constraints not satisfied on 2 nodes)",
+                "alertmanager [task] running on h1 (moved from h3)",
+                "bss-sink [failed] 2 more failed task(s) in Swarm's history (restarted by Swarm)",
+            ]
+        );
+        // The same move seen over three looks: gone, starting elsewhere, running there.
+        let am = |t: Option<TaskView>| (vec![svc("alertmanager", t, 0)], vec![node("h1", "ready", "active")]);
+        let looks = [am(Some(task("h3", "running", "started"))), am(None), am(Some(task("h1", "starting", "starting"))), am(Some(task("h1", "running", "started")))];
+        let mut homes = Homes::new();
+        assert!(said(&looks[0], &looks[0], &mut homes).is_empty(), "the first look only learns where tasks run (as `follow` does)");
+        let feed: Vec<Vec<String>> = looks.windows(2).map(|w| said(&w[0], &w[1], &mut homes)).collect();
+        assert_eq!(
+            feed,
+            vec![
+                vec!["alertmanager [task] no task: the one on h3 ended, Swarm has not placed the next yet".to_string()],
+                vec!["alertmanager [task] starting on h1: starting".to_string()],
+                vec!["alertmanager [task] running on h1 (moved from h3)".to_string()],
+            ]
+        );
+    }
 
     fn task(node: &str, state: &str, desired: &str) -> TaskView {
         TaskView { node: node.into(), state: state.into(), desired: desired.into(), current: true, ..Default::default() }

@@ -32,7 +32,7 @@ use bollard::{
     },
     Docker,
 };
-use app::api::{NodeVerb, NodeView, ServiceView, SwarmStatus, TaskView};
+use app::api::{NodeVerb, NodeView, ServiceView, StackEvent, SwarmStatus, TaskView};
 
 use super::{
     compose::{parse_duration_ns, parse_port, ComposeError, ComposeFile, ServiceSpec},
@@ -65,6 +65,43 @@ pub enum SwarmError {
     NoSuchNode(String),
     #[error("node {node}: {message}")]
     Node { node: String, message: String },
+}
+
+/// Marks the start of each answer in a reading job's output.
+const READ_MARK: &str = "==bss-read==";
+/// The label of a reading job (`read_inside`): never one of the stack's services.
+const LABEL_READER: &str = "io.bss-control.reader";
+/// How long a reading job may take, scheduling included.
+const READ_INSIDE_WITHIN: Duration = Duration::from_secs(45);
+
+/// A reading job's output → each answer's body: the lines after each mark, an HTTP status
+/// line and headers, then the body up to the next mark.
+pub fn parse_reads(lines: &[String], want: usize) -> Result<Vec<String>, String> {
+    let mut out: Vec<(String, Vec<String>)> = vec![];
+    for l in lines {
+        let l = l.trim_end_matches('\r');
+        match l.strip_prefix(READ_MARK) {
+            Some(path) => out.push((path.trim().to_string(), vec![])),
+            None => {
+                if let Some(cur) = out.last_mut() {
+                    cur.1.push(l.to_string());
+                }
+            }
+        }
+    }
+    if out.len() != want {
+        return Err(format!("{} answers in the job's output, {want} asked for", out.len()));
+    }
+    out.into_iter()
+        .map(|(path, lines)| {
+            let status = lines.first().cloned().unwrap_or_default();
+            if !(status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200")) {
+                return Err(format!("GET {path}: {}", if status.is_empty() { "no answer".to_string() } else { status }));
+            }
+            let body_at = lines.iter().position(|l| l.is_empty()).map_or(lines.len(), |i| i + 1);
+            Ok(lines[body_at..].join("\n").trim_end().to_string())
+        })
+        .collect()
 }
 
 pub fn service_name(project: &str, service: &str) -> String {
@@ -207,6 +244,9 @@ pub struct SwarmStack {
     project: String,
     compose: Vec<PathBuf>,
     host_gateway: Option<String>,
+    /// The live feed on a swarm: what changed between two looks at its task and node
+    /// lists (`runtime::follow`), and the control plane's own runs (verify, the demo).
+    events: tokio::sync::broadcast::Sender<StackEvent>,
 }
 
 fn lower<T: std::fmt::Debug>(v: &Option<T>) -> String {
@@ -215,7 +255,17 @@ fn lower<T: std::fmt::Debug>(v: &Option<T>) -> String {
 
 impl SwarmStack {
     pub fn new(docker: Docker, project: &str, compose: Vec<PathBuf>, host_gateway: Option<String>) -> Self {
-        SwarmStack { docker, project: project.to_string(), compose, host_gateway }
+        SwarmStack { docker, project: project.to_string(), compose, host_gateway, events: tokio::sync::broadcast::channel(256).0 }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StackEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn emit(&self, service: &str, kind: &str, message: impl Into<String>) {
+        let ev = StackEvent { at_ms: crate::clock::now_ms(), service: service.into(), kind: kind.into(), message: message.into() };
+        tracing::info!(service = %ev.service, kind = %ev.kind, "{}", ev.message);
+        let _ = self.events.send(ev);
     }
 
     /// The stack of `config`, through the engine `runtime` drives (a manager of the swarm).
@@ -475,6 +525,71 @@ impl SwarmStack {
         Ok(format!("{name}: force-updated (its task is replaced)"))
     }
 
+    /// GETs `paths` from `host:port` inside the stack's overlay network — where Envoy's
+    /// admin listens on a swarm, never published. A one-shot job on the overlay, from the
+    /// image of compose service `via` (it has Python), makes the requests and prints the
+    /// answers; the manager gathers its output from the node that ran it; the job is
+    /// removed afterwards, whatever happened. Each answer's body, in the order of `paths`;
+    /// an answer that is not `200` is an error.
+    pub async fn read_inside(&self, via: &str, host: &str, port: u16, paths: &[&str]) -> Result<Vec<String>, SwarmError> {
+        let err = |m: String| SwarmError::Service { service: format!("{host}:{port} (read inside the overlay)"), message: m };
+        if paths.iter().chain([&host]).any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || "/?=&._-".contains(c))) {
+            return Err(err(format!("refused to read {paths:?}: only plain names and paths")));
+        }
+        let (file, _) = ComposeFile::load(&self.compose)?;
+        let spec = file.services.get(via).ok_or_else(|| SwarmError::NoSuchService(via.to_string()))?;
+        let net = service_networks(spec).into_iter().next().ok_or_else(|| err(format!("{via} is on no network")))?;
+        let script = format!(
+            "import sys, urllib.request\nfor p in sys.argv[1:]:\n    print('{READ_MARK} ' + p)\n    try:\n        r = urllib.request.urlopen('http://{host}:{port}' + p, timeout=10)\n        print('HTTP/1.1 %d' % r.status)\n        print()\n        print(r.read().decode())\n    except Exception as e:\n        print('HTTP/1.1 000 %s' % e)\n        print()\n"
+        );
+        let mut command = vec!["python3".to_string(), "-c".into(), script];
+        command.extend(paths.iter().map(|p| p.to_string()));
+        let name = format!("{}_read-{}", self.project, crate::clock::now_ms());
+        let job = SwarmService {
+            name: Some(name.clone()),
+            labels: Some(HashMap::from([(LABEL_READER.to_string(), self.project.clone())])),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(spec.image.clone()),
+                    command: Some(command),
+                    ..Default::default()
+                }),
+                restart_policy: Some(TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::NONE), ..Default::default() }),
+                networks: Some(vec![NetworkAttachmentConfig { target: Some(network_name(&self.project, &net)), ..Default::default() }]),
+                ..Default::default()
+            }),
+            mode: Some(ServiceSpecMode { replicated_job: Some(ServiceSpecModeReplicatedJob { max_concurrent: Some(1), total_completions: Some(1) }), ..Default::default() }),
+            ..Default::default()
+        };
+        self.docker.create_service(job, None).await?;
+        let out = async {
+            let tf = HashMap::from([("service".to_string(), vec![name.clone()])]);
+            let deadline = tokio::time::Instant::now() + READ_INSIDE_WITHIN;
+            loop {
+                let tasks = self.docker.list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(tf.clone()) })).await?;
+                let st = tasks.first().and_then(|t| t.status.clone()).unwrap_or_default();
+                match st.state {
+                    Some(TaskState::COMPLETE) => break,
+                    Some(TaskState::FAILED | TaskState::REJECTED) => {
+                        return Err(err(format!("the reading job failed: {}", st.err.or(st.message).unwrap_or_default())));
+                    }
+                    _ if tokio::time::Instant::now() > deadline => {
+                        return Err(err(format!("the reading job did not complete within {} s (last state {})", READ_INSIDE_WITHIN.as_secs(), lower(&st.state))));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            let opts = bollard::query_parameters::LogsOptionsBuilder::default().stdout(true).stderr(true).tail("all").build();
+            let lines = super::read_lines(self.docker.service_logs(&name, Some(opts))).await?;
+            parse_reads(&lines, paths.len()).map_err(err)
+        }
+        .await;
+        if let Err(e) = self.docker.delete_service(&name).await {
+            tracing::warn!(service = %name, error = %e, "the reading job was not removed");
+        }
+        out
+    }
+
     /// The last `tail` lines of a service's tasks, wherever they ran (Swarm gathers them
     /// from the nodes).
     pub async fn logs(&self, name: &str, tail: usize) -> Result<Vec<String>, SwarmError> {
@@ -646,6 +761,31 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reading_jobs_output_gives_each_answers_body() {
+        let out: Vec<String> = [
+            "==bss-read== /clusters?format=json",
+            "HTTP/1.1 200",
+            "",
+            "{\"cluster_statuses\": [",
+            "  {\"name\": \"control_plane\"}]}",
+            "",
+            "==bss-read== /config_dump",
+            "HTTP/1.1 200",
+            "",
+            "{\"configs\": []}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let bodies = parse_reads(&out, 2).unwrap();
+        assert_eq!(bodies, vec!["{\"cluster_statuses\": [\n  {\"name\": \"control_plane\"}]}".to_string(), "{\"configs\": []}".to_string()]);
+        assert!(parse_reads(&out, 3).unwrap_err().contains("2 answers"));
+        let refused = vec!["==bss-read== /ready".to_string(), "HTTP/1.1 000 <urlopen error [Errno 111] Connection refused>".to_string(), String::new()];
+        assert!(parse_reads(&refused, 1).unwrap_err().contains("GET /ready: HTTP/1.1 000 <urlopen error"));
+        assert!(parse_reads(&["==bss-read== /x".to_string()], 1).unwrap_err().contains("no answer"));
+    }
 
     const FILE: &str = r#"
 services:
