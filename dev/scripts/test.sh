@@ -127,7 +127,7 @@ cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
 wait_bg front
 
-step "Swarm: the test bed (3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine killed and back), then the whole stack on it with the swarm backend: placement, KRaft across hosts, replicas streaming, idempotent up, the Cluster page in Chromium draining h3, h3 cut off and back"
+step "Swarm: the test bed (3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine killed and back), then the whole stack on it with the swarm backend: placement, KRaft across hosts, replicas streaming, idempotent up, verify against the swarm, the Cluster page in Chromium draining h3, h3 cut off and back (said on the live feed)"
 SWARM_E2E=1 dev/swarm/test.sh
 
 step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"

@@ -42,6 +42,8 @@ pub struct Services {
     /// Swarm mode: where the stack's services' tasks run, for the readers' HTTP client
     /// (kept current by [`crate::runtime::follow::follow`] while serving; empty otherwise).
     pub tasks: Arc<crate::runtime::follow::TaskAddresses>,
+    /// The readers' one HTTP client (on a swarm it resolves stack services through `tasks`).
+    pub http: reqwest::Client,
     pub locks: Arc<ActionLocks>,
     /// Live SSE streams: at most 16 per user and 128 in all.
     pub streams_open: Arc<crate::actions::StreamSlots>,
@@ -135,7 +137,7 @@ impl Services {
         let http = crate::runtime::follow::http_client(swarm.is_ok().then(|| tasks.clone()));
         let alerts = crate::alerts::Alerts::new(crate::alerts::Endpoints::new(&config.endpoints)).with_http(http.clone());
         let prometheus = crate::prometheus::Prometheus::new(&config.endpoints.prometheus).with_http(http.clone());
-        let mut gateway = crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)).with_http(http);
+        let mut gateway = crate::gateway::Gateway::new(crate::gateway::Endpoints::new(&config.endpoints)).with_http(http.clone());
         if swarm.is_ok() {
             gateway = gateway.scraped_through(prometheus.clone());
         }
@@ -153,6 +155,7 @@ impl Services {
             stack,
             swarm,
             tasks,
+            http,
             locks: Arc::new(ActionLocks::default()),
             streams_open: crate::actions::StreamSlots::new(16, 128),
             auth,

@@ -137,7 +137,7 @@ impl<'a> Targets<'a> {
                 Ok(swarm) => StackHealth::Swarm(swarm.clone()),
                 Err(_) => StackHealth::Engine(svc.stack.clone()),
             },
-            http: crate::runtime::follow::http_client(tasks.clone()),
+            http: svc.http.clone(),
             tasks,
             gateway: &svc.gateway,
             streams: &svc.streams,

@@ -92,9 +92,7 @@ pub async fn follow(swarm: Arc<super::swarm::SwarmStack>, tasks: Arc<TaskAddress
                             swarm.emit(&target, kind, message);
                         }
                     }
-                    None => {
-                        changes(&look, &look, &mut homes);
-                    }
+                    None => homes = homes_of(&look),
                 }
                 last = Some(look);
             }
@@ -109,6 +107,11 @@ pub type Look = (Vec<ServiceView>, Vec<NodeView>);
 /// Service → the node its task last ran on: a move spans several looks (the old task gone,
 /// the new one starting, then running), and the feed names both ends once it runs.
 pub type Homes = HashMap<String, String>;
+
+/// Where each service's current task runs, in one look.
+pub fn homes_of(look: &Look) -> Homes {
+    look.0.iter().filter_map(|s| s.tasks.iter().find(|t| t.current && t.state == "running").map(|t| (s.service.clone(), t.node.clone()))).collect()
+}
 
 /// What changed between two looks, as events of the live feed: (target, kind, message).
 /// Swarm has no event for a task, and a manager's engine reports only its own containers,
@@ -201,7 +204,8 @@ mod tests {
             vec![svc("kafka-3", Some(task("h3", "running", "started")), 0), svc("alertmanager", Some(task("h3", "running", "started")), 0), svc("bss-sink", Some(task("h1", "running", "")), 0)],
             vec![node("h1", "ready", "active"), node("h3", "ready", "active")],
         );
-        let mut homes = Homes::new();
+        let mut homes = homes_of(&before);
+        assert_eq!(homes.get("kafka-3").map(String::as_str), Some("h3"));
         assert!(changes(&before, &before, &mut homes).is_empty(), "nothing changed, nothing said");
         let after: Look = (
             vec![
@@ -226,8 +230,7 @@ mod tests {
         // The same move seen over three looks: gone, starting elsewhere, running there.
         let am = |t: Option<TaskView>| (vec![svc("alertmanager", t, 0)], vec![node("h1", "ready", "active")]);
         let looks = [am(Some(task("h3", "running", "started"))), am(None), am(Some(task("h1", "starting", "starting"))), am(Some(task("h1", "running", "started")))];
-        let mut homes = Homes::new();
-        assert!(said(&looks[0], &looks[0], &mut homes).is_empty(), "the first look only learns where tasks run (as `follow` does)");
+        let mut homes = homes_of(&looks[0]);
         let feed: Vec<Vec<String>> = looks.windows(2).map(|w| said(&w[0], &w[1], &mut homes)).collect();
         assert_eq!(
             feed,
