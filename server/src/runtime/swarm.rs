@@ -762,6 +762,17 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_read_inside_refuses_what_is_not_a_plain_name_or_path_before_any_call() {
+        // No engine answers at this address: a refusal must come before any call to it.
+        let docker = Docker::connect_with_http("http://127.0.0.1:1", 2, bollard::API_DEFAULT_VERSION).unwrap();
+        let stack = SwarmStack::new(docker, "bss", vec![], None);
+        for (host, path) in [("envoy", "/x'); import os; os.system('id"), ("envoy'+'", "/ready"), ("envoy", ""), ("envoy", "/a b")] {
+            let e = stack.read_inside("bss-sink", host, 15000, &[path]).await.unwrap_err().to_string();
+            assert!(e.contains("only plain names and paths"), "{host} {path}: {e}");
+        }
+    }
+
     #[test]
     fn a_reading_jobs_output_gives_each_answers_body() {
         let out: Vec<String> = [
