@@ -125,17 +125,16 @@ pub fn scraped_name(stat: &str) -> Option<(String, Vec<(&'static str, String)>)>
 /// The value of `stat` among samples of one query (`__name__` kept).
 fn scraped_value(samples: &[crate::prometheus::Sample], stat: &str) -> Option<u64> {
     let (metric, want) = scraped_name(stat)?;
-    let label = |s: &crate::prometheus::Sample, k: &str| s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone());
     samples
         .iter()
-        .find(|s| label(s, "__name__").as_deref() == Some(metric.as_str()) && want.iter().all(|(k, v)| label(s, k).as_deref() == Some(v.as_str())))
+        .find(|s| s.label("__name__") == Some(metric.as_str()) && want.iter().all(|(k, v)| s.label(k) == Some(v.as_str())))
         .map(|s| s.value as u64)
 }
 
 /// HAProxy's servers from its Prometheus exporter's series (`haproxy_server_status` and
 /// `haproxy_server_check_status` are state sets: the state whose value is 1).
 pub fn haproxy_rows_from_samples(samples: &[crate::prometheus::Sample]) -> Vec<HaproxyRow> {
-    let label = |s: &crate::prometheus::Sample, k: &str| s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone()).unwrap_or_default();
+    let label = |s: &crate::prometheus::Sample, k: &str| s.label(k).unwrap_or_default().to_string();
     let mut rows: std::collections::BTreeMap<(String, String), HaproxyRow> = Default::default();
     for s in samples {
         let key = (label(s, "proxy"), label(s, "server"));
@@ -308,7 +307,7 @@ impl Gateway {
         let names: Vec<String> = COUNTERS.iter().chain(SCRAPED_EXTRA).filter_map(|s| scraped_name(s)).map(|(m, _)| m).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let q = format!("{{job=\"envoy\",__name__=~\"up|{}\"}}", names.join("|"));
         let samples = p.query(&q).await.map_err(|e| GatewayError::Unavailable(format!("Prometheus: {e}")))?;
-        let up = samples.iter().find(|s| s.labels.iter().any(|l| l.0 == "__name__" && l.1 == "up")).map(|s| s.value);
+        let up = samples.iter().find(|s| s.label("__name__") == Some("up")).map(|s| s.value);
         match up {
             Some(v) if v == 1.0 => Ok(samples),
             Some(_) => Err(GatewayError::Unavailable("Prometheus's last scrape of Envoy's /stats/prometheus failed".into())),

@@ -22,6 +22,13 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// The value of label `name` (`__name__` is the metric's name), if the series has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Clone)]
 pub struct Prometheus {
     http: reqwest::Client,

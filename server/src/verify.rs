@@ -618,7 +618,7 @@ fn swarm_health(services: &[app::api::ServiceView]) -> Outcome {
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for s in services {
         let want = if s.oneshot { "complete" } else { "running" };
-        match s.tasks.iter().find(|t| t.current) {
+        match s.current_task() {
             Some(t) if t.state == want => *per_node.entry(t.node.as_str()).or_default() += 1,
             Some(t) => bad.push(format!("{} {} on {}{}", s.service, t.state, t.node, t.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())),
             None if s.replicas == Some(0) => bad.push(format!("{} scaled to 0", s.service)),

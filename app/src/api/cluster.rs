@@ -46,6 +46,13 @@ pub struct ServiceView {
     pub failed: i64,
 }
 
+impl ServiceView {
+    /// The task of the service's current spec (not one an update is replacing), newest.
+    pub fn current_task(&self) -> Option<&TaskView> {
+        self.tasks.iter().find(|t| t.current)
+    }
+}
+
 /// A node of the swarm.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {

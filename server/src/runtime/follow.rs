@@ -110,7 +110,7 @@ pub type Homes = HashMap<String, String>;
 
 /// Where each service's current task runs, in one look.
 pub fn homes_of(look: &Look) -> Homes {
-    look.0.iter().filter_map(|s| s.tasks.iter().find(|t| t.current && t.state == "running").map(|t| (s.service.clone(), t.node.clone()))).collect()
+    look.0.iter().filter_map(|s| s.current_task().filter(|t| t.state == "running").map(|t| (s.service.clone(), t.node.clone()))).collect()
 }
 
 /// What changed between two looks, as events of the live feed: (target, kind, message).
@@ -138,7 +138,7 @@ pub fn changes(before: &Look, after: &Look, homes: &mut Homes) -> Vec<(String, &
         out.push((format!("node {}", p.hostname), "node", "left the swarm".into()));
     }
     let current = |s: &ServiceView| {
-        s.tasks.iter().find(|t| t.current).map(|t| {
+        s.current_task().map(|t| {
             let why = t.error.clone().filter(|e| !e.is_empty()).or_else(|| Some(t.message.clone()).filter(|m| !m.is_empty() && t.state != "running"));
             (t.node.clone(), t.state.clone(), why)
         })
