@@ -85,9 +85,6 @@ cargo test --workspace --features app/ssr --test crash -- --ignored --nocapture
 step "Alerts and gateway on the real AlertManager, Prometheus, Envoy, HAProxy"
 cargo test --workspace --features app/ssr --test alerts -- --ignored --nocapture
 
-step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
-cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
-
 step "The seed's traffic path: the BSS API through Envoy (15006) to the control plane's container-facing listener, rate limit, retries, Prometheus scrape"
 cargo test --workspace --features app/ssr --test traffic -- --ignored --nocapture
 
@@ -112,26 +109,47 @@ if BSS_CONTROL=$CARGO_TARGET_DIR/debug/bss-control dev/demo-kafka-streams.sh --e
 fi
 grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad.err" >&2; exit 1; }
 
-step "OpenAPI description fuzzed by schemathesis against the live server, as an operator and as a viewer"
-dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
-
 step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill; a stopped broker paged as KafkaBrokerDown, its partitions seen offline and under-replicated"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 
+# Two lanes from here. The alert rules' test is mostly waiting (each rule's `for:` hold, in
+# three phases, about 8 min) and the swarm test bed is a stack of its own (three engines in
+# network namespaces on 198.18.0.0/24, its control plane on 127.0.0.1:3102): the fuzzing,
+# then the swarm, run beside the rules, the adoption, the stack test and the image instead
+# of after them. The fuzzer's server reads through its own router, which retries a read on
+# another replica or the primary while the rules' test stops replica-1, and it runs no
+# container-facing listener (the rules' test stops and starts its own); it is done before
+# the adoption takes the stack down. Nothing else in the lane touches the engine stack.
+step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
+wait_bg front
+
+step "In the background: schemathesis fuzzing the OpenAPI description against the live server (as an operator, then a viewer), then the Swarm test bed with the whole stack on it"
+# (The swarm: 3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine
+# killed and back; then the stack with the swarm backend: placement, KRaft across hosts,
+# replicas streaming, idempotent up, verify against the swarm, the Cluster page in Chromium
+# draining h3, h3 cut off and back, said on the live feed.)
+bg lanes bash -c "dev/scripts/schemathesis.sh '$CARGO_TARGET_DIR/debug/bss-control' && touch '$LOGS/fuzz.done' && SWARM_E2E=1 dev/swarm/test.sh"
+
+step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
+cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
+
+# The fuzzer needs the engine stack, which the adoption takes down and starts again.
+until [[ -f $LOGS/fuzz.done ]]; do
+  kill -0 "$PID_lanes" 2>/dev/null || wait_bg lanes
+  sleep 2
+done
 step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"
 cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
 
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
-step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
-wait_bg front
-
-step "Swarm: the test bed (3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine killed and back), then the whole stack on it with the swarm backend: placement, KRaft across hosts, replicas streaming, idempotent up, verify against the swarm, the Cluster page in Chromium draining h3, h3 cut off and back (said on the live feed)"
-SWARM_E2E=1 dev/swarm/test.sh
-
 step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"
 cargo test --workspace --features app/ssr --test image -- --ignored --nocapture
+
+step "The background lane: schemathesis, then the swarm test bed (started beside the rules' test)"
+wait_bg lanes
+sed -n '/^--- as /,/^schemathesis: /p;/^\[swarm-test/p' "$LOGS/lanes.log"
 
 step "Playwright (end2end) in Debian chromium"
 BIN=$CARGO_TARGET_DIR/debug/bss-control

@@ -79,7 +79,7 @@ fn median_by(v: &mut [Load], key: fn(&Load) -> f64) -> f64 {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo bench")).parent().unwrap().to_path_buf();
     config.stack.compose = vec![root.join("dev/compose.yml"), root.join("dev/compose.offline.yml")];
     config.store.path = dir.path().join("state.db");
     config.streams.autostart = false;
