@@ -53,7 +53,7 @@ wait_bg() {
 }
 
 bg images dev/images/build.sh
-bg front nice -n 19 bash -c 'dev/scripts/toolchain.sh front && dev/scripts/build.sh front'
+bg front nice -n 19 bash -c "dev/scripts/toolchain.sh front && dev/scripts/build.sh front && touch '$LOGS/front.done'"
 
 # Every cargo call selects the same packages (--workspace): with only -p server, `app` is
 # a plain dependency (rlib) instead of a member (cdylib + rlib), which rebuilt both crates
@@ -120,15 +120,16 @@ cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture
 # another replica or the primary while the rules' test stops replica-1, and it runs no
 # container-facing listener (the rules' test stops and starts its own); it is done before
 # the adoption takes the stack down. Nothing else in the lane touches the engine stack.
-step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
-wait_bg front
-
 step "In the background: schemathesis fuzzing the OpenAPI description against the live server (as an operator, then a viewer), then the Swarm test bed with the whole stack on it"
 # (The swarm: 3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine
 # killed and back; then the stack with the swarm backend: placement, KRaft across hosts,
 # replicas streaming, idempotent up, verify against the swarm, the Cluster page in Chromium
 # draining h3, h3 cut off and back, said on the live feed.)
-bg lanes bash -c "dev/scripts/schemathesis.sh '$CARGO_TARGET_DIR/debug/bss-control' && touch '$LOGS/fuzz.done' && SWARM_E2E=1 dev/swarm/test.sh"
+# The swarm's Chromium test needs the browser bundle: on a fresh machine it may still be
+# building (cargo-leptos, wasm-bindgen-cli, the release wasm), so the lane waits for it (a
+# failed bundle build fails the run at the wait for it below).
+bg lanes bash -c "dev/scripts/schemathesis.sh '$CARGO_TARGET_DIR/debug/bss-control' && touch '$LOGS/fuzz.done' \
+  && until [[ -f '$LOGS/front.done' ]]; do sleep 2; done && SWARM_E2E=1 dev/swarm/test.sh"
 
 step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
 cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
@@ -146,6 +147,9 @@ cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
 step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"
 cargo test --workspace --features app/ssr --test image -- --ignored --nocapture
+
+step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
+wait_bg front
 
 step "The background lane: schemathesis, then the swarm test bed (started beside the rules' test)"
 wait_bg lanes
