@@ -670,6 +670,8 @@ struct DbLoad {
     writes_failed: AtomicU64,
     reads_ok: AtomicU64,
     reads_failed: AtomicU64,
+    /// The slowest router read that answered, ms: the headroom under the 3 s deadline.
+    reads_slowest: Mutex<(u64, String)>,
     pool_ok: AtomicU64,
     pool_failed: AtomicU64,
     by: Mutex<BTreeMap<String, u64>>,
@@ -730,9 +732,17 @@ async fn db_load(svc: Arc<Services>, load: Arc<DbLoad>, stop: CancellationToken)
                     None => svc.db.read(q).await,
                 }
             };
+            let began = Instant::now();
             let r = tokio::time::timeout(OP_TIMEOUT, read).await;
             match &r {
-                Ok(Ok((who, _))) => *load.by.lock().unwrap().entry(who.clone()).or_default() += 1,
+                Ok(Ok((who, _))) => {
+                    *load.by.lock().unwrap().entry(who.clone()).or_default() += 1;
+                    let ms = began.elapsed().as_millis() as u64;
+                    let mut slowest = load.reads_slowest.lock().unwrap();
+                    if ms > slowest.0 {
+                        *slowest = (ms, who.clone());
+                    }
+                }
                 Ok(Err(e)) => note_read_error(&load, "router read", e.to_string()),
                 Err(_) => note_read_error(&load, "router read", format!("no answer within {} s", OP_TIMEOUT.as_secs())),
             }
@@ -1170,8 +1180,10 @@ impl Services {
         for p in phases {
             note(format!("{}: {} events, {:.0}/s, p50 {:.0} ms, p99 {:.0} ms", p.name, p.events, p.per_sec, p.p50_ms, p.p99_ms));
         }
+        // Taken out first: two locks of it inside one format! would deadlock.
+        let (slowest_ms, slowest_from) = db.reads_slowest.lock().unwrap().clone();
         note(format!(
-            "load finished: {} produced, {} processed, {} DLQ, {} lost, {} duplicates; router reads {} ok / {} failed, HAProxy reads {} ok / {} failed, writes {} ok / {} failed, {} acknowledged writes missing",
+            "load finished: {} produced, {} processed, {} DLQ, {} lost, {} duplicates; router reads {} ok / {} failed (slowest answer {} ms, from {}), HAProxy reads {} ok / {} failed, writes {} ok / {} failed, {} acknowledged writes missing",
             demo.produced,
             demo.processed,
             demo.dlq,
@@ -1179,6 +1191,8 @@ impl Services {
             demo.duplicates,
             db.reads_ok.load(Ordering::Relaxed),
             db.reads_failed.load(Ordering::Relaxed),
+            slowest_ms,
+            slowest_from,
             db.pool_ok.load(Ordering::Relaxed),
             db.pool_failed.load(Ordering::Relaxed),
             db.writes_ok.load(Ordering::Relaxed),

@@ -250,8 +250,18 @@ impl DbRouter {
     {
         // The insert position, like `write_lsn`: the write position trails it by the WAL
         // not yet written out, and an LSN a write just returned may lie in that gap.
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&self.primary).await.map_err(|e| DbError::PrimaryDown(e.to_string())).ok();
+        // Only a sanity check of the caller's LSN, so it must not delay the read: skipped
+        // while the write gate is closed (the primary refuses), bounded by a check's timeout
+        // otherwise. Unbounded, a primary that was starting up held every read here for the
+        // pool's 2 s acquire timeout (sqlx retries "starting up"), and a read that then
+        // went to a replica on a busy machine missed a 3 s deadline (the primary-stop drill,
+        // once in CI, 21 s after the fault).
+        let current: Option<String> = if self.primary_refused.lock().unwrap().is_some() {
+            None
+        } else {
+            let q = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&self.primary);
+            tokio::time::timeout(self.cfg.check_timeout, q).await.ok().and_then(Result::ok)
+        };
         if let Some(current) = current.as_deref().and_then(Lsn::parse) {
             if lsn > current {
                 return Err(DbError::AheadOfPrimary { wanted: lsn, current });
