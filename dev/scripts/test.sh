@@ -112,46 +112,46 @@ grep -q "events must be between 1" "$LOGS/demo-bad.err" || { cat "$LOGS/demo-bad
 step "Fault drills under load: brokers killed and cut off, a processor crash, replicas, primary, HAProxy, the healer, Envoy's upstream failing; a control plane killed mid-drill; a stopped broker paged as KafkaBrokerDown, its partitions seen offline and under-replicated"
 cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture --test-threads 1
 
-# Two lanes from here. The alert rules' test is mostly waiting (each rule's `for:` hold, in
-# three phases, about 8 min) and the swarm test bed is a stack of its own (three engines in
-# network namespaces on 198.18.0.0/24, its control plane on 127.0.0.1:3102): the fuzzing,
-# then the swarm, run beside the rules instead of after them. The fuzzer's server reads
-# through its own router, which retries a read on another replica or the primary while the
-# rules' test stops replica-1, and it runs no container-facing listener (the rules' test
-# stops and starts its own). Nothing else in the lane touches the engine stack.
-step "In the background: schemathesis fuzzing the OpenAPI description against the live server (as an operator, then a viewer), then the Swarm test bed with the whole stack on it"
-# (The swarm: 3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine
-# killed and back; then the stack with the swarm backend: placement, KRaft across hosts,
-# replicas streaming, idempotent up, verify against the swarm, the Cluster page in Chromium
-# draining h3, h3 cut off and back, said on the live feed.)
-# The swarm's Chromium test needs the browser bundle: on a fresh machine it may still be
-# building (cargo-leptos, wasm-bindgen-cli, the release wasm), so the lane waits for it.
-bg lanes bash -c "dev/scripts/schemathesis.sh '$CARGO_TARGET_DIR/debug/bss-control' \
-  && until [[ -f '$LOGS/front.done' ]]; do sleep 2; done && SWARM_E2E=1 dev/swarm/test.sh"
+# Two lanes from here. The Swarm test bed is a stack of its own (three engines in network
+# namespaces on 198.18.0.0/24, its control plane on 127.0.0.1:3102) and runs in the
+# background (about 10 min) while the engine stack's remaining checks run in the
+# foreground: the alert rules' test (mostly waiting out each rule's `for:` hold, about
+# 8 min), the fuzzer, the stack and the image tests. The adoption's `docker-compose up`
+# gives up on the first health check a starting broker fails, which it did beside the
+# swarm bed's engines (a clean-clone run of ac20670: kafka-init "is unhealthy",
+# 2026-12-03), so it runs after the lane ends, with Playwright.
+step "In the background: the Swarm test bed with the whole stack on it"
+# (3 engines in network namespaces, one 3-manager swarm, overlay dnsrr, an engine killed and
+# back; then the stack with the swarm backend: placement, KRaft across hosts, replicas
+# streaming, idempotent up, verify against the swarm, the Cluster page in Chromium draining
+# h3, h3 cut off and back, said on the live feed.) Its Chromium test needs the browser
+# bundle: on a fresh machine it may still be building (cargo-leptos, wasm-bindgen-cli, the
+# release wasm), so the lane waits for it.
+bg lanes bash -c "until [[ -f '$LOGS/front.done' ]]; do sleep 2; done && SWARM_E2E=1 dev/swarm/test.sh"
 
 step "Alert rules fire on real faults: a replica stopped, processors stopped with records waiting, Envoy's upstream failing then gone, the replication slot idle"
 cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
 
-# The fuzzer needs the engine stack, which the adoption takes down and starts again; and
-# the adoption's `docker-compose up` gives up on the first health check a starting broker
-# fails, which it did beside the swarm bed's three engines (CI-like run of ac20670: kafka-init
-# "is unhealthy", 2026-12-03). So the whole lane ends first. (The lane's swarm waits for
-# the browser bundle: waited for first, so a failed bundle build fails the run here.)
-step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
-wait_bg front
-
-step "The background lane: schemathesis, then the swarm test bed (started beside the rules' test)"
-wait_bg lanes
-sed -n '/^--- as /,/^schemathesis: /p;/^\[swarm-test/p' "$LOGS/lanes.log"
-
-step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"
-cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
+step "schemathesis fuzzing the OpenAPI description against the live server (as an operator, then a viewer)"
+dev/scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/bss-control"
 
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
 
 step "The panel's container image (offline, from the stack's base): shared mode, health check, sign-in, an operator action, state across a restart"
 cargo test --workspace --features app/ssr --test image -- --ignored --nocapture
+
+# Waited for first, so a failed bundle build fails the run instead of leaving the lane
+# waiting for it.
+step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: hydrates, every page's first load ≤ 400 KB gzipped"
+wait_bg front
+
+step "The background lane: the Swarm test bed"
+wait_bg lanes
+sed -n '/^\[swarm-test/p' "$LOGS/lanes.log"
+
+step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"
+cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
 
 step "Playwright (end2end) in Debian chromium"
 BIN=$CARGO_TARGET_DIR/debug/bss-control
