@@ -45,11 +45,12 @@ cleanup() {
 trap cleanup EXIT
 # bg NAME CMD...: runs CMD in its own process group, output to $LOGS/NAME.log.
 bg() { local n=$1; shift; setsid "$@" >"$LOGS/$n.log" 2>&1 & BG+=($!); eval "PID_${n//-/_}=$!"; }
-# wait_bg NAME: waits for it; on failure prints its log and fails.
+# wait_bg NAME [SED]: waits for it; on failure prints its log and fails; on success prints
+# the lines of its log the sed script SED selects (by default the last three).
 wait_bg() {
   local n=$1 pid; pid=$(eval "echo \$PID_${n//-/_}")
   if ! wait "$pid"; then tail -60 "$LOGS/$n.log" >&2; echo "background step $n failed" >&2; exit 1; fi
-  tail -3 "$LOGS/$n.log"
+  if [[ -n ${2:-} ]]; then sed -n "$2" "$LOGS/$n.log"; else tail -3 "$LOGS/$n.log"; fi
 }
 
 bg images dev/images/build.sh
@@ -140,8 +141,7 @@ cargo test --workspace --features app/ssr --test rules -- --ignored --nocapture
 
 # Before the stack test, which tears the stack down under the fuzzer's server.
 step "The fuzzer (started beside the rules' test)"
-wait_bg fuzz
-sed -n '/^--- as /,$p' "$LOGS/fuzz.log" | sed '/^  - JUnit/d'
+wait_bg fuzz '/^--- as /,${/^  - JUnit/d;p}'
 
 step "Phase 3 stack: provision, check every service, heal a killed replica, tear down"
 cargo test --workspace --features app/ssr --test stack -- --ignored --nocapture
@@ -155,8 +155,7 @@ step "browser bundle (cargo-leptos, release wasm split per page) + wasm check: h
 wait_bg front
 
 step "The Swarm test bed (started beside the rules' test)"
-wait_bg lanes
-sed -n '/^\[swarm-test/p' "$LOGS/lanes.log"
+wait_bg lanes '/^\[swarm-test/p'
 
 step "A stack started with Debian's docker-compose is adopted by bss-control up: nothing recreated, every service supervised"
 cargo test --workspace --features app/ssr --test adopt -- --ignored --nocapture
