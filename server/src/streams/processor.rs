@@ -754,6 +754,29 @@ fn leaderless_error(topic: &str, partitions: impl Iterator<Item = (i32, i32, Vec
     ))
 }
 
+/// Whether a partition-level error is one a client sees while leadership moves: right
+/// after the topic was created (the leader named in the metadata has not taken the
+/// partition yet) or during an election. Such an error is retried, not a failure.
+fn leadership_in_flux(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(code, C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition | C::NotCoordinator | C::FencedLeaderEpoch | C::UnknownLeaderEpoch)
+}
+
+/// The low and high watermarks of `topic`'s partition `p`, retried for up to 10 s while the
+/// partition's leadership is in flux (a changelog the restore has just created: the CI run
+/// of 300606f failed a processor on one `NotLeaderForPartition` there).
+fn watermarks(c: &rdkafka::consumer::BaseConsumer, topic: &str, p: i32) -> Result<(i64, i64), String> {
+    let since = std::time::Instant::now();
+    loop {
+        match c.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+            Err(e) if e.rdkafka_error_code().is_some_and(leadership_in_flux) && since.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(250))
+            }
+            r => return r.map_err(|e| format!("changelog {topic}[{p}]: {e}")),
+        }
+    }
+}
+
 /// Replays the changelog `topic` into `t` from the beginning to the current end of every
 /// partition, creating the topic (compacted) when it does not exist yet. Bounded: 120 s.
 async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: Arc<(AtomicU64, AtomicU64)>, cancel: CancellationToken) -> Result<(Transform, u64), String> {
@@ -795,7 +818,7 @@ async fn restore(spec: &ProcessorSpec, topic: &str, mut t: Transform, progress: 
         let mut starts = std::collections::HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in 0..parts {
-            let (lo, hi) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).map_err(|e| format!("changelog {topic}[{p}]: {e}"))?;
+            let (lo, hi) = watermarks(&c, &topic, p)?;
             if hi > lo {
                 tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
                 ends.insert(p, hi);
@@ -995,6 +1018,17 @@ mod tests {
         assert_eq!(unassigned(3, 2, "CompletingRebalance"), Unassigned::Rebalancing);
         // The coordinator lists no member at all: still stuck (it should list this one).
         assert_eq!(unassigned(3, 0, "Empty"), Unassigned::Stuck { members: 0, partitions: 3 });
+    }
+
+    #[test]
+    fn only_errors_of_moving_leadership_are_retried_by_the_restore() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        for c in [C::NotLeaderForPartition, C::LeaderNotAvailable, C::UnknownTopicOrPartition] {
+            assert!(super::leadership_in_flux(c), "{c:?}");
+        }
+        for c in [C::TopicAuthorizationFailed, C::GroupAuthorizationFailed, C::InvalidPartitions, C::UnknownTopic] {
+            assert!(!super::leadership_in_flux(c), "{c:?}");
+        }
     }
 
     #[test]
