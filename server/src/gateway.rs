@@ -490,8 +490,10 @@ impl Gateway {
             let (http, url) = (self.http.clone(), url.clone());
             async move { http.get(&url).send().await.map(|r| r.status().as_u16()) }
         });
+        let sent_at = std::time::Instant::now();
         let codes = futures_util::future::join_all(reqs).await;
-        let mut r = BurstResult { sent: n, passed: 0, limited: 0, other: 0, limited_counter_before: before, limited_counter_after: before };
+        let span_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut r = BurstResult { sent: n, passed: 0, limited: 0, other: 0, limited_counter_before: before, limited_counter_after: before, span_ms };
         for c in codes {
             match c {
                 Ok(200) => r.passed += 1,

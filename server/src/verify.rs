@@ -295,8 +295,11 @@ pub fn suite<'a>(svc: &'a Targets<'a>) -> Vec<Check<'a>> {
                 } else {
                     format!("counter +{}", b.limited_counter_after - b.limited_counter_before)
                 };
-                let m = format!("{} passed, {} limited (429), {counter}", b.passed, b.limited);
-                Ok(if b.passed <= 11 && b.limited >= 9 && b.other == 0 { Pass(m) } else { Fail(m) })
+                let m = format!("{} passed, {} limited (429) in {} ms, at most {} allowed; {counter}", b.passed, b.limited, b.span_ms, b.most_allowed());
+                Ok(match b.judged() {
+                    Ok(()) => Pass(m),
+                    Err(why) => Fail(format!("{why}; {m}")),
+                })
             }),
         },
         Check {

@@ -98,7 +98,8 @@ async fn alerts_and_gateway_on_the_real_services() {
     let gw = Gateway::new(Default::default());
     let b = gw.burst(30).await.expect("burst");
     assert_eq!(b.other, 0, "{b:?}");
-    assert!(b.limited >= 15 && b.passed <= 12, "{b:?}");
+    b.judged().unwrap_or_else(|e| panic!("{e}: {b:?}"));
+    assert!(b.limited >= 30 - b.most_allowed(), "{b:?}");
     assert_eq!(b.limited_counter_after - b.limited_counter_before, b.limited as u64, "{b:?}");
     assert!(gw.burst(0).await.is_err() && gw.burst(10_000).await.is_err());
     let v = gw.view().await;

@@ -62,4 +62,61 @@ pub struct BurstResult {
     pub other: u32,
     pub limited_counter_before: u64,
     pub limited_counter_after: u64,
+    /// From the first request sent to the last answer.
+    pub span_ms: u64,
+}
+
+/// Envoy's token bucket (dev/envoy/envoy.yaml): 10 tokens, one more every 0.6 s (100 a minute).
+pub const BUCKET_TOKENS: u32 = 10;
+pub const REFILL_MS: u64 = 600;
+
+impl BurstResult {
+    /// The most requests a correct limiter lets through in this burst: a full bucket plus
+    /// every token that can land during its span (one more than whole refill intervals, as
+    /// the first may land at once). A burst slow enough for this to reach `sent` tests nothing.
+    pub fn most_allowed(&self) -> u32 {
+        BUCKET_TOKENS + 1 + u32::try_from(self.span_ms / REFILL_MS).unwrap_or(u32::MAX - BUCKET_TOKENS - 1)
+    }
+
+    /// Whether Envoy limited this burst as configured; `Err` says how it did not.
+    pub fn judged(&self) -> Result<(), String> {
+        let most = self.most_allowed();
+        if self.other > 0 {
+            Err(format!("{} answers neither 200 nor 429", self.other))
+        } else if most >= self.sent {
+            Err(format!("the burst took {} ms: a correct limiter may pass all {} requests in that time, so it tests nothing", self.span_ms, self.sent))
+        } else if self.passed > most {
+            Err(format!("{} passed, more than the {most} a 10-token bucket refilled every 0.6 s allows in {} ms", self.passed, self.span_ms))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BurstResult;
+
+    fn burst(sent: u32, passed: u32, other: u32, span_ms: u64) -> BurstResult {
+        BurstResult { sent, passed, limited: sent - passed - other, other, limited_counter_before: 0, limited_counter_after: 0, span_ms }
+    }
+
+    #[test]
+    fn a_burst_is_judged_by_the_tokens_its_span_allows() {
+        // Fast: a full bucket and at most one refill.
+        assert_eq!(burst(20, 11, 0, 150).most_allowed(), 11);
+        assert!(burst(20, 11, 0, 150).judged().is_ok());
+        assert!(burst(20, 12, 0, 150).judged().unwrap_err().contains("more than the 11"));
+        // Slow (a loaded machine): three refills may land in 1.9 s.
+        assert_eq!(burst(20, 13, 0, 1_900).most_allowed(), 14);
+        assert!(burst(20, 13, 0, 1_900).judged().is_ok());
+        assert!(burst(20, 15, 0, 1_900).judged().is_err());
+        // No limiter at all is caught while the burst is fast enough to tell.
+        assert!(burst(20, 20, 0, 300).judged().is_err());
+        // Too slow to tell: a failure, never a pass.
+        assert!(burst(20, 9, 0, 6_000).judged().unwrap_err().contains("tests nothing"));
+        // Anything but 200 or 429.
+        assert!(burst(20, 5, 1, 100).judged().unwrap_err().contains("neither 200 nor 429"));
+        assert_eq!(burst(20, 0, 0, u64::MAX).most_allowed(), u32::MAX);
+    }
 }

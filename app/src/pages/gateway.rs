@@ -78,8 +78,8 @@ pub fn Gateway() -> impl IntoView {
             </form>
             <p data-testid="burst-result" role="status">{move || burst.value().get().map(|r| match r {
                 Err(e) => e.refusal(),
-                Ok(b) => format!("{} sent: {} passed, {} limited (429), {} other · Envoy's rate_limited counter {} → {}",
-                    b.sent, b.passed, b.limited, b.other, b.limited_counter_before, b.limited_counter_after),
+                Ok(b) => format!("{} sent: {} passed, {} limited (429), {} other in {} ms (at most {} may pass) · Envoy's rate_limited counter {} → {}",
+                    b.sent, b.passed, b.limited, b.other, b.span_ms, b.most_allowed(), b.limited_counter_before, b.limited_counter_after),
             })}</p>
         </section>
         <Transition fallback=|| view! { <p aria-busy="true">"Reading Envoy and HAProxy…"</p> }>
