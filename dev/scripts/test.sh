@@ -119,8 +119,9 @@ cargo test --workspace --features app/ssr --test drills -- --ignored --nocapture
 # alert rules' test (mostly waiting out each rule's `for:` hold, about 8 min), the fuzzer,
 # the stack and the image tests. The fuzzer stays out of the bed's way: beside it, the
 # load slowed the bed's verify burst of 20 requests through its Envoy enough for the token
-# bucket to refill three times (13 passed, the check allows 11; a clean-clone run of
-# 57b0a04's order, 2026-12-03). The adoption's `docker-compose up` gives up on the first
+# bucket to refill three times (13 passed where the check then allowed 11; a clean-clone
+# run of 57b0a04's order, 2026-12-03; the check now allows for refills over the burst's
+# measured span, but the bed's other timing bounds still want the load lighter). The adoption's `docker-compose up` gives up on the first
 # health check a starting broker fails, which it did beside the bed's engines (a
 # clean-clone run of ac20670: kafka-init "is unhealthy", 2026-12-03), so it runs after the
 # lane ends, with Playwright.
