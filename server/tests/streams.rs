@@ -103,6 +103,10 @@ async fn read_all_as(topic: &str, want: usize, isolation: &str) -> Vec<rdkafka::
         .set("isolation.level", isolation)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // A topic created a moment ago (the DLQ in the outage tests) may be missing from the
+        // metadata of the broker asked first; librdkafka then looks again only at this
+        // interval, 5 min by default, far past the read's 60 s.
+        .set("topic.metadata.refresh.interval.ms", "1000")
         .create()
         .unwrap();
     c.subscribe(&[topic]).unwrap();
@@ -260,6 +264,8 @@ fn causation(m: &rdkafka::message::OwnedMessage) -> String {
 /// the processor has failed once. Returns the outputs a read_committed reader sees and the
 /// valid inputs' ids.
 async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>, HashSet<String>) {
+    common::log_to_test_output();
+    let started = std::time::Instant::now();
     let sup = common::stack_supervisor();
     sup.up().await.expect("stack up");
 
@@ -328,8 +334,15 @@ async fn dlq_outage(exactly_once: bool) -> (Vec<rdkafka::message::OwnedMessage>,
     for r in admin.create_topics(&[one(&dlq)], &AdminOptions::new()).await.unwrap() {
         common::topic_created(&r).unwrap();
     }
+    let created_at = started.elapsed();
     let dead = read_all_as(&dlq, 1, "read_committed").await;
-    assert!(!dead.is_empty(), "the malformed record never reached the DLQ after it appeared");
+    assert!(
+        !dead.is_empty(),
+        "the malformed record never reached the DLQ after it appeared (created {:.1} s in, gave up {:.1} s in): {:?}",
+        created_at.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        view(&streams)
+    );
     wait_until!("the committed offset covers every input", 60, committed() == rdkafka::Offset::Offset(21));
     let outputs = read_all_as(&out, valid.len(), "read_committed").await;
     streams.stop_all().await;

@@ -492,6 +492,9 @@ pub async fn observer(brokers: &str, topics: &[&str], group: &str) -> Result<Str
         .set("enable.auto.commit", "false")
         // Under exactly-once an aborted transaction's outputs must not count as processed.
         .set("isolation.level", "read_committed")
+        // A topic just created (by the demo or verify) can be missing from the first
+        // metadata answer; librdkafka's default second look comes after 5 min, past the join bound.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .create()
         .map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;
     c.subscribe(topics).map_err(|e| StreamsError::Kafka(format!("observer: {e}")))?;

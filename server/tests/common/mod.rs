@@ -116,3 +116,11 @@ pub fn topic_created(r: &Result<String, (String, rdkafka::types::RDKafkaErrorCod
         Err((name, e)) => Err(format!("topic {name} not created: {e}")),
     }
 }
+
+/// The server's own log lines (`RUST_LOG`, default the streams' info) in the test's
+/// captured output: libtest prints it only for a test that fails, which is when the
+/// processors' restarts and their reasons are what tells what happened.
+pub fn log_to_test_output() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "server::streams=info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
