@@ -534,6 +534,41 @@ impl GatewayApi for Services {
 mod tests {
     use super::*;
 
+    /// Every `token_bucket` in a parsed YAML tree.
+    fn token_buckets(v: &serde_yaml::Value, out: &mut Vec<serde_yaml::Value>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    if k.as_str() == Some("token_bucket") {
+                        out.push(v.clone());
+                    }
+                    token_buckets(v, out);
+                }
+            }
+            serde_yaml::Value::Sequence(s) => s.iter().for_each(|v| token_buckets(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_burst_bound_is_the_bucket_envoy_is_given() {
+        // The rate-limit checks judge a burst by BUCKET_TOKENS and REFILL_MS; if the
+        // gateway's config changed and they did not, every verdict would be wrong.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/envoy/envoy.yaml");
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut buckets = vec![];
+        token_buckets(&yaml, &mut buckets);
+        assert_eq!(buckets.len(), 1, "one local rate limit in {}", path.display());
+        let b = &buckets[0];
+        assert_eq!(b["max_tokens"].as_u64(), Some(u64::from(app::api::BUCKET_TOKENS)));
+        assert_eq!(b["tokens_per_fill"].as_u64(), Some(1));
+        let fill = b["fill_interval"].as_str().and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse::<f64>().ok()).unwrap();
+        assert_eq!((fill * 1000.0).round() as u64, app::api::REFILL_MS);
+        // The seed's figure: 100 requests a minute, a burst of 10.
+        assert_eq!(60_000 / app::api::REFILL_MS, 100);
+        assert_eq!(app::api::BUCKET_TOKENS, 10);
+    }
+
     #[test]
     fn stat_names_as_prometheus_stores_them() {
         // As seen on Envoy 1.x's /stats/prometheus beside /stats.

@@ -86,7 +86,12 @@ impl BurstResult {
         } else if most >= self.sent {
             Err(format!("the burst took {} ms: a correct limiter may pass all {} requests in that time, so it tests nothing", self.span_ms, self.sent))
         } else if self.passed > most {
-            Err(format!("{} passed, more than the {most} a 10-token bucket refilled every 0.6 s allows in {} ms", self.passed, self.span_ms))
+            Err(format!(
+                "{} passed, more than the {most} a {BUCKET_TOKENS}-token bucket refilled every {} s allows in {} ms",
+                self.passed,
+                REFILL_MS as f64 / 1000.0,
+                self.span_ms
+            ))
         } else {
             Ok(())
         }
