@@ -141,7 +141,10 @@ pub fn register_streams(r: &mut Registry, v: &app::api::StreamsView) {
     r.register("bss_stream_dlq", "Records sent to the dead-letter topic", count(&|p| p.dlq));
     r.register("bss_stream_restarts", "Restarts after failures", count(&|p| p.restarts as u64));
     r.register("bss_stream_running", "1 while the processor runs", gauge_of(&|_, p| f64::from(u8::from(p.state == "running"))));
-    r.register("bss_stream_consumer_lag", "Input records not yet committed by the processor's group", gauge_of(&|_, p| p.lag.unwrap_or(0) as f64));
+    // No series while the lag is unknown (no topic read answered lately): a 0 would say
+    // "caught up" when nothing is known.
+    let lags = v.processors.iter().filter_map(|p| Some((vec![("processor", p.name.clone())], p.lag? as f64)));
+    r.register("bss_stream_consumer_lag", "Input records not yet committed by the processor's group", gauges(lags));
     r.register_with_unit("bss_stream_latency_p99", "End-to-end latency p99 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p99_ms / 1000.0));
     r.register_with_unit("bss_stream_latency_p50", "End-to-end latency p50 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p50_ms / 1000.0));
     // Per partition: the same lag, where it sits (a stuck partition shows here, not in the sum).
@@ -151,7 +154,7 @@ pub fn register_streams(r: &mut Registry, v: &app::api::StreamsView) {
             let processor = groups.get(g.as_str())?;
             Some((
                 vec![("processor", processor.to_string()), ("group", g.clone()), ("topic", t.topic.clone()), ("partition", t.partition.to_string())],
-                lag.unwrap_or(0),
+                (*lag)?,
             ))
         })
     });
@@ -161,8 +164,11 @@ pub fn register_streams(r: &mut Registry, v: &app::api::StreamsView) {
 /// The read/write router's state: replication lag, admission and routing counters.
 pub fn register_db(r: &mut Registry, s: &app::api::DbStatus) {
     let per = |f: &dyn Fn(&app::api::ReplicaStatus) -> f64| gauges(s.replicas.iter().map(|x| (vec![("replica", x.name.clone())], f(x))));
-    r.register_with_unit("bss_db_replication_lag", "WAL the replica has not replayed", Unit::Bytes, per(&|x| x.lag_bytes as f64));
-    r.register_with_unit("bss_db_replication_lag", "How far the replica's replay is behind", Unit::Seconds, per(&|x| x.lag_secs));
+    // A replica whose lag the last check could not tell (down, not a standby, the primary's
+    // position unknown) has no lag series: absent, not 0.
+    let known = |f: &dyn Fn(&app::api::ReplicaStatus) -> Option<f64>| gauges(s.replicas.iter().filter_map(|x| Some((vec![("replica", x.name.clone())], f(x)?))));
+    r.register_with_unit("bss_db_replication_lag", "WAL the replica has not replayed", Unit::Bytes, known(&|x| x.lag_bytes.map(|b| b as f64)));
+    r.register_with_unit("bss_db_replication_lag", "How far the replica's replay is behind", Unit::Seconds, known(&|x| x.lag_secs));
     r.register("bss_db_replica_admitted", "1 when the router sends reads to the replica", per(&|x| f64::from(u8::from(x.admission == app::api::Admission::In))));
     r.register("bss_db_replica_reads", "Reads served by the replica", counters(s.replicas.iter().map(|x| (vec![("replica", x.name.clone())], x.reads))));
     r.register("bss_db_primary_up", "1 when the primary answered the last check", gauge(i64::from(s.primary_up)));
@@ -197,11 +203,17 @@ mod tests {
                 reachable: true,
                 replay_paused: true,
                 replay_lsn: None,
-                lag_bytes: 4096,
-                lag_secs: 2.5,
+                lag_bytes: Some(4096),
+                lag_secs: Some(2.5),
                 reads: 7,
             }],
         };
+        let mut down = s.clone();
+        down.replicas[0].reachable = false;
+        (down.replicas[0].lag_bytes, down.replicas[0].lag_secs) = (None, None);
+        let text = render(|r| register_db(r, &down));
+        assert!(!text.contains("bss_db_replication_lag_bytes{") && !text.contains("bss_db_replication_lag_seconds{"), "a replica that did not answer has no lag: {text}");
+        assert!(text.contains("bss_db_replica_admitted{replica=\"postgres-replica-1\"} 0.0\n"), "{text}");
         let text = render(|r| register_db(r, &s));
         assert!(text.contains("# UNIT bss_db_replication_lag_bytes bytes\n"), "{text}");
         assert!(text.contains("bss_db_replication_lag_bytes{replica=\"postgres-replica-1\"} 4096.0\n"), "{text}");
@@ -247,5 +259,15 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("someone-else"), "only the processors' groups: {text}");
+
+        // Lag unknown (no topic read answered lately): no series, not a 0.
+        v.processors[0].lag = None;
+        for t in &mut v.topics {
+            t.groups[0].2 = None;
+        }
+        let text = render(|r| register_streams(r, &v));
+        assert!(!text.contains("bss_stream_consumer_lag{"), "{text}");
+        assert!(!text.contains("bss_stream_consumer_partition_lag{"), "{text}");
+        assert!(text.contains("bss_stream_consumed_total{processor=\"bss-order-processor\"}"), "the rest is still there: {text}");
     }
 }

@@ -136,13 +136,13 @@ impl Store {
     }
 
     /// Stores one minute of downsampled lag per replica; drops minutes older than 7 days.
-    pub async fn save_lag_minute(&self, at_ms: u64, rows: &[(String, u64, f64)]) -> Result<(), StoreError> {
+    pub async fn save_lag_minute(&self, at_ms: u64, rows: &[(String, Option<u64>, f64)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (replica, bytes, secs) in rows {
             sqlx::query("INSERT OR REPLACE INTO lag_minutes (at_ms, replica, lag_bytes, lag_secs) VALUES (?, ?, ?, ?)")
                 .bind(at_ms as i64)
                 .bind(replica)
-                .bind(*bytes as i64)
+                .bind(bytes.map(|b| b as i64))
                 .bind(*secs)
                 .execute(&mut *tx)
                 .await?;
@@ -153,7 +153,8 @@ impl Store {
     }
 
     /// Downsampled lag since `since_ms`: (minute, replica, bytes, secs), oldest first.
-    pub async fn lag_minutes(&self, since_ms: u64) -> Result<Vec<(i64, String, i64, f64)>, StoreError> {
+    /// `bytes` is None for a minute whose byte lag was not known.
+    pub async fn lag_minutes(&self, since_ms: u64) -> Result<Vec<(i64, String, Option<i64>, f64)>, StoreError> {
         Ok(sqlx::query_as("SELECT at_ms, replica, lag_bytes, lag_secs FROM lag_minutes WHERE at_ms >= ? ORDER BY at_ms, replica")
             .bind(since_ms as i64)
             .fetch_all(&self.pool)
@@ -280,11 +281,12 @@ mod tests {
         assert_eq!(runs[0].5, r#"{"x":2}"#);
 
         let day = 86_400_000;
-        store.save_lag_minute(10 * day, &[("r1".into(), 100, 0.5), ("r2".into(), 0, 0.0)]).await.unwrap();
-        store.save_lag_minute(10 * day, &[("r1".into(), 200, 0.7)]).await.unwrap(); // same minute: replaced
-        store.save_lag_minute(18 * day, &[("r1".into(), 1, 0.1)]).await.unwrap(); // drops minutes > 7 days older
+        store.save_lag_minute(10 * day, &[("r1".into(), Some(100), 0.5), ("r2".into(), Some(0), 0.0)]).await.unwrap();
+        store.save_lag_minute(10 * day, &[("r1".into(), Some(200), 0.7)]).await.unwrap(); // same minute: replaced
+        // Drops minutes > 7 days older; a minute whose byte lag was unknown keeps it unknown.
+        store.save_lag_minute(18 * day, &[("r1".into(), Some(1), 0.1), ("r2".into(), None, 0.4)]).await.unwrap();
         let rows = store.lag_minutes(0).await.unwrap();
-        assert_eq!(rows, vec![(18 * day as i64, "r1".to_string(), 1, 0.1)]);
+        assert_eq!(rows, vec![(18 * day as i64, "r1".to_string(), Some(1), 0.1), (18 * day as i64, "r2".to_string(), None, 0.4)]);
     }
 
     #[tokio::test]

@@ -26,6 +26,11 @@ async fn router_on_the_real_replicas() {
         router.check_once().await;
         admitted(&router) == 2
     });
+    let known = |r: &DbRouter, i: usize| {
+        let s = &r.status().replicas[i];
+        (s.lag_bytes.is_some(), s.lag_secs.is_some())
+    };
+    assert_eq!((known(&router, 0), known(&router, 1)), ((true, true), (true, true)), "both standbys' lag measured: {:?}", router.status());
 
     // Writes land on the primary.
     let on_primary: bool = sqlx::query_scalar("SELECT NOT pg_is_in_recovery()").fetch_one(router.write()).await.unwrap();
@@ -100,6 +105,11 @@ async fn router_on_the_real_replicas() {
     docker(&["stop", "-t", "1", "bss-postgres-replica-2"]);
     let failures = reader.await.unwrap();
     assert!(failures.is_empty(), "reads failed while a replica stopped: {failures:?}");
+    // Its lag is unknown now, not 0: on the page, in the chart's last point, in /metrics.
+    router.check_once().await;
+    assert_eq!(known(&router, 1), (false, false), "{:?}", router.status().replicas[1]);
+    let last = router.history().pop().unwrap();
+    assert_eq!((last.lag_bytes[1], last.lag_secs[1]), (None, None), "{last:?}");
     sup.start("postgres-replica-2").await.unwrap();
 
     // Primary stopped: writes fail with a clear error, reads go on from the replicas.
@@ -110,6 +120,9 @@ async fn router_on_the_real_replicas() {
         let (who, standby) = in_recovery(&router).await.unwrap();
         assert!(standby && who != "postgres-primary");
     }
+    // With the primary's position unknown a standby's byte lag is too; its seconds are not.
+    router.check_once().await;
+    assert_eq!(known(&router, 0), (false, true), "{:?}", router.status().replicas[0]);
     monitor.abort();
     sup.start("postgres-primary").await.unwrap();
     wait_until!("both replicas streaming and admitted again", 90, {

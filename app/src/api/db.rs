@@ -18,8 +18,10 @@ pub struct ReplicaStatus {
     pub reachable: bool,
     pub replay_paused: bool,
     pub replay_lsn: Option<String>,
-    pub lag_bytes: u64,
-    pub lag_secs: f64,
+    /// None when the last check could not tell: the replica did not answer or is no
+    /// standby (and, for bytes, the primary's position is unknown). Never a made-up 0.
+    pub lag_bytes: Option<u64>,
+    pub lag_secs: Option<f64>,
     pub reads: u64,
 }
 
@@ -27,8 +29,9 @@ pub struct ReplicaStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LagPoint {
     pub at_ms: u64,
-    pub lag_bytes: Vec<u64>,
-    pub lag_secs: Vec<f64>,
+    /// None where the replica's lag was not known (a gap in the chart).
+    pub lag_bytes: Vec<Option<u64>>,
+    pub lag_secs: Vec<Option<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

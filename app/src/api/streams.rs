@@ -91,7 +91,9 @@ pub struct ProcPoint {
     pub wait_p99_ms: f64,
     #[serde(default)]
     pub work_p99_ms: f64,
-    pub lag: i64,
+    /// None while the brokers' offsets are not known (no topic read answered lately).
+    #[serde(default)]
+    pub lag: Option<i64>,
 }
 
 /// Per processor, in the order of [`StreamsView::processors`].

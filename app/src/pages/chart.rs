@@ -72,6 +72,11 @@ pub fn LineChart(
 }
 
 
+/// Chart values from samples that may be missing: a missing one is a gap (NaN), never 0.
+pub fn gaps(values: &[Option<f64>]) -> Vec<f64> {
+    values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+}
+
 /// Runs of consecutive samples, split where a value is missing (NaN).
 pub fn segments(values: impl Iterator<Item = (u64, f64)>) -> Vec<Vec<(u64, f64)>> {
     let mut runs: Vec<Vec<(u64, f64)>> = vec![];

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::LineChart;
+use super::chart::{gaps, LineChart};
 use super::history::PromHistory;
 use crate::api::{Admission, DbView};
 
@@ -74,7 +74,11 @@ pub fn Database() -> impl IntoView {
                                                 <td>{r.reads}</td>
                                                 <td><span class=adm_class data-testid="admission">{adm_text}</span></td>
                                                 <td><code>{r.replay_lsn.clone().unwrap_or_default()}</code></td>
-                                                <td>{format!("{} B / {:.2} s", r.lag_bytes, r.lag_secs)}</td>
+                                                <td data-testid="lag">{match (r.lag_bytes, r.lag_secs) {
+                                                    (Some(b), Some(s)) => format!("{b} B / {s:.2} s"),
+                                                    (None, Some(s)) => format!("? B / {s:.2} s"),
+                                                    _ => "unknown".to_string(),
+                                                }}</td>
                                                 <td>
                                                     <span class="muted">{if paused { "paused " } else { "" }}</span>
                                                     <button disabled=move || !can.get() on:click=move |_| {
@@ -105,14 +109,14 @@ pub fn Database() -> impl IntoView {
                             }
                         }
                         <LineChart title="Replication lag (seconds)".to_string() unit="s" names=names.clone()
-                            points=v.history.iter().map(|p| (p.at_ms, p.lag_secs.clone())).collect()
+                            points=v.history.iter().map(|p| (p.at_ms, gaps(&p.lag_secs))).collect()
                             refs=vec![(v.claim_max_lag_secs, "seed claim: < 1 s"), (v.threshold_secs, "ejection threshold")]
                             testid="lag-secs".to_string()/>
                         <LineChart title="Replication lag (bytes)".to_string() unit="B" names=names
-                            points=v.history.iter().map(|p| (p.at_ms, p.lag_bytes.iter().map(|b| *b as f64).collect())).collect()
+                            points=v.history.iter().map(|p| (p.at_ms, gaps(&p.lag_bytes.iter().map(|b| b.map(|b| b as f64)).collect::<Vec<_>>()))).collect()
                             testid="lag-bytes".to_string()/>
                         <LineChart title="Replication lag, last 24 h (per-minute maximum, stored)".to_string() unit="s" names=v.status.replicas.iter().map(|r| r.name.clone()).collect()
-                            points=v.long_history.iter().map(|p| (p.at_ms, p.lag_secs.clone())).collect()
+                            points=v.long_history.iter().map(|p| (p.at_ms, gaps(&p.lag_secs))).collect()
                             refs=vec![(v.claim_max_lag_secs, "seed claim: < 1 s")]
                             testid="lag-long".to_string()/>
                         <section class="card">

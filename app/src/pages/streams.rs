@@ -68,7 +68,7 @@ fn charts(v: &StreamsView) -> impl IntoView {
             <LineChart title="End-to-end latency, event time → output acknowledged".to_string() unit="ms" names=both points=latency
                 refs=vec![(v.claim_latency_ms, "seed claim: < 100 ms")] testid="latency".to_string()/>
             <LineChart title="Latency per hop, p99: event time → consumed (to it), consumed → output acknowledged (in it)".to_string() unit="ms" names=hop_names points=hops testid="hops".to_string()/>
-            <LineChart title="Consumer lag (records)".to_string() unit="rec" names=names points=series(|p| p.lag as f64) testid="lag".to_string()/>
+            <LineChart title="Consumer lag (records)".to_string() unit="rec" names=names points=series(|p| p.lag.map_or(f64::NAN, |l| l as f64)) testid="lag".to_string()/>
         </div>
     }
 }

@@ -34,11 +34,12 @@ impl DbApi for Services {
         let mut long_history: Vec<LagPoint> = vec![];
         for (at, replica, bytes, secs) in rows {
             if long_history.last().is_none_or(|p| p.at_ms != at as u64) {
-                long_history.push(LagPoint { at_ms: at as u64, lag_bytes: vec![0; names.len()], lag_secs: vec![0.0; names.len()] });
+                // A replica with no row for the minute had no known lag then: a gap.
+                long_history.push(LagPoint { at_ms: at as u64, lag_bytes: vec![None; names.len()], lag_secs: vec![None; names.len()] });
             }
             if let (Some(i), Some(p)) = (names.iter().position(|n| *n == replica), long_history.last_mut()) {
-                p.lag_bytes[i] = bytes.max(0) as u64;
-                p.lag_secs[i] = secs;
+                p.lag_bytes[i] = bytes.map(|b| b.max(0) as u64);
+                p.lag_secs[i] = Some(secs);
             }
         }
         let outbox = match self.outbox.backlog(&self.db).await {
@@ -90,15 +91,17 @@ impl Services {
             if recent.is_empty() {
                 continue;
             }
-            let rows: Vec<(String, u64, f64)> = self
+            // The maximum of what was known in the minute; a replica whose lag was never known
+            // in it (down the whole minute) gets no row, and the 24 h chart a gap.
+            let rows: Vec<(String, Option<u64>, f64)> = self
                 .db
                 .replica_names()
                 .into_iter()
                 .enumerate()
-                .map(|(i, name)| {
-                    let bytes = recent.iter().filter_map(|p| p.lag_bytes.get(i)).copied().max().unwrap_or(0);
-                    let secs = recent.iter().filter_map(|p| p.lag_secs.get(i)).copied().fold(0.0, f64::max);
-                    (name, bytes, secs)
+                .filter_map(|(i, name)| {
+                    let bytes = recent.iter().filter_map(|p| p.lag_bytes.get(i).copied().flatten()).max();
+                    let secs = recent.iter().filter_map(|p| p.lag_secs.get(i).copied().flatten()).reduce(f64::max)?;
+                    Some((name, bytes, secs))
                 })
                 .collect();
             if let Err(e) = self.store.save_lag_minute(minute, &rows).await {

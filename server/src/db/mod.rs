@@ -372,23 +372,25 @@ impl DbRouter {
                     let in_recovery: bool = row.get(0);
                     let replay = row.get::<Option<String>, _>(1).and_then(|s| Lsn::parse(&s));
                     let paused: bool = if in_recovery { row.get(2) } else { false };
-                    let lag_bytes = match (primary_lsn, replay) {
-                        (Some(p), Some(rp)) => p.0.saturating_sub(rp.0),
-                        _ => 0,
+                    // Known only from both positions, and only of a standby (a promoted
+                    // node is not behind anything).
+                    let lag_bytes = match (in_recovery, primary_lsn, replay) {
+                        (true, Some(p), Some(rp)) => Some(p.0.saturating_sub(rp.0)),
+                        _ => None,
                     };
                     // Seconds behind: how long ago the primary first passed the replayed position,
                     // from the positions recorded at each check (so 1 s resolution). Unlike
                     // `now() - pg_last_xact_replay_timestamp()`, an idle replica that is a few
                     // bytes behind is not "minutes behind".
-                    let secs = replay.map(|rp| lag_secs(&self.primary_positions.lock().unwrap(), rp, now_ms())).unwrap_or(0.0);
+                    let secs = replay.filter(|_| in_recovery).and_then(|rp| lag_secs(&self.primary_positions.lock().unwrap(), rp, now_ms()));
                     r.state.lock().unwrap().2 = paused;
-                    Sample { unreachable: None, in_recovery, replay_lsn: replay, lag_bytes, lag: Duration::from_secs_f64(secs) }
+                    Sample { unreachable: None, in_recovery, replay_lsn: replay, lag_bytes, lag: secs.map(Duration::from_secs_f64) }
                 }
-                Ok(Err(e)) => Sample { unreachable: Some(e.to_string()), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
-                Err(_) => Sample { unreachable: Some(format!("no answer within {} ms", t.as_millis())), in_recovery: false, replay_lsn: None, lag_bytes: 0, lag: Duration::ZERO },
+                Ok(Err(e)) => Sample { unreachable: Some(e.to_string()), in_recovery: false, replay_lsn: None, lag_bytes: None, lag: None },
+                Err(_) => Sample { unreachable: Some(format!("no answer within {} ms", t.as_millis())), in_recovery: false, replay_lsn: None, lag_bytes: None, lag: None },
             };
             point.lag_bytes.push(sample.lag_bytes);
-            point.lag_secs.push(sample.lag.as_secs_f64());
+            point.lag_secs.push(sample.lag.map(|l| l.as_secs_f64()));
             let mut st = r.state.lock().unwrap();
             let next = admit(&st.0, &sample, &self.cfg.thresholds, now_ms());
             if next != st.0 {
@@ -437,8 +439,8 @@ impl DbRouter {
                         reachable: s.is_some_and(|s| s.unreachable.is_none()),
                         replay_paused: st.2,
                         replay_lsn: s.and_then(|s| s.replay_lsn).map(|l| l.to_string()),
-                        lag_bytes: s.map(|s| s.lag_bytes).unwrap_or(0),
-                        lag_secs: s.map(|s| s.lag.as_secs_f64()).unwrap_or(0.0),
+                        lag_bytes: s.and_then(|s| s.lag_bytes),
+                        lag_secs: s.and_then(|s| s.lag).map(|l| l.as_secs_f64()),
                         reads: r.reads.load(Ordering::Relaxed),
                     }
                 })
@@ -476,12 +478,16 @@ fn refused(e: &sqlx::Error) -> bool {
 }
 
 /// Seconds since the primary's recorded position first exceeded `replayed` (0 when it never
-/// has: caught up). `positions` are (ms, LSN), oldest first.
-pub fn lag_secs(positions: &VecDeque<(u64, Lsn)>, replayed: Lsn, now: u64) -> f64 {
-    match positions.iter().find(|(_, l)| *l > replayed) {
+/// has: caught up); None with no position of the primary recorded (nothing to compare
+/// with). `positions` are (ms, LSN), oldest first.
+pub fn lag_secs(positions: &VecDeque<(u64, Lsn)>, replayed: Lsn, now: u64) -> Option<f64> {
+    if positions.is_empty() {
+        return None;
+    }
+    Some(match positions.iter().find(|(_, l)| *l > replayed) {
         Some((t, _)) => now.saturating_sub(*t) as f64 / 1000.0,
         None => 0.0,
-    }
+    })
 }
 
 fn is_connection_error(e: &sqlx::Error) -> bool {
@@ -538,9 +544,9 @@ mod tests {
     #[test]
     fn lag_is_dated_by_the_primary_positions() {
         let pos: VecDeque<(u64, Lsn)> = [(1_000, Lsn(10)), (2_000, Lsn(10)), (3_000, Lsn(50)), (4_000, Lsn(90))].into();
-        assert_eq!(lag_secs(&pos, Lsn(90), 5_000), 0.0, "caught up");
-        assert_eq!(lag_secs(&pos, Lsn(10), 5_000), 2.0, "behind since the primary passed 10 at 3 s");
-        assert_eq!(lag_secs(&pos, Lsn(60), 5_000), 1.0);
-        assert_eq!(lag_secs(&VecDeque::new(), Lsn(1), 5_000), 0.0);
+        assert_eq!(lag_secs(&pos, Lsn(90), 5_000), Some(0.0), "caught up");
+        assert_eq!(lag_secs(&pos, Lsn(10), 5_000), Some(2.0), "behind since the primary passed 10 at 3 s");
+        assert_eq!(lag_secs(&pos, Lsn(60), 5_000), Some(1.0));
+        assert_eq!(lag_secs(&VecDeque::new(), Lsn(1), 5_000), None, "no position of the primary seen yet: unknown, not caught up");
     }
 }

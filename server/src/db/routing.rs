@@ -48,8 +48,12 @@ pub struct Sample {
     pub unreachable: Option<String>,
     pub in_recovery: bool,
     pub replay_lsn: Option<Lsn>,
-    pub lag_bytes: u64,
-    pub lag: Duration,
+    /// WAL not replayed yet; None unless both the primary's and the replica's positions
+    /// were read (and the replica answered as a standby).
+    pub lag_bytes: Option<u64>,
+    /// How far replay is behind; None unless the replica answered as a standby with a
+    /// replay position.
+    pub lag: Option<Duration>,
 }
 
 pub use app::api::Admission;
@@ -69,10 +73,17 @@ pub fn admit(prev: &Admission, s: &Sample, t: &Thresholds, now_ms: u64) -> Admis
     if !s.in_recovery {
         return out("not a standby: it left recovery (promoted?)".into());
     }
-    let over = s.lag_bytes > t.max_lag_bytes || s.lag > t.max_lag;
-    let under_readmit = (s.lag_bytes as f64) <= t.max_lag_bytes as f64 * t.readmit_fraction
-        && s.lag.as_secs_f64() <= t.max_lag.as_secs_f64() * t.readmit_fraction;
-    let lag_reason = || format!("lag: {} bytes / {:.1} s behind (limit {} bytes / {:.1} s)", s.lag_bytes, s.lag.as_secs_f64(), t.max_lag_bytes, t.max_lag.as_secs_f64());
+    // A standby that answered is judged on what is known: with the primary down its byte
+    // lag cannot be read, but it cannot fall further behind either (no new WAL), so the
+    // unknown part does not eject it; the seconds still judge.
+    let (bytes, lag) = (s.lag_bytes.unwrap_or(0), s.lag.unwrap_or_default());
+    let over = bytes > t.max_lag_bytes || lag > t.max_lag;
+    let under_readmit = (bytes as f64) <= t.max_lag_bytes as f64 * t.readmit_fraction
+        && lag.as_secs_f64() <= t.max_lag.as_secs_f64() * t.readmit_fraction;
+    let lag_reason = || {
+        let bytes = s.lag_bytes.map_or_else(|| "? bytes (primary unknown)".to_string(), |b| format!("{b} bytes"));
+        format!("lag: {bytes} / {:.1} s behind (limit {} bytes / {:.1} s)", lag.as_secs_f64(), t.max_lag_bytes, t.max_lag.as_secs_f64())
+    };
     match prev {
         Admission::In if over => out(lag_reason()),
         Admission::In => Admission::In,
@@ -111,7 +122,7 @@ mod tests {
     use super::*;
 
     fn sample(lag_bytes: u64, lag_s: f64) -> Sample {
-        Sample { unreachable: None, in_recovery: true, replay_lsn: Some(Lsn(100)), lag_bytes, lag: Duration::from_secs_f64(lag_s) }
+        Sample { unreachable: None, in_recovery: true, replay_lsn: Some(Lsn(100)), lag_bytes: Some(lag_bytes), lag: Some(Duration::from_secs_f64(lag_s)) }
     }
 
     #[test]

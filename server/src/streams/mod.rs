@@ -308,7 +308,7 @@ impl Streams {
     }
 
     pub fn view(&self) -> StreamsView {
-        let (topics, topics_error) = self.topics.lock().unwrap().clone();
+        let (topics, topics_error) = self.topic_table(now_ms());
         let history: Vec<StreamPoint> = self.history.lock().unwrap().iter().cloned().collect();
         let processors = self
             .procs
@@ -376,7 +376,7 @@ impl Streams {
                 }
             }
             n += 1;
-            let topics = self.topics.lock().unwrap().0.clone();
+            let (topics, _) = self.topic_table(now_ms());
             let procs = self
                 .procs
                 .iter()
@@ -399,7 +399,7 @@ impl Streams {
                         p99_ms: percentile(&mut lat, 0.99) / 1000.0,
                         wait_p99_ms: percentile(&mut wait, 0.99) / 1000.0,
                         work_p99_ms: percentile(&mut work, 0.99) / 1000.0,
-                        lag: lag_of(&topics, &h.spec.input, &h.spec.group).unwrap_or(0),
+                        lag: lag_of(&topics, &h.spec.input, &h.spec.group),
                     };
                     *last = now;
                     point
@@ -411,6 +411,12 @@ impl Streams {
             }
             hist.push_back(StreamPoint { at_ms: now_ms(), procs });
         }
+    }
+
+    /// The topic table as it stands at `now`: see [`topic_table`].
+    fn topic_table(&self, now: u64) -> (Vec<TopicPartitionRow>, Option<String>) {
+        let t = self.topics.lock().unwrap();
+        topic_table(&t.0, t.1.as_deref(), self.brokers_ok_since_ms.load(Ordering::Relaxed), now)
     }
 
     /// (group, input topic) of every processor.
@@ -546,6 +552,32 @@ pub async fn cluster_health(brokers: &str) -> Result<ClusterHealth, StreamsError
     .map_err(|e| StreamsError::Kafka(format!("metadata: {e}")))
 }
 
+/// How long the last good topic read stands for the consumer lag: six missed reads (a
+/// leader election, a broker restarting). Past that the lag is unknown (the processors'
+/// lag "–", the chart a gap, no series in /metrics), not the last value read.
+const LAG_TRUSTED_FOR_MS: u64 = 30_000;
+
+/// The topic table shown at `now`, from the rows of the last read the brokers answered
+/// (begun at `read_ms`, 0 for none) and the error of a failed read since: the rows stay (the
+/// last known partitions and offsets, said to be that old) but their lag is cleared once
+/// the read is older than [`LAG_TRUSTED_FOR_MS`].
+fn topic_table(rows: &[TopicPartitionRow], error: Option<&str>, read_ms: u64, now: u64) -> (Vec<TopicPartitionRow>, Option<String>) {
+    let age_ms = now.saturating_sub(read_ms);
+    let trusted = read_ms > 0 && age_ms <= LAG_TRUSTED_FOR_MS;
+    let mut rows = rows.to_vec();
+    if !trusted {
+        for (_, _, lag) in rows.iter_mut().flat_map(|r| r.groups.iter_mut()) {
+            *lag = None;
+        }
+    }
+    let error = error.map(|e| match (rows.is_empty(), trusted) {
+        (true, _) => e.to_string(),
+        (false, true) => format!("{e} (the table below is the read of {} s ago)", age_ms / 1000),
+        (false, false) => format!("{e} (the table below is the read of {} s ago; its lag is no longer known)", age_ms / 1000),
+    });
+    (rows, error)
+}
+
 fn lag_of(topics: &[TopicPartitionRow], topic: &str, group: &str) -> Option<i64> {
     let lags: Vec<i64> = topics
         .iter()
@@ -627,6 +659,47 @@ mod tests {
         };
         assert_eq!(lag_of(&[row(0, 3), row(1, 4)], "t", "g"), Some(7));
         assert_eq!(lag_of(&[row(0, 3)], "u", "g"), None);
+    }
+
+    #[test]
+    fn a_stale_topic_table_keeps_its_rows_but_not_its_lag() {
+        let rows = vec![TopicPartitionRow { topic: "t".into(), partition: 0, leader: 1, low: 0, high: 10, groups: vec![("g".into(), Some(4), Some(6))] }];
+        let now = 1_000_000;
+        // The last read answered: as read.
+        assert_eq!(topic_table(&rows, None, now - 4_000, now), (rows.clone(), None));
+        // Reads failing for a while: the rows and their lag stand, said to be that old.
+        let (t, e) = topic_table(&rows, Some("metadata: timed out"), now - 12_000, now);
+        assert_eq!(lag_of(&t, "t", "g"), Some(6));
+        assert_eq!(e.as_deref(), Some("metadata: timed out (the table below is the read of 12 s ago)"));
+        // Past LAG_TRUSTED_FOR_MS: the offsets read stay, the lag is unknown, and it says so.
+        let (t, e) = topic_table(&rows, Some("metadata: timed out"), now - LAG_TRUSTED_FOR_MS - 1_000, now);
+        assert_eq!((t[0].high, t[0].groups[0].1, t[0].groups[0].2), (10, Some(4), None));
+        assert_eq!(lag_of(&t, "t", "g"), None);
+        assert!(e.unwrap().ends_with("31 s ago; its lag is no longer known)"));
+        // Never read: nothing to show, nothing known.
+        assert_eq!(topic_table(&[], Some("metadata: timed out"), 0, now), (vec![], Some("metadata: timed out".into())));
+    }
+
+    /// The sampler against brokers that are not there (a real librdkafka client, connection
+    /// refused): the lag is unknown everywhere it is shown, never 0.
+    #[tokio::test]
+    async fn with_no_broker_answering_the_lag_is_unknown_not_zero() {
+        let s = Streams::new("127.0.0.1:1", 1000, "test", |_| Guarantee::AtLeastOnce);
+        let cancel = CancellationToken::new();
+        tokio::spawn(s.clone().run_sampler(cancel.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let v = loop {
+            let v = s.view();
+            if v.topics_error.is_some() && !v.history.is_empty() {
+                break v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the topic read never failed: {v:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        cancel.cancel();
+        assert!(v.topics.is_empty());
+        assert!(v.processors.iter().all(|p| p.lag.is_none()), "{:?}", v.processors);
+        assert!(v.history.iter().flat_map(|p| &p.procs).all(|p| p.lag.is_none()), "{:?}", v.history);
     }
 
     #[tokio::test]
