@@ -145,8 +145,12 @@ pub fn register_streams(r: &mut Registry, v: &app::api::StreamsView) {
     // "caught up" when nothing is known.
     let lags = v.processors.iter().filter_map(|p| Some((vec![("processor", p.name.clone())], p.lag? as f64)));
     r.register("bss_stream_consumer_lag", "Input records not yet committed by the processor's group", gauges(lags));
-    r.register_with_unit("bss_stream_latency_p99", "End-to-end latency p99 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p99_ms / 1000.0));
-    r.register_with_unit("bss_stream_latency_p50", "End-to-end latency p50 over the last second", Unit::Seconds, gauge_of(&|i, _| point(i).p50_ms / 1000.0));
+    // Latency only for a second that acknowledged something: an idle second has none.
+    let latency = |f: fn(&app::api::ProcPoint) -> Option<f64>| {
+        gauges(v.processors.iter().enumerate().filter_map(|(i, p)| Some((vec![("processor", p.name.clone())], f(&point(i))? / 1000.0))))
+    };
+    r.register_with_unit("bss_stream_latency_p99", "End-to-end latency p99 over the last second", Unit::Seconds, latency(|p| p.p99_ms));
+    r.register_with_unit("bss_stream_latency_p50", "End-to-end latency p50 over the last second", Unit::Seconds, latency(|p| p.p50_ms));
     // Per partition: the same lag, where it sits (a stuck partition shows here, not in the sum).
     let groups: std::collections::HashMap<&str, &str> = v.processors.iter().map(|p| (p.group.as_str(), p.name.as_str())).collect();
     let rows = v.topics.iter().flat_map(|t| {
@@ -269,5 +273,19 @@ mod tests {
         assert!(!text.contains("bss_stream_consumer_lag{"), "{text}");
         assert!(!text.contains("bss_stream_consumer_partition_lag{"), "{text}");
         assert!(text.contains("bss_stream_consumed_total{processor=\"bss-order-processor\"}"), "the rest is still there: {text}");
+    }
+
+    #[test]
+    fn latency_only_for_a_second_that_acknowledged_something() {
+        let mut v = app::api::StreamsView::default();
+        v.processors.push(app::api::ProcessorView { name: "bss-order-processor".into(), ..Default::default() });
+        let second = |p99: Option<f64>| app::api::StreamPoint { at_ms: 1, procs: vec![app::api::ProcPoint { p50_ms: p99.map(|v| v / 2.0), p99_ms: p99, ..Default::default() }] };
+        v.history.push(second(Some(40.0)));
+        let text = render(|r| register_streams(r, &v));
+        assert!(text.contains("bss_stream_latency_p99_seconds{processor=\"bss-order-processor\"} 0.04\n"), "{text}");
+        // Idle: no latency to tell, so no series (it was a 0 ms).
+        v.history.push(second(None));
+        let text = render(|r| register_streams(r, &v));
+        assert!(!text.contains("bss_stream_latency_p99_seconds{") && !text.contains("bss_stream_latency_p50_seconds{"), "{text}");
     }
 }

@@ -81,16 +81,17 @@ pub struct ProcPoint {
     pub in_rate: f64,
     pub out_rate: f64,
     pub dlq_rate: f64,
-    /// End-to-end latency (event time → output acknowledged) over that second, ms.
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    /// End-to-end latency (event time → output acknowledged) over that second, ms; None in
+    /// a second with no output acknowledged (no latency to tell, not 0 ms).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
     /// The latency per hop, p99 over that second, ms: event time → consumed (producing,
     /// the brokers' append and replication, the fetch), consumed → output acknowledged
     /// (the processor: transform, produce, acknowledgement).
     #[serde(default)]
-    pub wait_p99_ms: f64,
+    pub wait_p99_ms: Option<f64>,
     #[serde(default)]
-    pub work_p99_ms: f64,
+    pub work_p99_ms: Option<f64>,
     /// None while the brokers' offsets are not known (no topic read answered lately).
     #[serde(default)]
     pub lag: Option<i64>,

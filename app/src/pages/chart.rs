@@ -27,7 +27,7 @@ pub fn LineChart(
     let span = (t1.saturating_sub(t0)).max(1) as f64;
     let x = move |t: u64| pad + (t.saturating_sub(t0)) as f64 / span * (w - pad - 8.0);
     let y = move |v: f64| h - 20.0 - v / max_v * (h - 30.0);
-    let value = |p: &(u64, Vec<f64>), i: usize| p.1.get(i).copied().unwrap_or(0.0);
+    let value = |p: &(u64, Vec<f64>), i: usize| p.1.get(i).copied().unwrap_or(f64::NAN);
     let lines = names
         .iter()
         .enumerate()
@@ -36,7 +36,7 @@ pub fn LineChart(
             segments(points.iter().map(|p| (p.0, value(p, i))))
                 .into_iter()
                 .map(|run| {
-                    let pts = run.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect::<Vec<_>>().join(" ");
+                    let pts = polyline_points(&run, x, y);
                     view! { <polyline points=pts class=format!("series c{}", i % COLORS) data-series=name.clone()/> }
                 })
                 .collect_view()
@@ -64,7 +64,7 @@ pub fn LineChart(
             <ul class="legend">
                 {names.iter().enumerate().map(|(i, n)| view! {
                     <li><span class=format!("swatch c{}", i % COLORS)></span>
-                        {n.clone()} ": " <b data-testid=format!("{testid}-{n}")>{shown(latest.get(i).copied().unwrap_or(0.0))}</b> " " {unit}</li>
+                        {n.clone()} ": " <b data-testid=format!("{testid}-{n}")>{shown(latest.get(i).copied().unwrap_or(f64::NAN))}</b> " " {unit}</li>
                 }).collect_view()}
             </ul>
         </figure>
@@ -75,6 +75,15 @@ pub fn LineChart(
 /// Chart values from samples that may be missing: a missing one is a gap (NaN), never 0.
 pub fn gaps(values: &[Option<f64>]) -> Vec<f64> {
     values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+}
+
+/// The `points` of one run's polyline. A lone sample between gaps becomes a short tick: a
+/// one-point polyline draws nothing.
+fn polyline_points(run: &[(u64, f64)], x: impl Fn(u64) -> f64, y: impl Fn(f64) -> f64) -> String {
+    match run {
+        [(t, v)] => format!("{:.1},{:.1} {:.1},{:.1}", x(*t) - 1.5, y(*v), x(*t) + 1.5, y(*v)),
+        _ => run.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// Runs of consecutive samples, split where a value is missing (NaN).
@@ -109,12 +118,12 @@ pub fn text_alternative(title: &str, unit: &str, names: &[String], points: &[(u6
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let vals = points.iter().map(|p| p.1.get(i).copied().unwrap_or(0.0)).filter(|v| !v.is_nan());
+            let vals = points.iter().map(|p| p.1.get(i).copied().unwrap_or(f64::NAN)).filter(|v| !v.is_nan());
             let (lo, hi) = vals.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
             if lo > hi {
                 return format!("{n} no samples");
             }
-            let now = points.last().and_then(|p| p.1.get(i)).copied().unwrap_or(0.0);
+            let now = points.last().and_then(|p| p.1.get(i)).copied().unwrap_or(f64::NAN);
             format!("{n} now {} {unit} ({lo:.2} to {hi:.2})", shown(now))
         })
         .collect::<Vec<_>>()
@@ -143,5 +152,12 @@ mod tests {
         let v = [(1, 1.0), (2, f64::NAN), (3, 3.0), (4, 4.0), (5, f64::NAN), (6, f64::NAN)];
         assert_eq!(super::segments(v.into_iter()), vec![vec![(1, 1.0)], vec![(3, 3.0), (4, 4.0)]]);
         assert!(super::segments([(1, f64::NAN)].into_iter()).is_empty());
+    }
+
+    #[test]
+    fn a_lone_sample_is_drawn_as_a_tick() {
+        let (x, y) = (|t: u64| t as f64, |v: f64| v);
+        assert_eq!(super::polyline_points(&[(10, 2.0)], x, y), "8.5,2.0 11.5,2.0");
+        assert_eq!(super::polyline_points(&[(10, 2.0), (20, 3.0)], x, y), "10.0,2.0 20.0,3.0");
     }
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::error::AppError;
 
-use super::chart::LineChart;
+use super::chart::{gaps, LineChart};
 use super::history::PromHistory;
 use crate::live::poll_every;
 use crate::api::StreamsView;
@@ -56,10 +56,10 @@ fn charts(v: &StreamsView) -> impl IntoView {
     };
     let both: Vec<String> = names.iter().flat_map(|n| [format!("{n} p50"), format!("{n} p99")]).collect();
     let latency: Vec<(u64, Vec<f64>)> =
-        v.history.iter().map(|p| (p.at_ms, p.procs.iter().flat_map(|q| [q.p50_ms, q.p99_ms]).collect())).collect();
+        v.history.iter().map(|p| (p.at_ms, gaps(&p.procs.iter().flat_map(|q| [q.p50_ms, q.p99_ms]).collect::<Vec<_>>()))).collect();
     let hop_names: Vec<String> = names.iter().flat_map(|n| [format!("{n} to it"), format!("{n} in it")]).collect();
     let hops: Vec<(u64, Vec<f64>)> =
-        v.history.iter().map(|p| (p.at_ms, p.procs.iter().flat_map(|q| [q.wait_p99_ms, q.work_p99_ms]).collect())).collect();
+        v.history.iter().map(|p| (p.at_ms, gaps(&p.procs.iter().flat_map(|q| [q.wait_p99_ms, q.work_p99_ms]).collect::<Vec<_>>()))).collect();
     view! {
         <div class="grid2">
             <LineChart title="Events in (per second)".to_string() unit="ev/s" names=names.clone() points=series(|p| p.in_rate) testid="in-rate".to_string()/>

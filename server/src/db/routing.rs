@@ -161,6 +161,19 @@ mod tests {
     }
 
     #[test]
+    fn with_the_primary_down_a_standby_is_judged_on_its_seconds() {
+        let t = Thresholds::default();
+        let mut s = sample(0, 0.3);
+        s.lag_bytes = None; // the primary's position could not be read
+        assert_eq!(admit(&Admission::In, &s, &t, 1), Admission::In, "an unknown byte lag does not eject");
+        s.lag = Some(Duration::from_secs(5));
+        match admit(&Admission::In, &s, &t, 1) {
+            Admission::Out { reason, .. } => assert!(reason.starts_with("lag: ? bytes (primary unknown) / 5.0 s"), "{reason}"),
+            a => panic!("5 s behind should be out: {a:?}"),
+        }
+    }
+
+    #[test]
     fn down_or_promoted_replicas_are_out() {
         let t = Thresholds::default();
         let mut s = sample(0, 0.0);

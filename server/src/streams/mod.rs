@@ -395,10 +395,11 @@ impl Streams {
                         in_rate: now.0.saturating_sub(last.0) as f64,
                         out_rate: now.1.saturating_sub(last.1) as f64,
                         dlq_rate: now.2.saturating_sub(last.2) as f64,
-                        p50_ms: percentile(&mut lat, 0.50) / 1000.0,
-                        p99_ms: percentile(&mut lat, 0.99) / 1000.0,
-                        wait_p99_ms: percentile(&mut wait, 0.99) / 1000.0,
-                        work_p99_ms: percentile(&mut work, 0.99) / 1000.0,
+                        // A second with nothing acknowledged has no latency (a gap), not 0 ms.
+                        p50_ms: (!lat.is_empty()).then(|| percentile(&mut lat, 0.50) / 1000.0),
+                        p99_ms: (!lat.is_empty()).then(|| percentile(&mut lat, 0.99) / 1000.0),
+                        wait_p99_ms: (!wait.is_empty()).then(|| percentile(&mut wait, 0.99) / 1000.0),
+                        work_p99_ms: (!work.is_empty()).then(|| percentile(&mut work, 0.99) / 1000.0),
                         lag: lag_of(&topics, &h.spec.input, &h.spec.group),
                     };
                     *last = now;
