@@ -78,20 +78,21 @@ test('provision from the UI, every service turns healthy, stop one and start it 
   // started again, it is measured and taking reads.
   const r2 = page.getByRole('table', { name: 'Replicas' }).getByRole('row', { name: 'postgres-replica-2', exact: true });
   await expect(r2.getByTestId('lag')).toHaveText(/^\d+ B \/ \d+\.\d\d s$/);
-  await page.goto('/services');
-  await hydrated(page);
-  await serviceRow(page, 'postgres-replica-2').getByRole('button', { name: 'Stop', exact: true }).click();
-  await expect(serviceRow(page, 'postgres-replica-2').locator('.badge')).toHaveClass(/\bbad\b/, { timeout: 60_000 });
-  await page.goto('/database');
-  await hydrated(page);
+  // From the Services page (an operator's stop, not a crash the supervisor heals), then
+  // back to the Database page.
+  const onServices = async (button: 'Stop' | 'Start', badge: RegExp, timeout: number) => {
+    await page.goto('/services');
+    await hydrated(page);
+    const row = serviceRow(page, 'postgres-replica-2');
+    await row.getByRole('button', { name: button, exact: true }).click();
+    await expect(row.locator('.badge')).toHaveClass(badge, { timeout });
+    await page.goto('/database');
+    await hydrated(page);
+  };
+  await onServices('Stop', /\bbad\b/, 60_000);
   await expect(r2.getByTestId('lag')).toHaveText('unknown', { timeout: 20_000 });
   await expect(r2.getByTestId('admission')).toContainText('down', { timeout: 20_000 });
-  await page.goto('/services');
-  await hydrated(page);
-  await serviceRow(page, 'postgres-replica-2').getByRole('button', { name: 'Start', exact: true }).click();
-  await expect(serviceRow(page, 'postgres-replica-2').locator('.badge')).toHaveClass(/\bok\b/, { timeout: 90_000 });
-  await page.goto('/database');
-  await hydrated(page);
+  await onServices('Start', /\bok\b/, 90_000);
   await expect(r2.getByTestId('admission')).toHaveText('taking reads', { timeout: 60_000 });
   await expect(r2.getByTestId('lag')).toHaveText(/^\d+ B \/ \d+\.\d\d s$/);
 
